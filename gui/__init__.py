@@ -1,0 +1,1 @@
+"""The PyQt6 control panel: reads snapshots, writes parameters, never touches a port or the model."""

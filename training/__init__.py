@@ -1,0 +1,1 @@
+"""Offline: read music, prepare token arrays, train, evaluate, write style files."""
