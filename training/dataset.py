@@ -1,0 +1,185 @@
+"""The prepared cache: token arrays per split, written once, read by train and eval.
+
+Layout of a prepared folder:
+    train.npz, valid.npz, test.npz   tokens (int16, every piece concatenated, each starting with BOS),
+                                     positions (uint8, bar position after each token), offsets (int64,
+                                     piece i is tokens[offsets[i]:offsets[i+1]]), keys, paths, meters
+    manifest.json                    specs, counts, skipped files, vocabulary, tokenizer version
+Every file is written atomically (temp file, fsync, os.replace); the manifest is written last, so a
+folder with a manifest is complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from engine.tokens import VOCABULARY, encode_notes
+
+from .sources import EXTENSIONS, Piece, load_pieces
+from .splits import SPLITS
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def tokenizer_version() -> str:
+    """A fingerprint of everything that decides the cached tokens: the vocabulary, the tokenizer's and
+    the readers' source code, and this file format."""
+    h = hashlib.sha1(json.dumps(VOCABULARY, sort_keys=True).encode())
+    h.update(str(FORMAT_VERSION).encode())
+    import engine.tokens
+    import engine.events
+    from . import sources, splits
+
+    for mod in (engine.tokens, engine.events, sources, splits):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+def _atomic_write(path: Path, write) -> None:
+    """write(fileobj) into a temp file beside `path`, fsync, then os.replace onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _write_split(path: Path, pieces: list[Piece]) -> dict:
+    toks, poss, lengths = [], [], []
+    for piece in pieces:
+        t, p = encode_notes(piece.notes, piece.meter)
+        toks.append(t)
+        poss.append(p)
+        lengths.append(len(t))
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths, dtype=np.int64)
+    arrays = dict(
+        tokens=np.concatenate(toks).astype(np.int16) if toks else np.zeros(0, np.int16),
+        positions=np.concatenate(poss).astype(np.uint8) if poss else np.zeros(0, np.uint8),
+        offsets=offsets,
+        keys=np.array([p.key for p in pieces], dtype=np.str_),
+        paths=np.array([p.path for p in pieces], dtype=np.str_),
+        meters=np.array([str(p.meter) for p in pieces], dtype=np.str_),
+    )
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    return {"pieces": len(pieces), "tokens": int(offsets[-1]), "events": int(offsets[-1]) - len(pieces)}
+
+
+def prepare(specs: list[str], out_dir: str | Path, jobs: int | None = None, corpus_limit: int | None = None,
+            progress: bool = False) -> dict:
+    """Reads `specs`, tokenises every piece, writes the per-split arrays and the manifest to `out_dir`.
+
+    Returns {"files": pieces kept, "events": tokens excluding BOS, "seconds", "skipped", "splits": per
+    split {"pieces", "tokens", "events"}, "out": folder}.
+    """
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    pieces, skipped = load_pieces(list(specs), jobs=jobs, corpus_limit=corpus_limit, progress=progress)
+    by_split: dict[str, list[Piece]] = {s: [] for s in SPLITS}
+    for piece in pieces:
+        by_split[piece.split].append(piece)
+    counts = {s: _write_split(out / f"{s}.npz", by_split[s]) for s in SPLITS}
+    seconds = time.perf_counter() - t0
+    manifest = {
+        "format": FORMAT_VERSION,
+        "tokenizer_version": tokenizer_version(),
+        "specs": list(specs),
+        "corpus_limit": corpus_limit,
+        "files": len(pieces),
+        "events": sum(c["events"] for c in counts.values()),
+        "seconds": round(seconds, 3),
+        "splits": counts,
+        "skipped": skipped,
+        "vocabulary": VOCABULARY,
+    }
+    data = json.dumps(manifest, indent=1).encode()
+    _atomic_write(out / MANIFEST, lambda f: f.write(data))
+    return {"files": manifest["files"], "events": manifest["events"], "seconds": seconds,
+            "skipped": skipped, "splits": counts, "out": str(out)}
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+def read_manifest(out_dir: str | Path) -> dict:
+    with open(Path(out_dir) / MANIFEST) as f:
+        return json.load(f)
+
+
+def load_split_arrays(out_dir: str | Path, split: str) -> dict[str, np.ndarray]:
+    """The raw arrays of one split: tokens, positions, offsets, keys, paths, meters."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    with np.load(Path(out_dir) / f"{split}.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_split(out_dir: str | Path, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (tokens int16, positions uint8) pair per piece of `split`, each starting with BOS."""
+    a = load_split_arrays(out_dir, split)
+    off = a["offsets"]
+    return [(a["tokens"][off[i]:off[i + 1]], a["positions"][off[i]:off[i + 1]]) for i in range(len(off) - 1)]
+
+
+# ---------------------------------------------------------------------------------------------- cache
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("ANTIPHON_CACHE") or "cache")
+
+
+def _fingerprint(spec: str) -> list:
+    """What identifies a spec's content: corpus names and JSB files by name (plus size and mtime for
+    files), folders by every readable file's relative path, size and mtime."""
+    if spec.startswith("corpus:"):
+        return [spec]
+    path = Path(spec.split(":", 1)[1] if spec.startswith("jsb-quarter:") else spec)
+    if path.is_dir():
+        rows = []
+        for p in sorted(path.rglob("*")):
+            if p.is_file() and p.suffix.lower() in EXTENSIONS:
+                st = p.stat()
+                rows.append([p.relative_to(path).as_posix(), st.st_size, st.st_mtime_ns])
+        return [spec, str(path.resolve()), rows]
+    if path.is_file():
+        st = path.stat()
+        return [spec, str(path.resolve()), st.st_size, st.st_mtime_ns]
+    return [spec]
+
+
+def cache_key(specs: list[str], corpus_limit: int | None = None) -> str:
+    payload = json.dumps([tokenizer_version(), corpus_limit, [_fingerprint(s) for s in specs]])
+    return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def prepare_or_load(specs: list[str], cache_root: str | Path | None = None, jobs: int | None = None,
+                    corpus_limit: int | None = None, progress: bool = False) -> tuple[Path, dict]:
+    """The prepared folder for `specs` under `cache_root` (default ./cache or $ANTIPHON_CACHE), preparing
+    it first when no complete one exists. Returns (folder, manifest)."""
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    out = root / f"prepared-{cache_key(specs, corpus_limit)}"
+    if (out / MANIFEST).is_file():
+        try:
+            manifest = read_manifest(out)
+            if manifest.get("tokenizer_version") == tokenizer_version():
+                return out, manifest
+        except (OSError, ValueError):
+            pass  # unreadable: prepare again
+    prepare(specs, out, jobs=jobs, corpus_limit=corpus_limit, progress=progress)
+    return out, read_manifest(out)

@@ -1,0 +1,417 @@
+"""Reading music: MIDI files, music21 formats, music21's bundled corpus, the JSB quarter-note JSON.
+
+`load_pieces(specs)` turns DATA specs into `Piece`s (notes in ticks at 24 per quarter, a meter, a
+split) plus a list of files it had to skip, each with a reason. A spec is:
+
+- a file, or a folder searched recursively for .mid .midi .kar (read with symusic, mido as a
+  fallback) and .musicxml .mxl .xml .krn .abc (read with music21; each tune of a multi-tune ABC file
+  is its own piece, keyed ``name#N``);
+- ``corpus:NAME``, a subset of music21's corpus (see `CORPUS_SETS`);
+- ``jsb-quarter:PATH``, the JSB chorales JSON (keys train/valid/test, one frame per quarter).
+
+No per-file failure escapes: a broken file becomes ``{"path": ..., "reason": ...}`` in `skipped`.
+music21 parses run in a process pool; MIDI is parsed in-process (symusic is faster than the pickling).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.events import TICKS_PER_QUARTER, Meter, Note
+from engine.tokens import DEFAULT_VELOCITY
+
+from .splits import assign_split, piece_key
+
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
+MUSIC21_EXTENSIONS = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
+EXTENSIONS = MIDI_EXTENSIONS + MUSIC21_EXTENSIONS
+MAX_REASON = 300
+
+
+@dataclass
+class Piece:
+    key: str  # the split key (see training.splits.piece_key)
+    path: str  # for display: the file, with #N for a tune of a multi-tune file
+    notes: list[Note]
+    meter: Meter = field(default_factory=Meter)
+    split: str = "train"
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One unit of reading: a file, or one tune of a multi-tune ABC file."""
+
+    path: str
+    key: str
+    display: str
+    abc_text: str | None = None  # the tune's text (file header + tune) for an ABC tune
+
+
+# ---------------------------------------------------------------------------------------------- corpus
+
+def corpus_root() -> Path:
+    import music21.corpus
+
+    return Path(music21.corpus.__file__).resolve().parent
+
+
+# corpus:NAME -> (folders under the corpus root, the most tunes/pieces to take (None: all)).
+# Folders are read whole; a cap keeps a deterministic, hash-spread sample of the pieces.
+CORPUS_SETS: dict[str, tuple[tuple[str, ...], int | None]] = {
+    "bach": (("bach",), None),
+    "folk": (("essenFolksong",), 3000),
+    "broad": (
+        ("bach", "essenFolksong", "oneills1850", "miscFolk", "palestrina", "monteverdi", "trecento",
+         "josquin", "haydn", "mozart", "beethoven", "schumann_robert", "schumann_clara", "corelli",
+         "handel", "cpebach", "schubert", "chopin", "joplin", "weber", "verdi", "luca", "ciconia"),
+        6000,
+    ),
+}
+# Folders of the corpus that are test material or analyses rather than music to learn from.
+_CORPUS_EXCLUDE = re.compile(r"(^|/)(test[0-9a-z]?\.abc|choraleAnalyses/.*)$")
+
+
+def _corpus_files(folders: tuple[str, ...]) -> list[Path]:
+    root = corpus_root()
+    out = []
+    for folder in folders:
+        for p in sorted((root / folder).rglob("*")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and p.suffix.lower() in EXTENSIONS and not _CORPUS_EXCLUDE.search(rel):
+                out.append(p)
+    return out
+
+
+def _sample(tasks: list[_Task], limit: int | None) -> list[_Task]:
+    """At most `limit` tasks, chosen by a hash independent of the split hash (so the split stays
+    ~90/5/5 inside the sample), returned in their original order."""
+    if limit is None or len(tasks) <= limit:
+        return tasks
+    chosen = sorted(tasks, key=lambda t: hashlib.sha1(f"sample:{t.key}".encode()).digest())[:limit]
+    keep = {t.key for t in chosen}
+    return [t for t in tasks if t.key in keep]
+
+
+# ---------------------------------------------------------------------------------------------- specs
+
+def _split_abc(text: str) -> tuple[str, list[str]]:
+    """ABC text -> (file header, [tune text, ...]); a tune starts at a line beginning with X:."""
+    starts = [m.start() for m in re.finditer(r"^X:", text, flags=re.M)]
+    if not starts:
+        return "", [text]
+    return text[: starts[0]], [text[a:b] for a, b in zip(starts, starts[1:] + [len(text)])]
+
+
+def _file_tasks(path: Path, skipped: list[dict]) -> list[_Task]:
+    if path.suffix.lower() != ".abc":
+        return [_Task(str(path), piece_key(path), str(path))]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        skipped.append({"path": str(path), "reason": _reason(exc)})
+        return []
+    header, tunes = _split_abc(text)
+    if len(tunes) == 1:
+        return [_Task(str(path), piece_key(path), str(path), header + tunes[0])]
+    return [_Task(str(path), piece_key(path, i), f"{path}#{i}", header + tune) for i, tune in enumerate(tunes, 1)]
+
+
+def _expand(spec: str, skipped: list[dict], corpus_limit: int | None) -> list[_Task]:
+    if spec.startswith("corpus:"):
+        name = spec[len("corpus:"):]
+        if name not in CORPUS_SETS:
+            raise ValueError(f"unknown corpus {name!r}; known: {', '.join(sorted(CORPUS_SETS))}")
+        folders, cap = CORPUS_SETS[name]
+        tasks = [t for p in _corpus_files(folders) for t in _file_tasks(p, skipped)]
+        if corpus_limit is not None:
+            cap = corpus_limit if cap is None else min(cap, corpus_limit)
+        return _sample(tasks, cap)
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        return [t for p in files for t in _file_tasks(p, skipped)]
+    if path.is_file():
+        return _file_tasks(path, skipped)
+    raise FileNotFoundError(f"no such file, folder or corpus: {spec}")
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+def _reason(exc: BaseException) -> str:
+    message = str(exc).strip() or "no message"
+    return f"{type(exc).__name__}: {message}"[:MAX_REASON]
+
+
+def _meter(numerator: int, denominator: int) -> Meter:
+    try:
+        return Meter.parse(f"{int(numerator)}/{int(denominator)}")
+    except (ValueError, TypeError):
+        return Meter()
+
+
+def _to_ticks(values: np.ndarray, tpq: int) -> np.ndarray:
+    return np.floor(values.astype(np.float64) * TICKS_PER_QUARTER / tpq + 0.5).astype(np.int64)
+
+
+def read_midi_symusic(path: str) -> tuple[list[Note], Meter]:
+    import symusic
+
+    score = symusic.Score(str(path))
+    tpq = int(score.ticks_per_quarter)
+    if tpq <= 0:
+        raise ValueError(f"ticks per quarter is {tpq} (SMPTE time is not supported)")
+    notes: list[Note] = []
+    for track in score.tracks:
+        if track.is_drum:
+            continue
+        arr = track.notes.numpy()
+        if not len(arr["time"]):
+            continue
+        start = _to_ticks(arr["time"], tpq)
+        end = np.maximum(_to_ticks(arr["time"] + arr["duration"], tpq), start + 1)
+        for s, e, p, v in zip(start.tolist(), end.tolist(), arr["pitch"].tolist(), arr["velocity"].tolist()):
+            if v > 0 and s >= 0:
+                notes.append(Note(s, e, int(p), int(v)))
+    sigs = sorted(score.time_signatures, key=lambda ts: ts.time)
+    meter = _meter(sigs[0].numerator, sigs[0].denominator) if sigs else Meter()
+    return notes, meter
+
+
+def read_midi_mido(path: str) -> tuple[list[Note], Meter]:
+    import mido
+
+    mid = mido.MidiFile(str(path))
+    if mid.type == 2:
+        raise ValueError("type 2 (asynchronous) MIDI files are not supported")
+    tpq = int(mid.ticks_per_beat)
+    if tpq <= 0:
+        raise ValueError(f"ticks per quarter is {tpq} (SMPTE time is not supported)")
+    notes: list[Note] = []
+    meter_msg = None
+    for track in mid.tracks:
+        now = 0
+        sounding: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for msg in track:
+            now += msg.time
+            if msg.type == "time_signature" and (meter_msg is None or now < meter_msg[0]):
+                meter_msg = (now, msg.numerator, msg.denominator)
+            if msg.type not in ("note_on", "note_off") or msg.channel == 9:
+                continue
+            key = (msg.channel, msg.note)
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding.setdefault(key, []).append((now, msg.velocity))
+            elif sounding.get(key):
+                start, vel = sounding[key].pop(0)
+                notes.append((start, now, msg.note, vel))
+        for (_, pitch), opened in sounding.items():
+            notes.extend((start, now, pitch, vel) for start, vel in opened)
+    out = []
+    for s, e, p, v in notes:
+        s24 = int(np.floor(s * TICKS_PER_QUARTER / tpq + 0.5))
+        e24 = max(int(np.floor(e * TICKS_PER_QUARTER / tpq + 0.5)), s24 + 1)
+        out.append(Note(s24, e24, p, v))
+    meter = _meter(meter_msg[1], meter_msg[2]) if meter_msg else Meter()
+    return out, meter
+
+
+def read_midi(path: str) -> tuple[list[Note], Meter]:
+    """symusic first; mido only when symusic refuses the file. Raises with symusic's reason if both do."""
+    try:
+        return read_midi_symusic(path)
+    except Exception as first:  # noqa: BLE001 - any parser failure is a reason to try the other
+        try:
+            return read_midi_mido(path)
+        except Exception:  # noqa: BLE001
+            raise first from None
+
+
+def score_notes(score) -> tuple[list[Note], Meter]:
+    """A music21 Score (or Part) -> notes at 24 ticks per quarter and its first meter."""
+    from music21 import meter as m21meter, stream
+
+    score = score.stripTies()
+    pad = 0.0
+    first_measure = score.recurse().getElementsByClass(stream.Measure).first()
+    if first_measure is not None and first_measure.paddingLeft:
+        pad = float(first_measure.paddingLeft)  # a pickup bar: put the first downbeat on a bar line
+    notes: list[Note] = []
+    for el in score.flatten().notes:
+        start = int(np.floor((float(el.offset) + pad) * TICKS_PER_QUARTER + 0.5))
+        end = int(np.floor((float(el.offset) + pad + float(el.quarterLength)) * TICKS_PER_QUARTER + 0.5))
+        if end <= start:
+            continue  # grace notes and other zero-length ornaments
+        for p in el.pitches:
+            notes.append(Note(start, end, int(p.midi), DEFAULT_VELOCITY))
+    ts = score.recurse().getElementsByClass(m21meter.TimeSignature).first()
+    meter = _meter(ts.numerator, ts.denominator) if ts is not None else Meter()
+    return notes, meter
+
+
+def read_music21(path: str, abc_text: str | None = None) -> tuple[list[Note], Meter]:
+    from music21 import converter, stream
+
+    if abc_text is not None:
+        parsed = converter.parseData(abc_text, format="abc")
+    else:
+        parsed = converter.parse(str(path))
+    if isinstance(parsed, stream.Opus):
+        scores = list(parsed.scores)
+        if not scores:
+            raise ValueError("music21 found an empty opus")
+        parsed = scores[0]
+    return score_notes(parsed)
+
+
+def _read_task(task: _Task) -> tuple[Piece | None, dict | None]:
+    """Reads one task; never raises (a failure comes back as a skipped entry)."""
+    try:
+        if Path(task.path).suffix.lower() in MIDI_EXTENSIONS:
+            notes, meter = read_midi(task.path)
+        else:
+            notes, meter = read_music21(task.path, task.abc_text)
+        if not notes:
+            return None, {"path": task.display, "reason": "no notes"}
+        return Piece(task.key, task.display, sorted(notes), meter, assign_split(task.key)), None
+    except Exception as exc:  # noqa: BLE001 - per-file errors are reported, never raised
+        return None, {"path": task.display, "reason": _reason(exc)}
+
+
+def _read_batch(tasks: list[_Task]) -> list[tuple[Piece | None, dict | None]]:
+    import warnings
+
+    warnings.filterwarnings("ignore")  # music21 warns a lot on corpus ABC; failures are reported anyway
+    return [_read_task(t) for t in tasks]
+
+
+# ---------------------------------------------------------------------------------------------- JSB
+
+def read_jsb_quarter(path: str) -> list[Piece]:
+    """The JSB JSON: each piece a list of frames (MIDI pitches sounding at each quarter); a pitch in
+    consecutive frames is one held note. Split = the JSON key."""
+    with open(path) as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not any(k in data for k in ("train", "valid", "test")):
+        raise ValueError(f"{path}: expected a JSON object with keys train/valid/test")
+    name = Path(path).name.lower()
+    pieces = []
+    for split in ("train", "valid", "test"):
+        for i, frames in enumerate(data.get(split, [])):
+            pieces.append(Piece(f"jsb:{name}:{split}:{i}", f"{path}:{split}[{i}]",
+                                frames_to_notes(frames), Meter(4, 4), split))
+    return pieces
+
+
+def frames_to_notes(frames: list[list[int]], ticks_per_frame: int = TICKS_PER_QUARTER) -> list[Note]:
+    notes = []
+    open_at: dict[int, int] = {}
+    for t, frame in enumerate(list(frames) + [[]]):
+        now = {int(p) for p in frame}
+        for p in sorted(set(open_at) - now):
+            notes.append(Note(open_at.pop(p) * ticks_per_frame, t * ticks_per_frame, p, DEFAULT_VELOCITY))
+        for p in sorted(now - set(open_at)):
+            open_at[p] = t
+    notes.sort()
+    return notes
+
+
+def frame_count(piece: Piece, ticks_per_frame: int = TICKS_PER_QUARTER) -> int:
+    """Frames of a JSB piece: up to its last note-off (trailing silent frames are not represented)."""
+    return max((n.end for n in piece.notes), default=0) // ticks_per_frame
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+def default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | None = None,
+                progress: bool = False) -> tuple[list[Piece], list[dict]]:
+    """DATA specs -> (pieces, skipped). Pieces come back in spec order, files in sorted order.
+
+    jobs: worker processes for music21 parses (default: every core; 1 parses in-process).
+    corpus_limit: at most this many pieces from each corpus:NAME spec (for tests and quick runs).
+    Unknown corpus names and missing paths raise (they are mistakes in the command, not bad files).
+    """
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    skipped: list[dict] = []
+    plan: list[list[_Task] | list[Piece]] = []
+    for spec in specs:
+        if spec.startswith("jsb-quarter:"):
+            plan.append(read_jsb_quarter(spec[len("jsb-quarter:"):]))
+        else:
+            plan.append(_expand(spec, skipped, corpus_limit))
+
+    tasks = [t for group in plan for t in group if isinstance(t, _Task)]
+    results: dict[_Task, tuple[Piece | None, dict | None]] = {}
+    slow = [t for t in tasks if Path(t.path).suffix.lower() not in MIDI_EXTENSIONS]
+    for t in tasks:  # MIDI: in-process, symusic takes microseconds
+        if Path(t.path).suffix.lower() in MIDI_EXTENSIONS:
+            results[t] = _read_task(t)
+    results.update(_run_pool(slow, jobs, progress))
+
+    pieces: list[Piece] = []
+    for group in plan:
+        for item in group:
+            if isinstance(item, Piece):
+                pieces.append(item)
+                continue
+            piece, skip = results[item]
+            if piece is not None:
+                pieces.append(piece)
+            else:
+                skipped.append(skip)
+    return pieces, skipped
+
+
+def _run_pool(tasks: list[_Task], jobs: int, progress: bool) -> dict:
+    if not tasks:
+        return {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), unit="file", desc="parsing", leave=False)
+    results = {}
+    if jobs == 1 or len(tasks) < 4:
+        for t in tasks:
+            results[t] = _read_batch([t])[0]
+            if bar:
+                bar.update(1)
+    else:
+        size = max(1, min(16, len(tasks) // (jobs * 8)))
+        batches = [tasks[i: i + size] for i in range(0, len(tasks), size)]
+        try:
+            with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = {pool.submit(_read_batch, b): b for b in batches}
+                for fut in cf.as_completed(futures):
+                    for t, r in zip(futures[fut], fut.result()):
+                        results[t] = r
+                    if bar:
+                        bar.update(len(futures[fut]))
+        except cf.process.BrokenProcessPool:
+            # A worker died (a crash inside a parser). Read the rest one by one in fresh processes,
+            # so the file that kills a process is reported instead of taking the run down.
+            for t in tasks:
+                if t not in results:
+                    results[t] = _read_isolated(t)
+                    if bar:
+                        bar.update(1)
+    if bar:
+        bar.close()
+    return results
+
+
+def _read_isolated(task: _Task) -> tuple[Piece | None, dict | None]:
+    try:
+        with cf.ProcessPoolExecutor(max_workers=1) as pool:
+            return pool.submit(_read_batch, [task]).result()[0]
+    except cf.process.BrokenProcessPool:
+        return None, {"path": task.display, "reason": "the parser crashed on this file"}
