@@ -1,0 +1,41 @@
+"""`antiphon prepare DATA... --out DIR [--json] [--jobs N]`: read music into cached token arrays."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .dataset import prepare
+from .sources import CORPUS_SETS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="+", metavar="DATA",
+                        help="a file, a folder (searched recursively), corpus:NAME "
+                             f"({', '.join(sorted(CORPUS_SETS))}) or jsb-quarter:PATH")
+    parser.add_argument("--out", required=True, help="folder for the prepared arrays and manifest.json")
+    parser.add_argument("--json", action="store_true",
+                        help='print {"files", "events", "seconds", "skipped"} as JSON')
+    parser.add_argument("--jobs", type=int, default=None, help="parser processes (default: every core)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most this many pieces from each corpus:NAME (quick runs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    summary = prepare(args.data, args.out, jobs=args.jobs, corpus_limit=args.limit,
+                      progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps({"files": summary["files"], "events": summary["events"],
+                          "seconds": round(summary["seconds"], 3), "skipped": summary["skipped"]}))
+        return 0
+    print(f"prepared {summary['files']} pieces, {summary['events']} events in {summary['seconds']:.1f} s "
+          f"-> {summary['out']}")
+    for split, c in summary["splits"].items():
+        print(f"  {split:5s}  {c['pieces']:6d} pieces  {c['events']:9d} events")
+    if summary["skipped"]:
+        print(f"skipped {len(summary['skipped'])}:")
+        for s in summary["skipped"][:20]:
+            print(f"  {s['path']}: {s['reason']}")
+        if len(summary["skipped"]) > 20:
+            print(f"  ... and {len(summary['skipped']) - 20} more (see manifest.json)")
+    return 0
