@@ -1,0 +1,353 @@
+"""MIDI beat clock follower: 24 ticks per quarter, Start/Continue/Stop, Song Position Pointer.
+
+`ClockFollower.feed()` is called from the MIDI input thread with each realtime/system-common
+message and its arrival time (time.perf_counter() seconds). Readers on other threads ask for
+`tick_at(t)`, `time_of(tick)`, `bpm`, `running`, or one consistent `snapshot(t)`.
+
+Tempo is smoothed with a 2nd-order delay-locked loop, as in jack_midi_clock's jack_mclk_dump.c and
+Ardour's midi_clock_slave.cc:
+
+    omega = 2*pi*B*T    b = sqrt(2)*omega    c = omega**2
+    e  = t_arrival - t1            (phase error of the tick that just arrived)
+    t0 = t1 ; t1 += b*e + period ; period += c*e
+
+with T the tick period and B the loop bandwidth in Hz. A narrow loop rejects jitter but follows a
+tempo change slowly, so a change detector resets the loop when the mean interval of the last few
+ticks departs from the smoothed period by more than jitter can explain.
+
+Tick positions: the first 0xF8 after Start (or Continue) *is* the position (0 after Start, the
+Song Position Pointer's 16th notes * 6 after Continue); each further 0xF8 adds one. Ticks arriving
+after an explicit Stop keep the tempo up to date without moving the position (many DAWs send clock
+while stopped). Clock ticks with no transport message ever seen count as running.
+
+When no MIDI clock has arrived, `start(t)` runs an internal clock at `internal_bpm`; the first MIDI
+tick takes over for good (source 'midi').
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from engine.events import TICKS_PER_QUARTER, Meter
+
+CLOCK = 0xF8
+START = 0xFA
+CONTINUE = 0xFB
+STOP = 0xFC
+SONG_POSITION = 0xF2
+
+DEFAULT_BANDWIDTH_HZ = 0.5  # loop bandwidth B in Hz; tuned with tests/test_clock.py (jitter vs. small changes)
+DEFAULT_SILENCE_S = 0.25
+
+
+@dataclass(frozen=True)
+class ClockSnapshot:
+    bpm: float
+    running: bool
+    tick: float  # position in ticks (24 per quarter) at `time`
+    source: str  # 'midi' or 'internal'
+    locked: bool  # following MIDI clock with a settled loop
+    bar: int  # 1-based bar number at `tick` for the meter asked (tick 0 is bar 1 beat 1)
+    beat: int  # 1-based beat within the bar
+    time: float  # the perf_counter() time this snapshot describes
+
+
+class ClockFollower:
+    """Follows MIDI beat clock (or runs an internal clock) and maps ticks <-> perf_counter() time."""
+
+    def __init__(
+        self,
+        internal_bpm: float = 120.0,
+        bandwidth_hz: float = DEFAULT_BANDWIDTH_HZ,
+        silence_s: float = DEFAULT_SILENCE_S,
+        detect_window: int = 6,
+        detect_threshold: float = 0.06,
+        lock_ticks: int = 12,
+        acquire_ticks: int = 24,
+    ):
+        if not 1.0 <= internal_bpm <= 999.0:
+            raise ValueError(f"bpm must be within 1..999, got {internal_bpm}")
+        self._lock = threading.Lock()
+        self.bandwidth_hz = float(bandwidth_hz)
+        self.silence_s = float(silence_s)
+        self.detect_window = int(detect_window)
+        self.detect_threshold = float(detect_threshold)
+        self.lock_ticks = int(lock_ticks)
+        self.acquire_ticks = int(acquire_ticks)
+        self._internal_bpm = float(internal_bpm)
+        self._source = "internal"
+        self._running = False
+        # position/time reference: tick `_ref_tick` happens at `_ref_time`; ticks advance at 1/_period
+        self._period = 60.0 / (internal_bpm * TICKS_PER_QUARTER)
+        self._ref_tick = 0.0
+        self._ref_time = 0.0
+        # MIDI clock state
+        self._midi_seen = False
+        self._transport = "unknown"  # 'unknown' | 'playing' | 'stopped' (by message)
+        self._pending_position: int | None = None  # tick the next 0xF8 lands on after Start/Continue/SPP
+        self._tick = 0  # integer position of the last counted 0xF8
+        self._last_arrival: float | None = None
+        self._last_event = 0.0  # last 0xF8, Start or Continue
+        self._t1 = 0.0  # DLL: predicted arrival of the next tick
+        self._ticks_since_reset = 0
+        self._arrivals: deque[float] = deque(maxlen=max(2, self.detect_window + 1))
+        self._acq = [0.0, 0, 0.0, 0.0, 0.0, 0.0]
+        self.resets = 0  # change-detector resets (for tests and diagnostics)
+        self.malformed = 0
+
+    # ---- feeding (MIDI input thread) -------------------------------------------------------
+    def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None) -> None:
+        """One MIDI message: `status` byte, the data bytes after it, arrival time (perf_counter)."""
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._check_silence(t)
+            if status == CLOCK:
+                self._on_clock(t)
+            elif status == START:
+                self._on_transport(t, 0)
+            elif status == CONTINUE:
+                pos = self._pending_position if self._pending_position is not None else self._position_now(t)
+                self._on_transport(t, int(round(pos)))
+            elif status == STOP:
+                self._freeze(t)
+                self._transport = "stopped"
+                self._pending_position = None
+            elif status == SONG_POSITION:
+                if len(data) < 2:
+                    self.malformed += 1
+                    return
+                sixteenths = (data[0] & 0x7F) | ((data[1] & 0x7F) << 7)
+                pos = sixteenths * (TICKS_PER_QUARTER // 4)
+                self._pending_position = pos
+                if not self._running:
+                    self._ref_tick = float(pos)
+                    self._ref_time = t
+                    self._tick = pos
+
+    def _on_transport(self, t: float, position: int) -> None:
+        self._midi_seen = True
+        self._source = "midi"
+        self._transport = "playing"
+        self._running = True
+        self._pending_position = position
+        self._tick = position
+        self._ref_tick = float(position)
+        self._ref_time = t
+        self._last_event = t
+
+    def _on_clock(self, t: float) -> None:
+        first_midi = not self._midi_seen
+        if first_midi and self._pending_position is None and self._transport == "unknown":
+            # clock with no transport message: count on from where the (internal) clock stands
+            self._pending_position = int(round(self._position_now(t)))
+        self._midi_seen = True
+        self._source = "midi"
+        if self._last_arrival is None or first_midi:
+            self._reset_loop(t, self._period if not first_midi else None)
+        else:
+            interval = t - self._last_arrival
+            if interval <= 0:
+                self.malformed += 1
+                return
+            if interval > self.silence_s:
+                # resumed after a gap: keep the tempo, restart the phase
+                self._reset_loop(t, self._period)
+            else:
+                self._update_loop(t)
+        self._last_arrival = t
+        self._last_event = t
+        if self._transport == "stopped":
+            return  # tempo only
+        if self._pending_position is not None:
+            self._tick = self._pending_position
+            self._pending_position = None
+        elif self._running or self._transport == "unknown":
+            self._tick += 1
+        self._running = True
+        # the map: tick k at (t1 - period), k+1 at t1
+        self._ref_tick = float(self._tick)
+        self._ref_time = self._t1 - self._period
+
+    def _reset_loop(self, t: float, period: float | None) -> None:
+        """Restart acquisition at the tick arriving at `t`, keeping `period` (None: unknown)."""
+        self._arrivals.clear()
+        self._arrivals.append(t)
+        self._ticks_since_reset = 0
+        if period is not None:
+            self._period = period
+        self._t1 = t + self._period
+        self._acq = [t, 0, 0.0, 0.0, 0.0, 0.0]  # t_ref, count, sum i, sum x, sum ii, sum ix (x=t-t_ref)
+        self._acq_add(0, 0.0)
+
+    def _acq_add(self, i: int, x: float) -> None:
+        a = self._acq
+        a[1] += 1
+        a[2] += i
+        a[3] += x
+        a[4] += i * i
+        a[5] += i * x
+
+    def _fit(self, t: float) -> None:
+        t_ref, m, si, sx, sii, six = self._acq
+        n = self._ticks_since_reset
+        den = m * sii - si * si
+        if den > 0:
+            self._period = (m * six - si * sx) / den
+            intercept = (sx - self._period * si) / m
+            self._t1 = t_ref + intercept + (n + 1) * self._period
+        if self._t1 <= t:
+            self._t1 = t + self._period
+
+    def _update_loop(self, t: float) -> None:
+        self._arrivals.append(t)
+        self._ticks_since_reset += 1
+        n = self._ticks_since_reset
+        if n >= self.detect_window and len(self._arrivals) > self.detect_window:
+            w = self.detect_window
+            mean = (self._arrivals[-1] - self._arrivals[-1 - w]) / w
+            if abs(mean - self._period) > self.detect_threshold * self._period:
+                # sustained tempo change: restart acquisition from the newest k intervals
+                k = max(1, w // 2)
+                recent = list(self._arrivals)[-1 - k :]
+                self._reset_loop(recent[0], None)
+                for j, tj in enumerate(recent[1:], start=1):
+                    self._arrivals.append(tj)
+                    self._acq_add(j, tj - recent[0])
+                self._ticks_since_reset = k
+                self._fit(t)
+                self.resets += 1
+                return
+        if n <= self.acquire_ticks:
+            # acquisition: least-squares line through the ticks since the reset
+            self._acq_add(n, t - self._acq[0])
+            self._fit(t)
+            return
+        omega = 2.0 * math.pi * self.bandwidth_hz * self._period
+        b = math.sqrt(2.0) * omega
+        c = omega * omega
+        e = t - self._t1
+        self._t1 += b * e + self._period
+        self._period += c * e
+        if self._t1 <= t:  # never predict the next tick in the past
+            self._t1 = t + self._period
+
+    def _position_now(self, t: float) -> float:
+        if not self._running:
+            return self._ref_tick
+        if self._source == "midi" and self._pending_position is not None:
+            return float(self._pending_position)  # waiting for the first tick after Start/Continue
+        return self._ref_tick + (t - self._ref_time) / self._period
+
+    def _freeze(self, t: float) -> None:
+        if self._running:
+            pos = self._position_now(t)
+            if self._source == "midi":
+                # never run past the tick after the last one received
+                pos = min(pos, self._tick + 1.0)
+            self._ref_tick = pos
+            self._ref_time = t
+        self._running = False
+
+    def _check_silence(self, t: float) -> None:
+        if self._running and self._source == "midi" and t - self._last_event > self.silence_s:
+            self._freeze(self._last_event + self._period)
+
+    # ---- internal clock ---------------------------------------------------------------------
+    def start(self, t: float | None = None, tick: float | None = None) -> None:
+        """Run the internal clock from `t` (at `tick`, default where it stood) unless MIDI clock rules."""
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._check_silence(t)
+            if self._source == "midi" and self._running:
+                return
+            self._source = "internal"
+            self._midi_seen = False
+            self._period = 60.0 / (self._internal_bpm * TICKS_PER_QUARTER)
+            self._ref_tick = self._ref_tick if tick is None else float(tick)
+            self._ref_time = t
+            self._running = True
+
+    def stop(self, t: float | None = None) -> None:
+        """Stop the internal clock (MIDI clock stops only by its own Stop or by silence)."""
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            if self._source == "internal":
+                self._freeze(t)
+
+    def set_bpm(self, bpm: float, t: float | None = None) -> None:
+        """Tempo of the internal clock; takes effect at `t` without moving the position."""
+        if not 1.0 <= bpm <= 999.0:
+            raise ValueError(f"bpm must be within 1..999, got {bpm}")
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._internal_bpm = float(bpm)
+            if self._source == "internal":
+                if self._running:
+                    self._ref_tick = self._position_now(t)
+                    self._ref_time = t
+                self._period = 60.0 / (bpm * TICKS_PER_QUARTER)
+
+    # ---- readers (any thread) ----------------------------------------------------------------
+    def poll(self, t: float | None = None) -> bool:
+        """Apply the silence rule at time `t`; returns `running`."""
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._check_silence(t)
+            return self._running
+
+    def tick_at(self, t: float | None = None) -> float:
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._check_silence(t)
+            return self._position_now(t)
+
+    def time_of(self, tick: float) -> float:
+        """perf_counter() time of `tick` on the current map (extrapolated with the smoothed period).
+
+        While stopped the map is frozen at the stop position: the answer is when `tick` would come
+        if the clock restarted at the freeze time at the current tempo."""
+        with self._lock:
+            return self._ref_time + (tick - self._ref_tick) * self._period
+
+    @property
+    def bpm(self) -> float:
+        with self._lock:
+            return 60.0 / (self._period * TICKS_PER_QUARTER)
+
+    @property
+    def period(self) -> float:
+        """Seconds per tick."""
+        with self._lock:
+            return self._period
+
+    @property
+    def running(self) -> bool:
+        return self.poll()
+
+    @property
+    def source(self) -> str:
+        with self._lock:
+            return self._source
+
+    def snapshot(self, t: float | None = None, meter: Meter = Meter()) -> ClockSnapshot:
+        if t is None:
+            t = time.perf_counter()
+        with self._lock:
+            self._check_silence(t)
+            tick = self._position_now(t)
+            bpm = 60.0 / (self._period * TICKS_PER_QUARTER)
+            locked = self._source == "midi" and self._running and self._ticks_since_reset >= self.lock_ticks
+            running, source = self._running, self._source
+        whole = int(math.floor(tick + 1e-9))
+        bar = whole // meter.ticks_per_bar + 1
+        beat = (whole % meter.ticks_per_bar) // meter.ticks_per_beat + 1
+        return ClockSnapshot(bpm, running, tick, source, locked, bar, beat, t)
