@@ -1,0 +1,357 @@
+"""MIDI ports over python-rtmidi: virtual "Antiphon In" / "Antiphon Out", or existing ports by name.
+
+    inp = open_input("auto", callback=lambda data, t: ...)   # data: bytes, t: perf_counter() at arrival
+    out = open_output("auto")
+    out.send_message(b"\\x90\\x3c\\x64")
+
+With no name, a virtual port is created under the client name "Antiphon" (ALSA, JACK, CoreMIDI).
+On JACK every rtmidi object is its own client, so the output's client shows up as "Antiphon-01"
+(JACK's numbering); the port names stay "Antiphon In" / "Antiphon Out". With a name (the Windows /
+loopMIDI way), the first existing port whose name contains it (case-insensitive) is opened; our own
+ports are never candidates, so our output can never be wired straight back into our input.
+
+The input callback gets the raw message bytes and a perf_counter() timestamp taken in rtmidi's
+callback thread (rtmidi itself only gives deltas). Clock (0xF8) and other timing messages are let
+through; active sensing is ignored; sysex is let through too (Panic/MIDI-learn code may ignore it).
+A callback that raises, or a malformed message, is counted, never propagated into rtmidi's thread.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import rtmidi
+
+CLIENT_NAME = "Antiphon"
+IN_PORT_NAME = "Antiphon In"
+OUT_PORT_NAME = "Antiphon Out"
+BACKENDS = ("alsa", "jack", "coremidi")
+
+_APIS = {
+    "alsa": getattr(rtmidi, "API_LINUX_ALSA", None),
+    "jack": getattr(rtmidi, "API_UNIX_JACK", None),
+    "coremidi": getattr(rtmidi, "API_MACOSX_CORE", None),
+    "winmm": getattr(rtmidi, "API_WINDOWS_MM", None),
+}
+
+# full names of the ports this process created (backend -> names), for the feedback guard
+_own_ports: dict[str, set[str]] = {}
+_own_lock = threading.Lock()
+
+# data bytes that follow each status byte (None: variable, sysex)
+_LENGTHS = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+_SYSTEM_LENGTHS = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0, 0xFF: 0}
+
+
+def message_ok(data: bytes) -> bool:
+    """True for a complete, well-formed MIDI message (channel, system common/realtime or sysex)."""
+    if not data or data[0] < 0x80:
+        return False
+    status = data[0]
+    if status == 0xF0:
+        return data[-1] == 0xF7 and all(b < 0x80 for b in data[1:-1])
+    n = _LENGTHS.get(status & 0xF0) if status < 0xF0 else _SYSTEM_LENGTHS.get(status)
+    if n is None:
+        return False
+    return len(data) == 1 + n and all(b < 0x80 for b in data[1:])
+
+
+def _api_compiled(backend: str) -> bool:
+    api = _APIS.get(backend)
+    return api is not None and api in rtmidi.get_compiled_api()
+
+
+def jack_running() -> bool:
+    """Is a JACK server reachable (the one JACK_DEFAULT_SERVER names, or 'default')?
+
+    Probed with `jack_lsp` when installed (quiet and never starts a server); otherwise with a
+    guarded rtmidi JACK client (libjack prints to stderr when there is no server)."""
+    if not _api_compiled("jack"):
+        return False
+    lsp = shutil.which("jack_lsp")
+    if lsp:
+        env = dict(os.environ, JACK_NO_START_SERVER="1")
+        try:
+            r = subprocess.run([lsp], env=env, capture_output=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return r.returncode == 0
+    try:
+        probe = rtmidi.MidiOut(_APIS["jack"], name=CLIENT_NAME + " probe")
+    except rtmidi.RtMidiError:
+        return False
+    probe.delete()
+    return True
+
+
+def available_backends() -> list[str]:
+    """Backends that can open ports here, in the order 'auto' tries them."""
+    found = []
+    if _api_compiled("alsa") and os.path.exists("/dev/snd/seq"):
+        found.append("alsa")
+    if _api_compiled("coremidi") and sys.platform == "darwin":
+        found.append("coremidi")
+    if jack_running():
+        found.append("jack")
+    return found
+
+
+def no_backend_message() -> str:
+    if sys.platform.startswith("win"):
+        return ("Windows has no virtual MIDI ports: install loopMIDI (or Windows MIDI Services), create two "
+                "ports and pass them with --in-port NAME --out-port NAME")
+    hints = []
+    if sys.platform.startswith("linux"):
+        if not os.path.exists("/dev/snd/seq"):
+            hints.append("ALSA sequencer: /dev/snd/seq is missing (run 'sudo modprobe snd-seq'; in a container "
+                         "pass --device /dev/snd)")
+        else:
+            hints.append("ALSA: python-rtmidi was built without ALSA support")
+    hints.append("JACK: no server reachable (start one, e.g. 'jackd -d alsa' or 'jackd -d dummy', or set "
+                 "JACK_DEFAULT_SERVER)" if _api_compiled("jack") else "JACK: python-rtmidi was built without JACK")
+    return "no MIDI backend available. " + "; ".join(hints)
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    backend = (backend or "auto").lower()
+    if backend == "auto":
+        found = available_backends()
+        if not found:
+            raise ValueError(no_backend_message())
+        return found[0]
+    if backend not in BACKENDS and backend != "winmm":
+        raise ValueError(f"unknown MIDI backend {backend!r}: choose alsa, jack, coremidi or auto")
+    if not _api_compiled(backend):
+        raise ValueError(f"python-rtmidi here has no {backend} support (compiled: "
+                         f"{', '.join(rtmidi.get_api_name(a) for a in rtmidi.get_compiled_api())})")
+    return backend
+
+
+def _make(kind, backend: str, client: str):
+    try:
+        return kind(_APIS[backend], name=client)
+    except rtmidi.RtMidiError as exc:
+        if backend == "jack":
+            raise ValueError(f"cannot open a JACK client: no JACK server reachable (start jackd; "
+                             f"JACK_DEFAULT_SERVER={os.environ.get('JACK_DEFAULT_SERVER', 'default')}): {exc}") from None
+        if backend == "alsa":
+            raise ValueError(f"cannot open the ALSA sequencer ({exc}); 'sudo modprobe snd-seq' or use --backend jack") from None
+        raise ValueError(f"cannot open {backend} MIDI: {exc}") from None
+
+
+def _register(backend: str, full_name: str) -> None:
+    with _own_lock:
+        _own_ports.setdefault(backend, set()).add(full_name)
+
+
+def _unregister(backend: str, full_name: str) -> None:
+    with _own_lock:
+        _own_ports.get(backend, set()).discard(full_name)
+
+
+def _is_own(backend: str, port_name: str) -> bool:
+    with _own_lock:
+        own = set(_own_ports.get(backend, ()))
+    return any(port_name == o or port_name.startswith(o) or o in port_name for o in own)
+
+
+def _find_port(names: list[str], wanted: str, backend: str, direction: str) -> int:
+    wanted_l = wanted.lower()
+    candidates = [(i, n) for i, n in enumerate(names) if wanted_l in n.lower() and not _is_own(backend, n)]
+    exact = [(i, n) for i, n in candidates if n.lower() == wanted_l]
+    if exact or candidates:
+        return (exact or candidates)[0][0]
+    listed = ", ".join(repr(n) for n in names if not _is_own(backend, n)) or "none"
+    raise ValueError(f"no {backend} MIDI {direction} port matching {wanted!r}; available: {listed}")
+
+
+def _own_full_name(obj, backend: str, port_name: str, other_names: list[str]) -> str:
+    """The name other clients see our new virtual port under (best effort)."""
+    if backend == "jack":
+        # JACK lists it as 'client:port'; the client may have been renamed 'Antiphon-01'
+        try:
+            import subprocess as _sp
+
+            out = _sp.run(["jack_lsp"], capture_output=True, text=True, timeout=5).stdout.split("\n")
+            mine = [p for p in out if p.endswith(":" + port_name) and p not in other_names]
+            if mine:
+                return mine[-1]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return port_name
+
+
+@dataclass
+class InputPort:
+    """An open MIDI input. `callback(data: bytes, t: float)` runs on rtmidi's thread."""
+
+    backend: str
+    name: str  # our virtual port's name, or the existing port we connected to
+    virtual: bool
+    _midi: object = field(repr=False)
+    callback: Callable[[bytes, float], None] | None = field(default=None, repr=False)
+    received: int = 0
+    malformed: int = 0
+    callback_errors: int = 0
+
+    def _on_message(self, event, data=None) -> None:
+        t = time.perf_counter()
+        try:
+            msg = bytes(event[0])
+        except Exception:
+            self.malformed += 1
+            return
+        if not message_ok(msg):
+            self.malformed += 1
+            return
+        self.received += 1
+        cb = self.callback
+        if cb is None:
+            return
+        try:
+            cb(msg, t)
+        except Exception:
+            self.callback_errors += 1
+
+    def close(self) -> None:
+        m = self._midi
+        if m is None:
+            return
+        self._midi = None
+        try:
+            m.cancel_callback()
+        except Exception:
+            pass
+        m.close_port()
+        m.delete()
+        _unregister(self.backend, self.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class OutputPort:
+    backend: str
+    name: str
+    virtual: bool
+    _midi: object = field(repr=False)
+    sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def send_message(self, msg: bytes) -> None:
+        with self._lock:
+            m = self._midi
+            if m is None:
+                raise OSError(f"MIDI output {self.name!r} is closed")
+            m.send_message(msg)
+            self.sent += 1
+
+    __call__ = send_message
+
+    def close(self) -> None:
+        with self._lock:
+            m, self._midi = self._midi, None
+        if m is None:
+            return
+        m.close_port()
+        m.delete()
+        _unregister(self.backend, self.name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_input(backend: str = "auto", name: str | None = None,
+               callback: Callable[[bytes, float], None] | None = None,
+               client_name: str = CLIENT_NAME, port_name: str = IN_PORT_NAME) -> InputPort:
+    """Virtual 'Antiphon In' (name None) or the existing input whose name contains `name`."""
+    backend = resolve_backend(backend)
+    midi = _make(rtmidi.MidiIn, backend, client_name)
+    midi.ignore_types(sysex=False, timing=False, active_sense=True)
+    try:
+        if name is None:
+            if backend == "winmm":
+                raise ValueError(no_backend_message())
+            before = _list_names(backend, "out")
+            midi.open_virtual_port(port_name)
+            full = _own_full_name(midi, backend, port_name, before)
+            virtual = True
+        else:
+            idx = _find_port(midi.get_ports(), name, backend, "input")
+            full = midi.get_ports()[idx]
+            midi.open_port(idx, port_name)
+            virtual = False
+    except Exception:
+        midi.delete()
+        raise
+    port = InputPort(backend, full, virtual, midi, callback)
+    if virtual:
+        _register(backend, full)
+    midi.set_callback(port._on_message)
+    return port
+
+
+def open_output(backend: str = "auto", name: str | None = None,
+                client_name: str = CLIENT_NAME, port_name: str = OUT_PORT_NAME) -> OutputPort:
+    """Virtual 'Antiphon Out' (name None) or the existing output whose name contains `name`."""
+    backend = resolve_backend(backend)
+    midi = _make(rtmidi.MidiOut, backend, client_name)
+    try:
+        if name is None:
+            if backend == "winmm":
+                raise ValueError(no_backend_message())
+            before = _list_names(backend, "in")
+            midi.open_virtual_port(port_name)
+            full = _own_full_name(midi, backend, port_name, before)
+            virtual = True
+        else:
+            idx = _find_port(midi.get_ports(), name, backend, "output")
+            full = midi.get_ports()[idx]
+            midi.open_port(idx, port_name)
+            virtual = False
+    except Exception:
+        midi.delete()
+        raise
+    port = OutputPort(backend, full, virtual, midi)
+    if virtual:
+        _register(backend, full)
+    return port
+
+
+def _list_names(backend: str, direction: str) -> list[str]:
+    """Port names other clients offer: direction 'in' = ports we could read from (their outputs)."""
+    kind = rtmidi.MidiIn if direction == "in" else rtmidi.MidiOut
+    try:
+        m = kind(_APIS[backend], name=CLIENT_NAME + " list")
+    except rtmidi.RtMidiError:
+        return []
+    try:
+        return list(m.get_ports())
+    finally:
+        m.delete()
+
+
+def list_ports(backends: list[str] | None = None) -> dict[str, dict[str, list[str]]]:
+    """{backend: {"inputs": [...], "outputs": [...]}} for the backends that work here.
+
+    'inputs' are ports Antiphon can read from (other clients' outputs); 'outputs' are ports it
+    can send to."""
+    result = {}
+    for b in backends or available_backends():
+        if not _api_compiled(b):
+            continue
+        result[b] = {"inputs": _list_names(b, "in"), "outputs": _list_names(b, "out")}
+    return result
