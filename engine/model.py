@@ -1,0 +1,81 @@
+"""The stateful event LSTM: token + bar-position embeddings -> LSTM -> next-token logits.
+
+`forward` runs whole batches for training; `step` runs one event for live use with the same weights.
+engine/runtime.py holds the fast per-event step used on the realtime path.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from .tokens import N_POSITIONS, VOCAB_SIZE
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = VOCAB_SIZE
+    n_positions: int = N_POSITIONS
+    embed: int = 256
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.1  # between LSTM layers and before the head
+    embed_dropout: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+PRESETS = {
+    "tiny": ModelConfig(embed=64, hidden=128, layers=1, dropout=0.0),
+    "small": ModelConfig(embed=192, hidden=256, layers=2, dropout=0.1),
+    "medium": ModelConfig(embed=256, hidden=512, layers=2, dropout=0.2),
+    "large": ModelConfig(embed=384, hidden=768, layers=3, dropout=0.3),
+}
+
+
+class EventLSTM(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.embed)
+        self.pos_emb = nn.Embedding(config.n_positions, config.embed)
+        self.emb_drop = nn.Dropout(config.embed_dropout)
+        self.lstm = nn.LSTM(config.embed, config.hidden, config.layers, batch_first=True,
+                            dropout=config.dropout if config.layers > 1 else 0.0)
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden, config.vocab_size)
+
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
+                state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """tokens, positions: (batch, time) -> logits (batch, time, vocab), new state."""
+        x = self.emb_drop(self.tok_emb(tokens) + self.pos_emb(positions))
+        y, state = self.lstm(x, state)
+        return self.head(self.drop(y)), state
+
+    def initial_state(self, batch: int = 1):
+        c = self.config
+        p = self.head.weight
+        z = torch.zeros(c.layers, batch, c.hidden, device=p.device, dtype=p.dtype)
+        return z, z.clone()
+
+    @torch.no_grad()
+    def step(self, token: int, position: int, state):
+        """One event, batch 1: the reference step (engine.runtime.StepRuntime is the fast one)."""
+        p = self.head.weight.device
+        t = torch.tensor([[token]], device=p)
+        pos = torch.tensor([[position]], device=p)
+        logits, state = self.forward(t, pos, state)
+        return logits[0, -1], state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,99 @@
+"""The per-event LSTM step for the realtime path, at the memory-bandwidth floor.
+
+The trained weights are refolded once: layer 0's input projection becomes two lookup tables (token and
+bar position, biases folded in), every later layer one fused [W_ih | W_hh] matrix applied to the
+concatenated [input; hidden] vector, so one event costs one matrix-vector product per layer plus the
+head. Buffers are preallocated and every operation writes in place: a step allocates nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .model import EventLSTM, ModelConfig
+
+
+class StepState:
+    """Hidden and cell vectors of every layer, contiguous float32, updated in place by `step`."""
+
+    __slots__ = ("h", "c")
+
+    def __init__(self, layers: int, hidden: int):
+        self.h = np.zeros((layers, hidden), dtype=np.float32)
+        self.c = np.zeros((layers, hidden), dtype=np.float32)
+
+    def copy(self) -> "StepState":
+        s = StepState.__new__(StepState)
+        s.h, s.c = self.h.copy(), self.c.copy()
+        return s
+
+    def copy_from(self, other: "StepState") -> None:
+        np.copyto(self.h, other.h)
+        np.copyto(self.c, other.c)
+
+
+class StepRuntime:
+    def __init__(self, model: EventLSTM):
+        model = model.eval()
+        cfg: ModelConfig = model.config
+        self.config = cfg
+        H = cfg.hidden
+        sd = {k: v.detach().to("cpu", torch.float32).numpy() for k, v in model.state_dict().items()}
+        w_ih0, w_hh0 = sd["lstm.weight_ih_l0"], sd["lstm.weight_hh_l0"]
+        b0 = sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"]
+        self.tok_table = np.ascontiguousarray(sd["tok_emb.weight"] @ w_ih0.T + b0, dtype=np.float32)
+        self.pos_table = np.ascontiguousarray(sd["pos_emb.weight"] @ w_ih0.T, dtype=np.float32)
+        self.w_hh0 = np.ascontiguousarray(w_hh0, dtype=np.float32)
+        self.w = []
+        self.b = []
+        for layer in range(1, cfg.layers):
+            w = np.concatenate([sd[f"lstm.weight_ih_l{layer}"], sd[f"lstm.weight_hh_l{layer}"]], axis=1)
+            self.w.append(np.ascontiguousarray(w, dtype=np.float32))
+            self.b.append(sd[f"lstm.bias_ih_l{layer}"] + sd[f"lstm.bias_hh_l{layer}"])
+        self.w_head = np.ascontiguousarray(sd["head.weight"], dtype=np.float32)
+        self.b_head = sd["head.bias"].astype(np.float32)
+        self.gates = np.empty(4 * H, dtype=np.float32)
+        self.tmp = np.empty(4 * H, dtype=np.float32)
+        self.xh = np.empty(2 * H, dtype=np.float32)
+        self.logits = np.empty(cfg.vocab_size, dtype=np.float32)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes one step must read: the matrices plus the two table rows it looks up."""
+        mats = [self.w_hh0, self.w_head, *self.w]
+        return sum(m.nbytes for m in mats) + self.tok_table.shape[1] * 4 * 2
+
+    def initial_state(self) -> StepState:
+        return StepState(self.config.layers, self.config.hidden)
+
+    def step(self, token: int, position: int, state: StepState) -> np.ndarray:
+        """Advances `state` in place past (token, position); returns the next-token logits (a buffer
+        that the next call overwrites)."""
+        H = self.config.hidden
+        g = self.gates
+        for layer in range(self.config.layers):
+            if layer == 0:
+                np.dot(self.w_hh0, state.h[0], out=g)
+                g += self.tok_table[token]
+                g += self.pos_table[position]
+            else:
+                self.xh[:H] = state.h[layer - 1]
+                self.xh[H:] = state.h[layer]
+                np.dot(self.w[layer - 1], self.xh, out=g)
+                g += self.b[layer - 1]
+            cand = self.tmp[:H]
+            np.tanh(g[2 * H:3 * H], out=cand)
+            np.negative(g, out=g)
+            np.exp(g, out=g)
+            g += 1.0
+            np.reciprocal(g, out=g)
+            c = state.c[layer]
+            c *= g[H:2 * H]
+            cand *= g[:H]
+            c += cand
+            h = state.h[layer]
+            np.tanh(c, out=h)
+            h *= g[3 * H:]
+        np.dot(self.w_head, state.h[-1], out=self.logits)
+        self.logits += self.b_head
+        return self.logits

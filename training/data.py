@@ -1,0 +1,45 @@
+"""Token data for train/eval: JSB files directly (their frames are scored per frame), everything else
+through the prepared cache (training.dataset)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import jsb
+
+JSB_PREFIX = "jsb-quarter:"
+
+
+@dataclass
+class Split:
+    pieces: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    frames: list[int] | None = None  # per piece, for JSB data
+    scored: list[int] | None = None  # per piece: tokens after BOS that encode its frames
+
+
+def load_data(specs: list[str], cache_root: str | None = None) -> dict[str, Split]:
+    jsb_specs = [s for s in specs if s.startswith(JSB_PREFIX)]
+    other = [s for s in specs if not s.startswith(JSB_PREFIX)]
+    out = {name: Split() for name in jsb.SPLITS}
+    if jsb_specs:
+        for name in jsb.SPLITS:
+            out[name].frames, out[name].scored = [], []
+        for spec in jsb_specs:
+            for name, pieces in jsb.read_jsb(spec[len(JSB_PREFIX):]).items():
+                for frames in pieces:
+                    tokens, positions = jsb.encode_piece(frames)
+                    out[name].pieces.append((tokens, positions))
+                    out[name].frames.append(len(frames))
+                    out[name].scored.append(jsb.scored_length(tokens, len(frames)))
+    if other:
+        from .dataset import load_split, prepare_or_load
+
+        cache_dir = prepare_or_load(other, cache_root)
+        for name in jsb.SPLITS:
+            pieces = load_split(cache_dir, name)
+            out[name].pieces += pieces
+            if out[name].frames is not None:
+                out[name].frames += [0] * len(pieces)
+                out[name].scored += [len(t) - 1 for t, _ in pieces]
+    return out

@@ -1,0 +1,252 @@
+"""The training loop: AdamW, gradient clipping, transposition augmentation, per-epoch validation under
+the grammar mask, atomic checkpoints with --resume, CUDA + AMP when present, DDP under torchrun.
+
+Reads top to bottom: config, batches, one epoch, validation, checkpoint, the loop.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from engine.model import EventLSTM, ModelConfig
+from engine.style import atomic_write_bytes, pack, save_style, unpack
+from engine.tokens import transpose_tokens
+
+from .scoring import grammar_masks, summarize, token_log_probs
+
+Piece = tuple[np.ndarray, np.ndarray]  # (tokens, positions)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 32
+    seq_len: int = 512
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    transpose: int = 6  # augment with random shifts in [-transpose, +transpose] semitones; 0 = off
+    patience: int = 0  # stop after this many epochs without a better valid NLL; 0 = never
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+@dataclass
+class History:
+    epoch: int = 0
+    best_valid: float = math.inf
+    best_epoch: int = 0
+    train_loss: list = field(default_factory=list)
+    valid_nll: list = field(default_factory=list)
+    valid_acc: list = field(default_factory=list)
+    seconds: float = 0.0
+    tokens_seen: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def chunks(pieces: list[Piece], seq_len: int) -> list[Piece]:
+    """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets)."""
+    out = []
+    for tokens, positions in pieces:
+        for s in range(0, max(1, len(tokens) - 1), seq_len):
+            t, p = tokens[s:s + seq_len + 1], positions[s:s + seq_len + 1]
+            if len(t) > 1:
+                out.append((t, p))
+    return out
+
+
+def batches(windows: list[Piece], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
+    """Shuffled, length-bucketed, padded batches (inputs, positions, targets with -100 padding)."""
+    order = list(range(len(windows)))
+    rng.shuffle(order)
+    order = order[rank::world]
+    buckets = [order[i:i + cfg.batch_size * 16] for i in range(0, len(order), cfg.batch_size * 16)]
+    groups = []
+    for b in buckets:
+        b.sort(key=lambda i: len(windows[i][0]))
+        groups += [b[i:i + cfg.batch_size] for i in range(0, len(b), cfg.batch_size)]
+    rng.shuffle(groups)
+    for group in groups:
+        width = max(len(windows[i][0]) for i in group) - 1
+        x = np.zeros((len(group), width), dtype=np.int64)
+        pos = np.zeros((len(group), width), dtype=np.int64)
+        y = np.full((len(group), width), -100, dtype=np.int64)
+        for row, i in enumerate(group):
+            tokens, positions = windows[i]
+            if cfg.transpose:
+                shifted = transpose_tokens(tokens, rng.randint(-cfg.transpose, cfg.transpose))
+                tokens = tokens if shifted is None else shifted
+            n = len(tokens) - 1
+            x[row, :n] = tokens[:-1]
+            pos[row, :n] = positions[:-1]
+            y[row, :n] = tokens[1:]
+        yield torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y)
+
+
+def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
+    logps, hits = [], []
+    for (tokens, positions), m in zip(pieces, masks):
+        lp, hit = token_log_probs(model, tokens, positions, m, device)
+        logps.append(lp)
+        hits.append(hit)
+    return summarize(logps, hits)
+
+
+def save_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer, hist: History,
+                    cfg: TrainConfig, extra: dict) -> None:
+    """Model, optimizer moments and history in one safetensors file (no pickle), written atomically."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    params = [p for group in opt.param_groups for p in group["params"]]
+    steps = {}
+    for i, p in enumerate(params):
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                tensors[f"opt.{i}.{key}"] = st[key]
+        if "step" in st:
+            steps[i] = float(st["step"])
+    meta = {"kind": "checkpoint", "history": asdict(hist), "train_config": asdict(cfg),
+            "model_config": model.config.to_dict(), "steps": steps, "lr": opt.param_groups[0]["lr"], **extra}
+    atomic_write_bytes(path, pack(tensors, meta))
+
+
+def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer) -> tuple[History, dict]:
+    tensors, meta = unpack(path.read_bytes(), str(path))
+    if meta.get("kind") != "checkpoint":
+        raise ValueError(f"{path}: not a training checkpoint")
+    if meta["model_config"] != model.config.to_dict():
+        raise ValueError(f"{path}: checkpoint was made for another model config; start without --resume")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for i, p in enumerate(params):
+        if f"opt.{i}.exp_avg" in tensors:
+            opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].to(p.device),
+                            "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(p.device),
+                            "step": torch.tensor(meta["steps"][str(i)])}
+    return History(**meta["history"]), meta
+
+
+def plot_losses(hist: History, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = range(1, len(hist.train_loss) + 1)
+    ax.plot(epochs, hist.train_loss, label="train loss (unmasked)")
+    ax.plot(epochs, hist.valid_nll, label="valid NLL per event (masked)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per event")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: ModelConfig, cfg: TrainConfig,
+          out: Path, meta: dict, resume: bool = False, log=print) -> History:
+    """Trains and writes: `out` (the style, best valid epoch), out.ckpt (last epoch), out.loss.png."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = pick_device(cfg.device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(out)
+    ckpt = out.with_name(out.name + ".ckpt")
+    model = EventLSTM(model_cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    hist = History()
+    if resume and ckpt.exists():
+        hist, _ = load_checkpoint(ckpt, model, opt)
+        log(f"resumed from {ckpt} after epoch {hist.epoch} (best valid {hist.best_valid:.4f} at {hist.best_epoch})")
+    elif resume:
+        log(f"no checkpoint at {ckpt}: starting fresh")
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    windows = chunks(train_pieces, cfg.seq_len)
+    valid_masks = [grammar_masks(t) for t, _ in valid_pieces] if rank == 0 else []
+    steps_per_epoch = max(1, math.ceil(len(windows) / world / cfg.batch_size))
+    total_steps = steps_per_epoch * cfg.epochs
+    use_amp = cfg.amp and device.type == "cuda"
+    meta = dict(meta, train_config=asdict(cfg), parameters=model.num_parameters())
+
+    while hist.epoch < cfg.epochs:
+        epoch = hist.epoch + 1
+        net.train()
+        rng = random.Random(cfg.seed * 1000 + epoch)
+        t0 = time.time()
+        loss_sum = tokens_sum = 0.0
+        bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
+                   desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+        for i, (x, pos, y) in enumerate(bar):
+            step = (epoch - 1) * steps_per_epoch + i
+            lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            x, pos, y = x.to(device), pos.to(device), y.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits, _ = net(x, pos)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            n = int((y != -100).sum())
+            loss_sum += loss.item() * n
+            tokens_sum += n
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.1e}")
+        hist.seconds += time.time() - t0
+        hist.tokens_seen += int(tokens_sum) * world
+        hist.epoch = epoch
+        if rank == 0:
+            v = validate(model, valid_pieces, valid_masks, device) if valid_pieces else {"nll_per_event": float("nan"), "accuracy": float("nan")}
+            hist.train_loss.append(loss_sum / max(tokens_sum, 1))
+            hist.valid_nll.append(v["nll_per_event"])
+            hist.valid_acc.append(v["accuracy"])
+            improved = not valid_pieces or v["nll_per_event"] < hist.best_valid
+            if improved:
+                hist.best_valid, hist.best_epoch = v["nll_per_event"], epoch
+                save_style(out, model, dict(meta, epoch=epoch, valid=v, history=asdict(hist)))
+            save_checkpoint(ckpt, model, opt, hist, cfg, {"meta": meta})
+            plot_losses(hist, out.with_name(out.name + ".loss.png"))
+            log(json.dumps({"epoch": epoch, "train_loss": round(hist.train_loss[-1], 4),
+                            "valid_nll": round(v["nll_per_event"], 4), "valid_acc": round(v["accuracy"], 4),
+                            "seconds": round(time.time() - t0, 1), "best": improved,
+                            "tokens_per_s": round(tokens_sum * world / (time.time() - t0))}))
+        if world > 1:
+            dist.barrier()
+        if cfg.patience and epoch - hist.best_epoch >= cfg.patience:
+            log(f"no better valid NLL for {cfg.patience} epochs: stopping")
+            break
+    if world > 1:
+        dist.destroy_process_group()
+    return hist
