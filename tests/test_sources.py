@@ -271,3 +271,9 @@ def test_mutated_real_midi_never_raises(tmp_path, chorale_midi, data):
 @given(data=st.binary(max_size=300), ext=st.sampled_from([".abc", ".krn", ".xml", ".musicxml", ".mxl"]))
 def test_random_bytes_through_music21_never_raise(tmp_path, data, ext):
     _read_bytes(tmp_path, "r" + ext, data)
+
+
+def test_a_file_reached_by_two_specs_is_read_once(tmp_path):
+    path = write_midi(tmp_path / "song.mid", MELODY)
+    pieces, skipped = load_pieces([str(tmp_path), str(path)], jobs=1)
+    assert len(pieces) == 1 and not skipped

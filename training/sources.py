@@ -351,6 +351,17 @@ def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | N
         else:
             plan.append(_expand(spec, skipped, corpus_limit))
 
+    seen: set[tuple[str, str]] = set()  # the same file (or tune) reached by two specs is read once
+    for i, group in enumerate(plan):
+        kept = []
+        for item in group:
+            if isinstance(item, _Task):
+                ident = (str(Path(item.path).resolve()), item.display[len(item.path):])
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            kept.append(item)
+        plan[i] = kept
     tasks = [t for group in plan for t in group if isinstance(t, _Task)]
     results: dict[_Task, tuple[Piece | None, dict | None]] = {}
     slow = [t for t in tasks if Path(t.path).suffix.lower() not in MIDI_EXTENSIONS]
