@@ -35,7 +35,7 @@ def load_data(specs: list[str], cache_root: str | None = None) -> dict[str, Spli
     if other:
         from .dataset import load_split, prepare_or_load
 
-        cache_dir = prepare_or_load(other, cache_root)
+        cache_dir, _ = prepare_or_load(other, cache_root, progress=True)
         for name in jsb.SPLITS:
             pieces = load_split(cache_dir, name)
             out[name].pieces += pieces

@@ -1,0 +1,42 @@
+"""`antiphon eval --style STYLE --data DATA --split test --json` (or `--baseline markov`)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", help="style name (e.g. default) or style file")
+    p.add_argument("--baseline", choices=["markov"], help="score a variable-order Markov model fit on the "
+                   "data's train split instead of a style")
+    p.add_argument("--data", nargs="+", required=True, metavar="DATA",
+                   help="files, folders, corpus:NAME or jsb-quarter:PATH")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--transpose", type=int, default=6,
+                   help="Markov baseline: transposition augmentation of its train split (semitones)")
+    p.add_argument("--cache", help="prepared-data cache folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    from .data import load_data
+    from .evaluate import score_markov, score_style
+
+    if bool(args.style) == bool(args.baseline):
+        raise ValueError("give exactly one of --style and --baseline")
+    data = load_data(args.data, args.cache)
+    if not data[args.split].pieces:
+        raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
+    if args.style:
+        result = score_style(args.style, data[args.split], args.device)
+        result["style"] = args.style
+    else:
+        result = score_markov(data, args.split, args.transpose)
+    result["split"] = args.split
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
+    return 0

@@ -1,0 +1,80 @@
+"""Held-out figures: NLL per event (nats) and next-event accuracy under the grammar mask, per frame for
+JSB data; for a style or for the variable-order Markov baseline fit on the same data's train split."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
+from engine.tokens import transpose_tokens
+
+from .data import Split
+from .scoring import summarize, token_log_probs
+from .train import pick_device
+
+
+def _figures(logps: list[np.ndarray], hits: list[np.ndarray], split: Split) -> dict:
+    out = summarize(logps, hits)
+    if split.frames is not None and sum(split.frames):
+        scored = [lp[:n] for lp, n, f in zip(logps, split.scored, split.frames) if f]
+        out["nll_per_frame"] = float(-sum(x.sum() for x in scored) / sum(split.frames))
+        out["frames"] = int(sum(split.frames))
+    return out
+
+
+def score_style(style_name: str, split: Split, device: str = "auto") -> dict:
+    dev = pick_device(device)
+    style = load_style(style_name, str(dev))
+    logps, hits = [], []
+    for tokens, positions in split.pieces:
+        lp, hit = token_log_probs(style.model, tokens, positions, device=dev)
+        logps.append(lp)
+        hits.append(hit)
+    return _figures(logps, hits, split)
+
+
+def augmented(pieces, transpose: int) -> list[np.ndarray]:
+    out = []
+    for tokens, _ in pieces:
+        for k in range(-transpose, transpose + 1):
+            shifted = transpose_tokens(tokens, k)
+            if shifted is not None:
+                out.append(shifted)
+    return out
+
+
+def score_markov(data: dict[str, Split], split: str, transpose: int = 6) -> dict:
+    """Fit on train (with the same transposition augmentation the LSTM trains with), choose the order on
+    valid, score `split`."""
+    from .markov import MarkovModel
+
+    train = augmented(data["train"].pieces, transpose)
+    valid = [t for t, _ in data["valid"].pieces]
+    model = MarkovModel()
+    if valid:
+        choice = model.choose_order(train, valid, orders=(2, 4, 6, 8, 10, 12, 16))
+    else:
+        model.fit(train)
+        choice = {"order": model.order}
+    target = data[split]
+    logps = [model.log_probs(np.asarray(t)) for t, _ in target.pieces]
+    dists_hits = []
+    for t, _ in target.pieces:
+        d = model.distributions(np.asarray(t))
+        dists_hits.append(d.argmax(axis=1) == np.asarray(t[1:]))
+    out = _figures(logps, dists_hits, target)
+    out["baseline"] = "markov"
+    out["order"] = int(choice.get("order", model.order) if isinstance(choice, dict) else model.order)
+    return out
+
+
+def record_figures(style_path: Path, data: dict[str, Split], device: str = "auto") -> dict:
+    """Scores the style on valid and test and writes the figures into its metadata."""
+    figures = {name: score_style(str(style_path), data[name], device)
+               for name in ("valid", "test") if data[name].pieces}
+    path = resolve_style(str(style_path))
+    tensors, meta = unpack(path.read_bytes(), str(path))
+    meta["held_out"] = figures
+    atomic_write_bytes(path, pack(tensors, meta))
+    return figures

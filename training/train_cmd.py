@@ -1,0 +1,75 @@
+"""`antiphon train DATA... --out STYLE`: prepare (cached), train, score held-out data, write the style."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from engine.model import PRESETS, ModelConfig
+
+from .train import TrainConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", nargs="+", metavar="DATA",
+                   help="files, folders, corpus:bach|folk|broad, or jsb-quarter:PATH")
+    p.add_argument("--out", required=True, help="style file to write (e.g. mystyle.style)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size (default small)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--transpose", type=int, default=TrainConfig.transpose,
+                   help="random transposition range in semitones (0 = no augmentation)")
+    p.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better valid NLL")
+    for name in ("embed", "hidden", "layers"):
+        p.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
+    p.add_argument("--dropout", type=float, help="override the preset's dropout")
+    p.add_argument("--embed-dropout", type=float, help="override the preset's embedding dropout")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="style name stored in the file (default: the file name)")
+    p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
+
+
+def model_config(args) -> ModelConfig:
+    cfg = ModelConfig(**PRESETS[args.preset].to_dict())
+    for f in fields(ModelConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            setattr(cfg, f.name, value)
+    return cfg
+
+
+def run(args) -> int:
+    from . import evaluate
+    from .data import load_data
+    from .train import train
+
+    out = Path(args.out)
+    data = load_data(args.data, args.cache)
+    train_pieces, valid_pieces = data["train"].pieces, data["valid"].pieces
+    if not train_pieces:
+        raise ValueError("no training pieces in " + " ".join(args.data))
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                      transpose=args.transpose, patience=args.patience, seed=args.seed, device=args.device,
+                      threads=args.threads)
+    meta = {
+        "name": args.name or out.stem,
+        "data": args.data,
+        "command": "antiphon train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
+        else "antiphon train " + " ".join(shlex.quote(a) for a in args.data) + f" --out {shlex.quote(str(out))}",
+        "pieces": {k: len(v.pieces) for k, v in data.items()},
+        "tokens": {k: int(sum(len(t) - 1 for t, _ in v.pieces)) for k, v in data.items()},
+    }
+    hist = train(train_pieces, valid_pieces, model_config(args), cfg, out, meta, resume=args.resume,
+                 log=lambda s: print(s, flush=True))
+    if hist.best_epoch and out.exists():
+        figures = evaluate.record_figures(out, data, args.device)
+        print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **figures}))
+    return 0
