@@ -95,6 +95,8 @@ class ClockFollower:
         self._ticks_since_reset = 0
         self._arrivals: deque[float] = deque(maxlen=max(2, self.detect_window + 1))
         self._acq = [0.0, 0, 0.0, 0.0, 0.0, 0.0]
+        self._recent3: deque[float] = deque(maxlen=3)
+        self._d2: deque[float] = deque(maxlen=24)  # |second differences| of arrival times
         self.resets = 0  # change-detector resets (for tests and diagnostics)
         self.malformed = 0
 
@@ -155,6 +157,7 @@ class ClockFollower:
                 return
             if interval > self.silence_s:
                 # resumed after a gap: keep the tempo, restart the phase
+                self._recent3.clear()
                 self._reset_loop(t, self._period)
             else:
                 self._update_loop(t)
@@ -202,14 +205,29 @@ class ClockFollower:
         if self._t1 <= t:
             self._t1 = t + self._period
 
+    def _jitter_sigma(self) -> float:
+        """Arrival-time jitter (seconds, one sigma) from the median |second difference| of arrival
+        times: a tempo step moves one second difference, so it barely moves the median."""
+        if len(self._d2) < 4:
+            return 0.0
+        med = sorted(self._d2)[len(self._d2) // 2]
+        return med / 0.6745 / math.sqrt(6.0)
+
     def _update_loop(self, t: float) -> None:
+        self._recent3.append(t)
+        if len(self._recent3) == 3:
+            a, b, c = self._recent3
+            self._d2.append(abs(c - 2.0 * b + a))
         self._arrivals.append(t)
         self._ticks_since_reset += 1
         n = self._ticks_since_reset
         if n >= self.detect_window and len(self._arrivals) > self.detect_window:
             w = self.detect_window
             mean = (self._arrivals[-1] - self._arrivals[-1 - w]) / w
-            if abs(mean - self._period) > self.detect_threshold * self._period:
+            # jitter of the arrival times widens the threshold: the mean of w intervals has an error
+            # of about sqrt(2)*sigma/w; demand 4 of those
+            noise = 4.0 * math.sqrt(2.0) * self._jitter_sigma() / w
+            if abs(mean - self._period) > max(self.detect_threshold * self._period, noise):
                 # sustained tempo change: restart acquisition from the newest k intervals
                 k = max(1, w // 2)
                 recent = list(self._arrivals)[-1 - k :]
