@@ -13,7 +13,9 @@ Ardour's midi_clock_slave.cc:
 
 with T the tick period and B the loop bandwidth in Hz. A narrow loop rejects jitter but follows a
 tempo change slowly, so a change detector resets the loop when the mean interval of the last few
-ticks departs from the smoothed period by more than jitter can explain.
+ticks departs from the smoothed period, in the same direction on `detect_confirm` ticks in a row, by
+more than the measured jitter can explain. After a reset (and at the start) the period comes from a
+least-squares line through the ticks since the reset, for `acquire_ticks` ticks; then the loop runs.
 
 Tick positions: the first 0xF8 after Start (or Continue) *is* the position (0 after Start, the
 Song Position Pointer's 16th notes * 6 after Continue); each further 0xF8 adds one. Ticks arriving
@@ -67,6 +69,7 @@ class ClockFollower:
         detect_threshold: float = 0.06,
         lock_ticks: int = 12,
         acquire_ticks: int = 24,
+        detect_confirm: int = 3,
     ):
         if not 1.0 <= internal_bpm <= 999.0:
             raise ValueError(f"bpm must be within 1..999, got {internal_bpm}")
@@ -77,6 +80,7 @@ class ClockFollower:
         self.detect_threshold = float(detect_threshold)
         self.lock_ticks = int(lock_ticks)
         self.acquire_ticks = int(acquire_ticks)
+        self.detect_confirm = int(detect_confirm)
         self._internal_bpm = float(internal_bpm)
         self._source = "internal"
         self._running = False
@@ -97,6 +101,8 @@ class ClockFollower:
         self._acq = [0.0, 0, 0.0, 0.0, 0.0, 0.0]
         self._recent3: deque[float] = deque(maxlen=3)
         self._d2: deque[float] = deque(maxlen=24)  # |second differences| of arrival times
+        self._detect_count = 0
+        self._detect_sign = 0
         self.resets = 0  # change-detector resets (for tests and diagnostics)
         self.malformed = 0
 
@@ -166,8 +172,10 @@ class ClockFollower:
         if self._transport == "stopped":
             return  # tempo only
         if self._pending_position is not None:
+            # first tick after Start/Continue/SPP: it *is* that position; re-anchor the phase there
             self._tick = self._pending_position
             self._pending_position = None
+            self._t1 = t + self._period
         elif self._running or self._transport == "unknown":
             self._tick += 1
         self._running = True
@@ -180,6 +188,7 @@ class ClockFollower:
         self._arrivals.clear()
         self._arrivals.append(t)
         self._ticks_since_reset = 0
+        self._detect_count = 0
         if period is not None:
             self._period = period
         self._t1 = t + self._period
@@ -206,12 +215,12 @@ class ClockFollower:
             self._t1 = t + self._period
 
     def _jitter_sigma(self) -> float:
-        """Arrival-time jitter (seconds, one sigma) from the median |second difference| of arrival
-        times: a tempo step moves one second difference, so it barely moves the median."""
+        """Arrival-time jitter (seconds, one sigma) from the mean |second difference| of arrival
+        times over the last 24 ticks: a tempo step moves only one second difference."""
         if len(self._d2) < 4:
             return 0.0
-        med = sorted(self._d2)[len(self._d2) // 2]
-        return med / 0.6745 / math.sqrt(6.0)
+        mean_abs = sum(self._d2) / len(self._d2)
+        return mean_abs / math.sqrt(2.0 / math.pi) / math.sqrt(6.0)
 
     def _update_loop(self, t: float) -> None:
         self._recent3.append(t)
@@ -227,7 +236,15 @@ class ClockFollower:
             # jitter of the arrival times widens the threshold: the mean of w intervals has an error
             # of about sqrt(2)*sigma/w; demand 4 of those
             noise = 4.0 * math.sqrt(2.0) * self._jitter_sigma() / w
-            if abs(mean - self._period) > max(self.detect_threshold * self._period, noise):
+            dev = mean - self._period
+            if abs(dev) > max(self.detect_threshold * self._period, noise):
+                sign = 1 if dev > 0 else -1
+                self._detect_count = self._detect_count + 1 if sign == self._detect_sign else 1
+                self._detect_sign = sign
+            else:
+                self._detect_count = 0
+            if self._detect_count >= self.detect_confirm:
+                self._detect_count = 0
                 # sustained tempo change: restart acquisition from the newest k intervals
                 k = max(1, w // 2)
                 recent = list(self._arrivals)[-1 - k :]
