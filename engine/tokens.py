@@ -104,6 +104,14 @@ class Grammar:
         g.onset = self.onset.copy()
         return g
 
+    def copy_from(self, other: "Grammar") -> None:
+        """Becomes `other` in place (so that objects holding this grammar see the restored one)."""
+        sounding, onset = self.sounding, self.onset
+        self.__dict__.update(other.__dict__)
+        np.copyto(sounding, other.sounding)
+        np.copyto(onset, other.onset)
+        self.sounding, self.onset = sounding, onset
+
     @property
     def position(self) -> int:
         """Tick within the bar, the model's metrical input."""
@@ -273,11 +281,13 @@ class StreamEncoder:
     Events at a tick are held until time moves past that tick, then emitted in canonical order
     (note-offs, then note-ons, ascending). A note-off for a pitch struck at the same tick waits one
     tick, so every note lasts at least one tick. `grammar` may be shared with another writer into the
-    same stream (the generator in accompaniment mode); both stay canonical.
+    same stream (the generator in accompaniment mode); both stay canonical. `sink` receives each token
+    (default: the grammar itself; the live session passes the generator, which steps the model).
     """
 
-    def __init__(self, grammar: Grammar):
+    def __init__(self, grammar: Grammar, sink=None):
         self.grammar = grammar
+        self.sink = sink or grammar.apply  # called with each token; must advance `grammar`
         self._tick: int | None = None
         self._offs: set[int] = set()
         self._ons: dict[int, int] = {}
@@ -365,5 +375,5 @@ class StreamEncoder:
         return [self._apply(t) for t in shift_tokens(tick - self.grammar.tick)]
 
     def _apply(self, token: int) -> int:
-        self.grammar.apply(token)
+        self.sink(token)
         return token

@@ -1,0 +1,128 @@
+"""The duet logic on fake time: call and response on the grid, interruption, accompaniment, locate,
+stop and style switches; every note-on that would be sent has its note-off."""
+import numpy as np
+import pytest
+import torch
+
+from engine.events import Meter, Note
+from engine.model import PRESETS, EventLSTM
+from engine.runtime import StepRuntime
+from engine.session import ACCOMPANY, ANSWERING, LISTENING, Session, SessionParams
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    torch.manual_seed(0)
+    return StepRuntime(EventLSTM(PRESETS["tiny"]))
+
+
+class FakePlugin:
+    """What plugin/ does with a session's output: a schedule, cancellation, and 'sending' as time passes."""
+
+    def __init__(self, session):
+        self.session = session
+        self.scheduled = []  # (stream tick, pitch, velocity)
+        self.sent = []
+        self.now = 0
+
+    def take(self, out):
+        if out.cancel_from is not None:
+            self.scheduled = [e for e in self.scheduled if e[0] < out.cancel_from]
+        self.scheduled += [(n.tick, n.pitch, n.velocity) for n in out.notes]
+
+    def run_to(self, song_tick):
+        while self.now < song_tick:
+            self.now += 1
+            self.take(self.session.advance(self.now))
+            due = sorted([e for e in self.scheduled if e[0] <= self.now + self.session.offset])
+            self.scheduled = [e for e in self.scheduled if e[0] > self.now + self.session.offset]
+            self.sent += due
+
+    def play(self, notes, origin=0):
+        events = sorted([(n.start + origin, 1, n.pitch, n.velocity) for n in notes] +
+                        [(n.end + origin, 0, n.pitch, 0) for n in notes])
+        for tick, on, pitch, vel in events:
+            self.run_to(tick)
+            self.take(self.session.note_on(tick, pitch, vel) if on else self.session.note_off(tick, pitch))
+
+    def hanging(self):
+        sounding = {}
+        for _, pitch, vel in self.sent:
+            sounding[pitch] = sounding.get(pitch, 0) + (1 if vel else 0)
+            if not vel:
+                sounding[pitch] = 0
+        return {p for p, n in sounding.items() if n}
+
+
+PHRASE = [Note(0, 24, 60, 90), Note(24, 48, 62, 90), Note(48, 72, 64, 90), Note(72, 120, 67, 90)]
+
+
+def test_answer_starts_on_the_next_beat_after_a_beat_of_silence_and_ends_with_its_bars(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=2, temperature=1.0), seed=1)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(120 + 24)  # one beat of silence after the last note-off at 120
+    assert s.state == ANSWERING
+    fp.run_to(120 + 24 + 2 * 96 + 48)
+    assert s.state == LISTENING and s.answers == 1
+    ons = [t for t, _, v in fp.sent if v]
+    assert ons, "the answer played nothing"
+    assert min(ons) >= 144 and min(t for t, _, _ in fp.sent) == 144  # the beat after the silence
+    assert max(t for t, _, _ in fp.sent) <= 144 + 2 * 96
+    assert not fp.hanging()
+
+
+def test_player_coming_in_ends_the_answer_and_withdraws_what_was_generated_ahead(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=8, lookahead_beats=2), seed=2)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(200)
+    assert s.state == ANSWERING
+    fp.take(s.note_on(200, 72, 100))
+    assert s.state == LISTENING
+    assert all(t <= 201 for t, _, _ in fp.scheduled)
+    fp.run_to(210)
+    fp.take(s.note_off(210, 72))
+    assert not fp.hanging()
+    assert not s._ours
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_accompaniment_plays_along_and_stays_a_valid_stream(runtime, seed):
+    s = Session(runtime, Meter(4, 4), SessionParams(mode=ACCOMPANY, lookahead_beats=1, max_note_beats=2), seed=seed)
+    fp = FakePlugin(s)
+    fp.play([Note(i * 12, i * 12 + 10, 60 + (i % 5), 80) for i in range(40)])
+    fp.run_to(40 * 12 + 48)
+    assert any(v for _, _, v in fp.sent), "accompaniment played nothing"
+    fp.take(s.stop())
+    fp.sent += fp.scheduled
+    assert not fp.hanging()
+
+
+def test_stop_and_locate_release_every_note_and_keep_time_monotonic(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=4), seed=4)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(180)
+    out = s.stop()
+    fp.take(out)
+    fp.sent += [e for e in fp.scheduled if e[2] == 0]
+    assert not fp.hanging()
+    before = s.gen.grammar.tick
+    s.locate(0)
+    assert s.offset % 96 == 0 and s._stream_tick(0) > before
+
+
+def test_style_switch_takes_effect_at_the_next_phrase(runtime):
+    torch.manual_seed(1)
+    other = StepRuntime(EventLSTM(PRESETS["tiny"]))
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=5)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    s.set_runtime(other)
+    assert s.gen.runtime is runtime
+    fp.run_to(120 + 24 + 96 + 48)
+    assert s.gen.runtime is other
+    fp.play(PHRASE, origin=400)
+    fp.run_to(400 + 120 + 24 + 96 + 24)
+    assert s.answers == 2 and not fp.hanging()
