@@ -101,7 +101,8 @@ def test_clock_from_jack_midi_clock_locks(jack_server, antiphon_ports, bpm):
         pytest.skip(f"JACK dummy server starved on this machine: arriving {arriving:.2f} BPM for nominal "
                     f"{bpm:g}, interval sd {sd * 100:.0f}% (follower said {snap.bpm:.2f})")
     assert snap.locked
-    assert abs(snap.bpm - bpm) < 1.0
+    assert abs(snap.bpm - arriving) < 1.0  # the tempo as delivered (the server may run up to 1 % off)
+    assert abs(snap.bpm - bpm) < 2.0
 
 
 def _slope(ts: list[float]) -> float:
@@ -122,7 +123,8 @@ def test_clock_with_jack_midi_clock_jitter(jack_server, antiphon_ports):
           f"resets {follower.resets}")
     if abs(arriving / 120.0 - 1.0) > 0.01:
         pytest.skip(f"JACK dummy server starved on this machine: arriving {arriving:.2f} BPM for nominal 120")
-    assert abs(snap.bpm - 120.0) < 1.0 and snap.locked
+    assert snap.locked
+    assert abs(snap.bpm - arriving) < 1.0 and abs(snap.bpm - 120.0) < 2.0
 
 
 def _check_paired(notes: list[bytes]) -> None:
