@@ -156,6 +156,8 @@ class JackServer:
         if self.proc is not None:
             _kill_group(self.proc, timeout=5.0)
             self.proc = None
+        if os.environ.get("ANTIPHON_KEEP_JACK_LOGS") is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self) -> "JackServer":
         return self.start()
