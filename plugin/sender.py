@@ -145,6 +145,29 @@ class TimedSender:
                     self._emit(bytes([NOTE_OFF | ch, pitch, 0]))
         return dropped
 
+    def cancel_from(self, deadline: float) -> int:
+        """Drop every queued event due at `deadline` or later (material withdrawn by the engine).
+        Any note that would still sound at `deadline` gets its note-off there. Returns how many
+        events were dropped."""
+        with self._cond:
+            keep = [item for item in self._heap if item[0] < deadline]
+            dropped = len(self._heap) - len(keep)
+            if not dropped:
+                return 0
+            with self._send_lock:
+                will_sound = set(self._sounding)
+            for _, _, msg in sorted(keep):
+                if _is_note_on(msg):
+                    will_sound.add((msg[0] & 0x0F, msg[1]))
+                elif _is_note_off(msg):
+                    will_sound.discard((msg[0] & 0x0F, msg[1]))
+            for ch, pitch in sorted(will_sound):
+                keep.append((float(deadline), next(self._seq), bytes([NOTE_OFF | ch, pitch, 0])))
+            self._heap = keep
+            heapq.heapify(self._heap)
+            self._cond.notify()
+        return dropped
+
     def panic(self) -> None:
         """Drop everything queued, release every sounding note, then CC 64=0 and CC 123 on every
         channel used."""

@@ -216,3 +216,29 @@ def test_lateness_is_measured(busy, capsys):
               f"(stats p99 {r['stats_p99']:.3f}, worst {r['stats_worst']:.3f})")
     assert r["p50"] >= 0  # never early; no tight bound on a shared machine
     assert r["p50"] < 100
+
+
+def test_cancel_from_drops_later_events_and_releases_what_would_still_sound():
+    sent = []
+    now = [100.0]
+    sender = TimedSender(sent.append, clock=lambda: now[0], switch_interval=None)
+    try:
+        sender.send_now(b"\x90\x3c\x40")  # sounding already
+        sender.schedule(101.0, b"\x90\x3e\x40")  # starts before the cut
+        sender.schedule(103.0, b"\x80\x3e\x00")  # its off after the cut: dropped
+        sender.schedule(103.0, b"\x80\x3c\x00")  # dropped
+        sender.schedule(104.0, b"\x90\x40\x40")  # a withdrawn note: dropped
+        assert sender.cancel_from(102.0) == 3
+        now[0] = 110.0
+        with sender._cond:
+            sender._cond.notify()
+        deadline = time.monotonic() + 2
+        while sender.stats().sounding and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sender.stats().sounding == 0
+        assert b"\x90\x40\x40" not in sent
+        ons = sum(1 for m in sent if m[0] & 0xF0 == 0x90 and m[2])
+        offs = sum(1 for m in sent if m[0] & 0xF0 == 0x80)
+        assert ons == offs == 2
+    finally:
+        sender.close()

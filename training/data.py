@@ -35,11 +35,12 @@ def load_data(specs: list[str], cache_root: str | None = None) -> dict[str, Spli
     if other:
         from .dataset import load_split, prepare_or_load
 
-        cache_dir, _ = prepare_or_load(other, cache_root, progress=True)
-        for name in jsb.SPLITS:
-            pieces = load_split(cache_dir, name)
-            out[name].pieces += pieces
-            if out[name].frames is not None:
-                out[name].frames += [0] * len(pieces)
-                out[name].scored += [len(t) - 1 for t, _ in pieces]
+        for spec in other:  # one cache per source: sources combine without re-reading
+            cache_dir, _ = prepare_or_load([spec], cache_root, progress=True)
+            for name in jsb.SPLITS:
+                pieces = load_split(cache_dir, name)
+                out[name].pieces += pieces
+                if out[name].frames is not None:
+                    out[name].frames += [0] * len(pieces)
+                    out[name].scored += [len(t) - 1 for t, _ in pieces]
     return out
