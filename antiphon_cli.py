@@ -13,7 +13,7 @@ COMMANDS = {
     "live": ("plugin.live_cmd", "play live: virtual MIDI ports, clock sync, panel"),
     "ports": ("plugin.ports_cmd", "list MIDI backends and ports"),
     "demo": ("plugin.demo_cmd", "call and answer on a corpus phrase, no MIDI gear needed"),
-    "bench": ("training.bench_cmd", "measure step time, timing under load, throughput"),
+    "bench": ("plugin.bench_cmd", "measure step time, timing under load, throughput"),
 }
 
 

@@ -50,18 +50,19 @@ def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
 
 def unpack(data: bytes, source: str = "style") -> tuple[dict[str, torch.Tensor], dict]:
     """safetensors bytes -> (tensors, metadata); refuses anything else with a reason."""
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise StyleError(f"{source}: this is a pickle or a torch checkpoint (.pt/.pth); Antiphon only "
-                         f"loads safetensors style files, which cannot run code. Nothing was loaded.")
-    if len(data) < 8:
-        raise StyleError(f"{source}: too short to be a style file ({len(data)} bytes)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > MAX_HEADER or 8 + n > len(data):
-        raise StyleError(f"{source}: not a safetensors file (bad header length)")
-    try:
-        header = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StyleError(f"{source}: not a safetensors file (header is not JSON)") from None
+    header = None
+    if len(data) >= 8:
+        (n,) = struct.unpack("<Q", data[:8])
+        if n <= MAX_HEADER and 8 + n <= len(data):
+            try:
+                header = json.loads(data[8:8 + n])
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                header = None
+    if header is None:
+        if data[:2] == b"PK" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            raise StyleError(f"{source}: this is a pickle or a torch checkpoint (.pt/.pth); Antiphon only "
+                             f"loads safetensors style files, which cannot run code. Nothing was loaded.")
+        raise StyleError(f"{source}: not a safetensors style file")
     info = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise StyleError(f"{source}: a safetensors file, but not an Antiphon style (no '{FORMAT}' metadata)")
