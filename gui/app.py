@@ -1,0 +1,95 @@
+"""`antiphon live` with the panel: QApplication, engine, window, clean exits.
+
+    run_panel(config)                         # until the window closes, Ctrl-C or SIGTERM
+    run_panel(config, screenshot="p.png")     # render after ~2 s (or after --duration), write PNG, exit
+    run_panel(config, duration=30)            # exit after 30 s
+
+Every exit path (window closed, Quit, SIGINT, SIGTERM, --duration, --screenshot) ends in
+Panel.shutdown(): settings saved, engine.close() (note-offs, CC 123, ports closed).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+SCREENSHOT_AFTER_S = 2.0
+
+
+def _platform_for(screenshot: str | None) -> None:
+    """Without a display (CI, ssh), a screenshot run renders offscreen."""
+    if screenshot and not os.environ.get("QT_QPA_PLATFORM") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith("linux"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def make_app():
+    from PyQt6.QtWidgets import QApplication
+
+    from .settings import APPLICATION, ORGANISATION
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    return app
+
+
+def run_panel(config, screenshot: str | None = None, duration: float | None = None, engine_factory=None) -> int:
+    _platform_for(screenshot)
+    from PyQt6.QtCore import QTimer
+
+    from plugin.live import LiveEngine
+
+    from .panel import Panel
+    from .settings import load_config
+
+    app = make_app()
+    config = load_config(config)
+    factory = engine_factory or (lambda cfg: LiveEngine(cfg))
+    engine = factory(config)
+    try:
+        engine.start()
+    except Exception:
+        engine.close()
+        raise
+    panel = Panel(engine, factory)
+    snap = engine.snapshot()
+    print(f"Antiphon live: style {engine.style_name}, in '{snap.ports[0]}', out '{snap.ports[1]}' "
+          f"({snap.backend}); close the window or Ctrl-C to stop", flush=True)
+
+    # Qt's event loop runs in C++: a timer hands control back to Python now and then, so that
+    # SIGINT/SIGTERM handlers run.
+    previous = {sig: signal.signal(sig, lambda *_: app.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    pulse = QTimer()
+    pulse.timeout.connect(lambda: None)
+    pulse.start(100)
+    result = {"rc": 0}
+
+    def grab() -> None:
+        panel.refresh()
+        if not panel.grab().save(screenshot):
+            print(f"could not write screenshot {screenshot}", file=sys.stderr)
+            result["rc"] = 1
+        else:
+            print(f"screenshot: {screenshot}", flush=True)
+        app.quit()
+
+    if screenshot:
+        QTimer.singleShot(int(1000 * (duration or SCREENSHOT_AFTER_S)), grab)
+    elif duration:
+        QTimer.singleShot(int(1000 * duration), app.quit)
+    panel.show()
+    try:
+        app.exec()
+    finally:
+        pulse.stop()
+        panel.shutdown()
+        panel.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        engine = panel.engine
+        if engine.sender is not None:
+            st = engine.sender.stats()
+            print(f"stopped: {st.sent} messages sent, {st.sounding} notes left sounding, "
+                  f"worst lateness {st.late_worst_ms:.2f} ms", flush=True)
+    return result["rc"]

@@ -1,0 +1,127 @@
+"""A scrolling piano roll of the last bars: the player's notes and Antiphon's in two colours.
+
+x is song ticks with the playhead at the right edge; y is pitch (the range follows the notes, at
+least two octaves). The widget only draws what `set_notes` hands it (the session snapshot's roll).
+"""
+from __future__ import annotations
+
+from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtGui import QColor, QFont, QPainter, QPen
+from PyQt6.QtWidgets import QSizePolicy, QWidget
+
+from engine.events import Meter
+
+PLAYER_COLOUR = QColor("#4fa3ff")
+ANTIPHON_COLOUR = QColor("#ff9a3c")
+BACKGROUND = QColor("#1b1e24")
+BLACK_KEY_ROW = QColor("#16181d")
+BAR_LINE = QColor("#5a6170")
+BEAT_LINE = QColor("#2c313b")
+PLAYHEAD = QColor("#e8e8e8")
+KEYS_WIDTH = 34
+_BLACK = {1, 3, 6, 8, 10}
+
+
+class PianoRoll(QWidget):
+    def __init__(self, meter: Meter = Meter(), bars: int = 4, parent=None):
+        super().__init__(parent)
+        self.meter = meter
+        self.bars = bars
+        self.notes: tuple = ()  # RollNote(start, end, pitch, velocity, who), song ticks
+        self.now = 0.0  # song tick at the playhead
+        self.low, self.high = 48, 84
+        self.setMinimumSize(360, 180)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setToolTip("Blue: you. Orange: Antiphon. The playhead is the right edge.")
+
+    # ------------------------------------------------------------------ model
+    @property
+    def span(self) -> float:
+        return float(self.meter.ticks_per_bar * self.bars)
+
+    def set_notes(self, notes, now: float) -> None:
+        self.notes = tuple(notes)
+        self.now = float(now)
+        self._fit_range()
+        self.update()
+
+    def visible_notes(self) -> list:
+        """The notes that overlap the window (the last `bars` bars up to the playhead)."""
+        left = self.now - self.span
+        return [n for n in self.notes if (n.end if n.end is not None else self.now) >= left and n.start <= self.now]
+
+    def _fit_range(self) -> None:
+        pitches = [n.pitch for n in self.visible_notes()]
+        if not pitches:
+            return  # keep the last range: the roll does not jump when it empties
+        lo, hi = min(pitches) - 2, max(pitches) + 2
+        if hi - lo < 24:
+            mid = (lo + hi) // 2
+            lo, hi = mid - 12, mid + 12
+        self.low, self.high = max(0, lo), min(127, hi)
+
+    # ------------------------------------------------------------------ drawing
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        w, h = self.width(), self.height()
+        p.fillRect(0, 0, w, h, BACKGROUND)
+        rows = self.high - self.low + 1
+        row_h = h / rows
+        roll_w = w - KEYS_WIDTH
+        left = self.now - self.span
+
+        def x_of(tick: float) -> float:
+            return KEYS_WIDTH + (tick - left) / self.span * roll_w
+
+        def y_of(pitch: int) -> float:
+            return (self.high - pitch) * row_h
+
+        small = QFont(self.font())
+        small.setPointSizeF(max(6.5, min(8.5, row_h * 1.4)))
+        p.setFont(small)
+        for pitch in range(self.low, self.high + 1):
+            y = y_of(pitch)
+            black = pitch % 12 in _BLACK
+            if black:
+                p.fillRect(QRectF(KEYS_WIDTH, y, roll_w, row_h), BLACK_KEY_ROW)
+            p.fillRect(QRectF(0, y, KEYS_WIDTH - 2, row_h), QColor("#2a2d33") if black else QColor("#d8d8d8"))
+            if pitch % 12 == 0:
+                p.setPen(QPen(BEAT_LINE))
+                p.drawLine(int(KEYS_WIDTH), int(y + row_h), w, int(y + row_h))
+                if row_h * 12 >= 40:
+                    p.setPen(QColor("#30333a"))
+                    p.drawText(QRectF(0, y - 6, KEYS_WIDTH - 4, row_h + 12),
+                               Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"C{pitch // 12 - 1}")
+
+        beat, bar = self.meter.ticks_per_beat, self.meter.ticks_per_bar
+        first = int(left // beat) * beat
+        t = first
+        while t <= self.now:
+            if t >= left:
+                x = int(x_of(t))
+                on_bar = t % bar == 0
+                p.setPen(QPen(BAR_LINE if on_bar else BEAT_LINE, 1))
+                p.drawLine(x, 0, x, h)
+                if on_bar:
+                    p.setPen(QColor("#9aa3b5"))
+                    p.drawText(x + 3, 11, str(int(t // bar) + 1))
+            t += beat
+
+        for n in self.visible_notes():
+            end = n.end if n.end is not None else self.now
+            x0, x1 = max(x_of(n.start), KEYS_WIDTH), x_of(end)
+            colour = QColor(PLAYER_COLOUR if n.who == "player" else ANTIPHON_COLOUR)
+            colour.setAlphaF(0.45 + 0.55 * min(1.0, n.velocity / 127))
+            rect = QRectF(x0, y_of(n.pitch) + 1, max(3.0, x1 - x0), max(2.0, row_h - 2))
+            p.fillRect(rect, colour)
+            if n.end is None:  # sounding: a bright leading edge
+                p.fillRect(QRectF(rect.right() - 2, rect.top(), 2, rect.height()), QColor("white"))
+
+        p.setPen(QPen(PLAYHEAD, 2))
+        p.drawLine(w - 1, 0, w - 1, h)
+        if not self.notes:
+            p.setPen(QColor("#8a93a5"))
+            p.drawText(QRectF(KEYS_WIDTH, 0, roll_w, h), Qt.AlignmentFlag.AlignCenter,
+                       "Play a phrase into Antiphon In: your notes in blue, the answer in orange")
+        p.end()

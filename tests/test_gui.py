@@ -1,0 +1,188 @@
+"""The control panel (gui/), driven through its real widgets with pytest-qt (offscreen), on a
+LiveEngine with real JACK ports (private dummy server) and a tiny random model."""
+from __future__ import annotations
+
+import os
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+
+pytest.importorskip("pytestqt")
+rtmidi = pytest.importorskip("rtmidi")
+
+from PyQt6.QtCore import QPoint, QSettings, Qt  # noqa: E402
+from PyQt6.QtGui import QContextMenuEvent  # noqa: E402
+from PyQt6.QtWidgets import QApplication  # noqa: E402
+
+from engine.model import PRESETS, EventLSTM  # noqa: E402
+from engine.runtime import StepRuntime  # noqa: E402
+from engine.session import ACCOMPANY, SessionParams  # noqa: E402
+from gui import settings as gui_settings  # noqa: E402
+from gui.learn import LEARN_TEXT  # noqa: E402
+from gui.panel import Panel  # noqa: E402
+from gui.pianoroll import PLAYER_COLOUR  # noqa: E402
+from plugin.live import LiveConfig, LiveEngine  # noqa: E402
+
+_RUNTIME = None
+
+
+def tiny_engine(config: LiveConfig) -> LiveEngine:
+    global _RUNTIME
+    if _RUNTIME is None:
+        _RUNTIME = StepRuntime(EventLSTM(PRESETS["tiny"]))
+    return LiveEngine(config, runtime=_RUNTIME, style_name="test")
+
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path):
+    """QSettings in a temp dir: tests never read or write the user's settings."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "settings"))
+    yield tmp_path / "settings"
+
+
+@pytest.fixture
+def panel(jack_server, qtbot):
+    engine = tiny_engine(LiveConfig(backend="jack", seed=1)).start()
+    p = Panel(engine, tiny_engine)
+    qtbot.addWidget(p)
+    p.show()
+    qtbot.waitExposed(p)
+    try:
+        yield p
+    finally:
+        p.shutdown()
+
+
+@pytest.fixture
+def player(jack_server, panel):
+    """A python-rtmidi JACK output connected to Antiphon In: the test's keyboard."""
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="gui_test_player")
+    out.open_virtual_port("keys")
+    src = jack_server.wait_for_port("gui_test_player:keys")
+    jack_server.connect(src, panel.engine.snapshot().ports[0])
+    try:
+        yield out
+    finally:
+        out.close_port()
+        out.delete()
+
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+
+def test_temperature_knob_reaches_engine_thread(panel, qtbot):
+    engine = panel.engine
+    before = engine.session.params.temperature
+    for _ in range(3):  # PageUp on the focused dial, as a keyboard user turns it
+        qtbot.keyClick(panel.temperature.dial, Qt.Key.Key_PageUp)
+    shown = float(panel.temperature.readout.text())
+    assert shown > before + 0.1
+    # the engine thread applied Controls' new params to the session
+    qtbot.waitUntil(lambda: abs(engine.session.params.temperature - panel.temperature.value()) < 1e-9, timeout=2000)
+    qtbot.waitUntil(lambda: engine.snapshot().params.temperature == pytest.approx(panel.temperature.value()),
+                    timeout=1000)
+    # and the other direction: M toggles the mode, the combo box follows
+    qtbot.keyClick(panel, Qt.Key.Key_M)
+    qtbot.waitUntil(lambda: engine.session.params.mode == ACCOMPANY, timeout=2000)
+    assert panel.mode.currentData() == ACCOMPANY
+    panel.response_bars.setValue(4)
+    qtbot.waitUntil(lambda: engine.session.params.response_bars == 4, timeout=2000)
+
+
+def test_panic_button_releases_notes_on_jack(panel, jack_server, qtbot):
+    engine = panel.engine
+    dump = jack_server.midi_dump("gui_rec")
+    jack_server.connect(engine.snapshot().ports[1], dump.port)
+    time.sleep(0.2)
+    engine.sender.send_now(b"\x90\x3c\x64")
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 1, timeout=2000)
+    qtbot.mouseClick(panel.panic_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 0, timeout=2000)
+    qtbot.wait(300)
+    events = [m for _, m in dump.stop()]
+    on = events.index(b"\x90\x3c\x64")
+    after = events[on + 1:]
+    assert any(m[0] == 0x80 and m[1] == 0x3C or m[0] == 0x90 and m[1] == 0x3C and m[2] == 0 for m in after), events
+    assert b"\xb0\x7b\x00" in after, events
+    off = next(i for i, m in enumerate(after) if m[1] == 0x3C)
+    assert off < after.index(b"\xb0\x7b\x00")  # note-off first, then All Notes Off
+
+
+def test_played_phrase_appears_in_piano_roll(panel, player, qtbot):
+    pitches = (60, 64, 67, 72)
+    for p in pitches:
+        player.send_message([0x90, p, 90])
+        qtbot.wait(120)
+        player.send_message([0x80, p, 0])
+        qtbot.wait(30)
+
+    def played():
+        return {n.pitch for n in panel.roll.notes if n.who == "player" and n.end is not None}
+
+    qtbot.waitUntil(lambda: set(pitches) <= played(), timeout=3000)
+    assert panel.engine.snapshot().received >= 2 * len(pitches)
+    visible = [n for n in panel.roll.visible_notes() if n.who == "player"]
+    assert {n.pitch for n in visible} >= set(pitches)
+    assert panel.roll.low <= 60 and panel.roll.high >= 72
+    # drawn: the roll's pixels hold the player's colour
+    image = panel.roll.grab().toImage()
+    pixels = [image.pixelColor(x, y) for x in range(0, image.width(), 2) for y in range(0, image.height(), 2)]
+    assert sum(_bluish(c) for c in pixels) > 50  # the player's notes are blue (velocity sets the alpha)
+    # the phrase ended (1 beat of silence): the tiny model answers; the roll holds its notes too
+    qtbot.waitUntil(lambda: panel.engine.snapshot().session.answers >= 1, timeout=5000)
+
+
+def _bluish(c) -> bool:
+    assert PLAYER_COLOUR.blue() - PLAYER_COLOUR.red() > 100
+    return c.blue() > 150 and c.blue() - c.red() > 80
+
+
+def test_midi_learn_binds_cc_from_real_port(panel, player, qtbot):
+    engine = panel.engine
+    # right-click on the temperature knob opens its context menu
+    dial = panel.temperature.dial
+    QApplication.sendEvent(dial, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(10, 10)))
+    action = panel.learn.action(LEARN_TEXT)
+    assert action is not None
+    action.trigger()
+    qtbot.waitUntil(lambda: engine.snapshot().learning == "temperature", timeout=2000)
+    qtbot.waitUntil(lambda: panel.temperature.cc_label.text().startswith("move"), timeout=1000)
+    assert panel.temperature.property("learning") is True
+    player.send_message([0xB0, 30, 100])  # the first CC binds
+    qtbot.waitUntil(lambda: engine.controls.cc_map.get(30) == "temperature", timeout=2000)
+    assert engine.controls.learning is None
+    qtbot.waitUntil(lambda: panel.temperature.cc_label.text() == "CC 30", timeout=1000)
+    assert 21 not in engine.controls.cc_map  # the old binding of temperature is gone
+    player.send_message([0xB0, 30, 100])  # then it drives the knob
+    expected = 0.1 + 1.9 * 100 / 127
+    qtbot.waitUntil(lambda: abs(engine.session.params.temperature - expected) < 1e-6, timeout=2000)
+    qtbot.waitUntil(lambda: panel.temperature.readout.text() == f"{expected:.2f}", timeout=1000)
+    assert panel.temperature.value() == pytest.approx(expected, abs=0.002)
+
+
+def test_settings_persist_and_run_panel_screenshot(jack_server, qtbot, tmp_path, private_settings):
+    png = tmp_path / "panel.png"
+    from gui.app import run_panel
+
+    engines = []
+
+    def factory(cfg):
+        engines.append(tiny_engine(cfg))
+        return engines[-1]
+
+    params = SessionParams(temperature=1.3, top_p=0.7, mode=ACCOMPANY, response_bars=3)
+    config = LiveConfig(backend="jack", params=params, cc_map=((40, "top_p"),), channel=4)
+    assert run_panel(config, screenshot=str(png), duration=0.6, engine_factory=factory) == 0
+    assert png.stat().st_size > 10_000
+    assert engines[0]._stop.is_set() and engines[0].out is not None  # closed: panicked, ports closed
+    # the next run with default arguments comes back as it was left; explicit arguments still win
+    back = gui_settings.load_config(LiveConfig(backend="jack"))
+    assert back.params.temperature == pytest.approx(1.3) and back.params.mode == ACCOMPANY
+    assert back.params.response_bars == 3 and back.channel == 4 and back.cc_map == ((40, "top_p"),)
+    explicit = gui_settings.load_config(LiveConfig(params=SessionParams(temperature=0.5)))
+    assert explicit.params.temperature == 0.5 and explicit.params.top_p == pytest.approx(0.7)
+    assert explicit.params.mode == ACCOMPANY
