@@ -216,7 +216,7 @@ class Panel(QMainWindow):
         self.out_combo = QComboBox()
         for c in (self.in_combo, self.out_combo):
             c.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            c.setMinimumContentsLength(18)
+            c.setMinimumContentsLength(22)
         self.channel = QSpinBox()
         self.channel.setRange(1, 16)
         self.channel.setValue(self.engine.channel + 1)
@@ -354,7 +354,10 @@ class Panel(QMainWindow):
                 (self.in_combo, listing["inputs"], "Antiphon In", snap.ports[0], self.engine.config.in_port),
                 (self.out_combo, listing["outputs"], "Antiphon Out", snap.ports[1], self.engine.config.out_port)):
             combo.clear()
-            combo.addItem(f"{virtual} (virtual port)", VIRTUAL)
+            running_virtual = same and not wanted and opened
+            combo.addItem(opened if running_virtual else f"{virtual} (new virtual port)", VIRTUAL)
+            combo.setItemData(0, f"Antiphon's own virtual port '{virtual}': connect your keyboard or DAW to it",
+                              Qt.ItemDataRole.ToolTipRole)
             for name in names:
                 if name in own or "Antiphon" in name.split(":")[0]:
                     continue
@@ -365,7 +368,7 @@ class Panel(QMainWindow):
                     combo.addItem(opened, opened)
                     idx = combo.count() - 1
                 combo.setCurrentIndex(idx)
-            combo.setToolTip(f"open now: {opened}" if same else "")
+            combo.setToolTip(f"open now: {opened}" if same else f"open now: {opened} ({current_backend})")
         self._ports_changed()
 
     def _chosen_ports(self) -> tuple[str, str | None, str | None]:
@@ -422,8 +425,8 @@ class Panel(QMainWindow):
         if self._closed:
             return
         s = self.engine.snapshot()
-        self._show_transport(s)
         self.roll.set_notes(s.session.roll, s.clock.tick)
+        self._show_transport(s)
         self._show_params(s)
         self._show_learning(s)
         rec = s.recording
@@ -431,11 +434,15 @@ class Panel(QMainWindow):
         self.record_button.setText("■ Stop recording" if rec else "● Record")
         self.record_label.setText(os.path.basename(rec) if rec else "")
         self.record_label.setToolTip(rec or "")
-        self.style_label.setText(f"playing: {s.style}")
+        self.style_label.setText(f"loaded: {s.style}")
+        self.style_label.setToolTip("the style the engine plays now (its name inside the style file)")
         st = s.sender
         self.stats_label.setText(
-            f"step {s.session.step_ms:5.2f} ms (p99 {s.step_ms_p99:5.2f})   late {st.late_current_ms:5.2f} ms "
-            f"(worst {st.late_worst_ms:5.2f})   in {s.received}  out {st.sent}  dropped {s.dropped_inbox + st.dropped}")
+            f"model step {s.session.step_ms:4.2f} ms · engine p99 {s.step_ms_p99:4.2f} ms · "
+            f"late {st.late_current_ms:4.2f} ms (worst {st.late_worst_ms:4.2f}) · "
+            f"in {s.received} · out {st.sent} · dropped {s.dropped_inbox + st.dropped}")
+        self.stats_label.setToolTip("model step: the last event's LSTM step; engine p99: one engine iteration; "
+                                    "late: how late the sender put the last scheduled message on the port")
         if s.errors != self._last_errors:
             self._last_errors = s.errors
             if s.errors:
@@ -452,11 +459,14 @@ class Panel(QMainWindow):
             self.source_label.setText("internal clock (no MIDI clock)")
         self.position_label.setText(f"{c.bar}:{c.beat}")
         state = s.session.state
+        if state == LISTENING and self.roll.sounding("antiphon"):
+            state = ANSWERING  # the session is done deciding; the answer is still playing
         colour = {LISTENING: "#4fa3ff", ANSWERING: "#ff9a3c"}.get(state, "#6b7280")
         self.state_label.setText(state.upper())
         self.state_label.setStyleSheet(f"background: {colour}; color: #111; font-weight: bold; font-size: 12pt;"
                                        "border-radius: 5px; padding: 4px 10px;")
-        self.key_label.setText(f"key {s.session.key}  ·  {MODE_NAMES.get(s.session.mode, s.session.mode)}")
+        key = f"in {s.session.key}  ·  " if s.session.key not in ("", "-") else ""
+        self.key_label.setText(key + MODE_NAMES.get(s.session.mode, s.session.mode))
 
     def _show_params(self, s: LiveSnapshot) -> None:
         """Follow parameter changes made elsewhere (MIDI CC, shortcuts), but never fight the user's hand."""

@@ -45,6 +45,10 @@ class PianoRoll(QWidget):
         self._fit_range()
         self.update()
 
+    def sounding(self, who: str) -> bool:
+        """Does `who` hold a note at the playhead (answers are scheduled ahead: end may be later)?"""
+        return any(n.who == who and n.start <= self.now and (n.end is None or n.end > self.now) for n in self.notes)
+
     def visible_notes(self) -> list:
         """The notes that overlap the window (the last `bars` bars up to the playhead)."""
         left = self.now - self.span
@@ -94,8 +98,10 @@ class PianoRoll(QWidget):
                     p.drawText(QRectF(0, y - 6, KEYS_WIDTH - 4, row_h + 12),
                                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"C{pitch // 12 - 1}")
 
+        if left < 0:  # before the song's start: shaded, no bar numbers
+            p.fillRect(QRectF(KEYS_WIDTH, 0, min(roll_w, x_of(0) - KEYS_WIDTH), h), QColor(0, 0, 0, 90))
         beat, bar = self.meter.ticks_per_beat, self.meter.ticks_per_bar
-        first = int(left // beat) * beat
+        first = int(max(left, 0) // beat) * beat
         t = first
         while t <= self.now:
             if t >= left:
@@ -109,13 +115,15 @@ class PianoRoll(QWidget):
             t += beat
 
         for n in self.visible_notes():
-            end = n.end if n.end is not None else self.now
+            end = min(n.end, self.now) if n.end is not None else self.now
             x0, x1 = max(x_of(n.start), KEYS_WIDTH), x_of(end)
             colour = QColor(PLAYER_COLOUR if n.who == "player" else ANTIPHON_COLOUR)
             colour.setAlphaF(0.45 + 0.55 * min(1.0, n.velocity / 127))
-            rect = QRectF(x0, y_of(n.pitch) + 1, max(3.0, x1 - x0), max(2.0, row_h - 2))
+            rect = QRectF(x0, y_of(n.pitch) + 0.5, max(3.0, x1 - x0), max(2.0, row_h - 1))
             p.fillRect(rect, colour)
-            if n.end is None:  # sounding: a bright leading edge
+            p.setPen(QPen(colour.darker(160), 1))
+            p.drawRect(rect)
+            if n.end is None or n.end > self.now:  # sounding: a bright leading edge
                 p.fillRect(QRectF(rect.right() - 2, rect.top(), 2, rect.height()), QColor("white"))
 
         p.setPen(QPen(PLAYHEAD, 2))
