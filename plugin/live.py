@@ -25,6 +25,7 @@ from engine.style import load_style
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
 from .sender import SenderStats, TimedSender
+from .sender_process import ProcessSender
 
 INBOX_LIMIT = 4096
 LEARNABLE = ("temperature", "top_p", "mode", "response_bars", "panic")
@@ -44,6 +45,7 @@ class LiveConfig:
     params: SessionParams = SessionParams()
     cc_map: tuple[tuple[int, str], ...] = ((21, "temperature"), (22, "top_p"), (23, "mode"))
     seed: int | None = None
+    sender: str = "process"  # "process" (default: immune to the model's GIL use) or "thread"
 
 
 @dataclass(frozen=True)
@@ -168,16 +170,28 @@ class LiveEngine:
         self.recorder: Recorder | None = None
         self.record_path: str | None = None
         self.inp = self.out = self.sender = None
+        self.out_name = ""
         self._threads: list[threading.Thread] = []
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveEngine":
-        from .ports import open_input, open_output
+        from .ports import _register, open_input, resolve_backend
 
-        self.out = open_output(self.config.backend, self.config.out_port)
-        self.sender = TimedSender(self.out)
-        self._release_owed_from_last_run()
-        self.inp = open_input(self.config.backend, self.config.in_port, callback=self._on_midi)
+        backend = resolve_backend(self.config.backend)
+        if self.config.sender == "process":
+            # the sender owns the output port in a process of its own (no GIL shared with the model);
+            # it first releases whatever a previous run killed hard may have left sounding
+            self.sender = ProcessSender(backend, self.config.out_port, release_channels=(self.channel,))
+            self.out_name = self.sender.name
+            _register(backend, self.out_name)
+        else:
+            from .ports import open_output
+
+            self.out = open_output(backend, self.config.out_port)
+            self.out_name = self.out.name
+            self.sender = TimedSender(self.out)
+            self._release_owed_from_last_run()
+        self.inp = open_input(backend, self.config.in_port, callback=self._on_midi)
         self.clock.start()
         if self.config.record:
             self._start_recording(self.config.record)
@@ -385,7 +399,7 @@ class LiveEngine:
             received=self._received, dropped_inbox=self._dropped_inbox,
             malformed=self.inp.malformed if self.inp else 0, step_ms_p99=p99, recording=self.record_path,
             cc_map=self.controls.cc_map, learning=self.controls.learning,
-            ports=(self.inp.name if self.inp else "", self.out.name if self.out else ""),
+            ports=(self.inp.name if self.inp else "", self.out_name),
             backend=self.inp.backend if self.inp else self.config.backend, errors=tuple(self._errors))
         self._snapshot = snap
 
