@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import replace
 
 SCREENSHOT_AFTER_S = 2.0
 
@@ -34,6 +35,16 @@ def make_app():
     return app
 
 
+def _start(factory, config):
+    engine = factory(config)
+    try:
+        engine.start()
+    except Exception:
+        engine.close()
+        raise
+    return engine
+
+
 def run_panel(config, screenshot: str | None = None, duration: float | None = None, engine_factory=None) -> int:
     _platform_for(screenshot)
     from PyQt6.QtCore import QTimer
@@ -44,14 +55,18 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
     from .settings import load_config
 
     app = make_app()
-    config = load_config(config)
+    asked = config
+    config = load_config(asked)
     factory = engine_factory or (lambda cfg: LiveEngine(cfg))
-    engine = factory(config)
     try:
-        engine.start()
-    except Exception:
-        engine.close()
-        raise
+        engine = _start(factory, config)
+    except Exception as exc:
+        ports = dict(backend=asked.backend, in_port=asked.in_port, out_port=asked.out_port)
+        if all(getattr(config, k) == v for k, v in ports.items()):
+            raise
+        # the saved backend or ports are gone (JACK not running, a synth unplugged): use the defaults
+        print(f"saved ports unavailable ({exc}); starting on {asked.backend} with virtual ports", file=sys.stderr)
+        engine = _start(factory, replace(config, **ports))
     panel = Panel(engine, factory)
     snap = engine.snapshot()
     print(f"Antiphon live: style {engine.style_name}, in '{snap.ports[0]}', out '{snap.ports[1]}' "

@@ -6,11 +6,13 @@ comes back the way it was left, and `antiphon live --temperature 0.5` still mean
 """
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 from PyQt6.QtCore import QSettings
 
 from engine.session import MODES, PHRASE_END_RULES, SessionParams
+from engine.style import resolve_style
 from plugin.live import LEARNABLE, LiveConfig
 
 ORGANISATION = APPLICATION = "Antiphon"
@@ -72,6 +74,8 @@ def load_config(config: LiveConfig, s: QSettings | None = None) -> LiveConfig:
         saved = _get(s, key, kind)
         if saved is not None:
             changes[key] = saved
+    if "style" in changes and not _style_exists(changes["style"]):
+        del changes["style"]  # a style file moved or deleted since: keep the default
     if "channel" in changes:
         changes["channel"] = max(0, min(15, changes["channel"]))
     if config.cc_map == _DEFAULT_CONFIG.cc_map:
@@ -81,12 +85,24 @@ def load_config(config: LiveConfig, s: QSettings | None = None) -> LiveConfig:
     return replace(config, **changes) if changes else config
 
 
+def _style_exists(name: str) -> bool:
+    try:
+        resolve_style(name)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def save_config(config: LiveConfig, params: SessionParams, cc_map: dict, s: QSettings | None = None) -> None:
     s = s or qsettings()
     for key in PARAM_KEYS:
         s.setValue(f"params/{key}", getattr(params, key))
-    for key in ("style", "backend", "channel", "passthrough"):
+    for key in ("backend", "channel", "passthrough"):
         s.setValue(key, getattr(config, key))
+    style = config.style
+    if os.sep in style or os.path.isfile(style):  # a style file: absolute, so any working folder finds it
+        style = os.path.abspath(os.path.expanduser(style))
+    s.setValue("style", style)
     for key in ("in_port", "out_port"):
         s.setValue(key, getattr(config, key) or "")
     s.setValue("cc_map", encode_cc_map(cc_map))

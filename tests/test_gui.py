@@ -178,7 +178,8 @@ def test_settings_persist_and_run_panel_screenshot(jack_server, qtbot, tmp_path,
     config = LiveConfig(backend="jack", params=params, cc_map=((40, "top_p"),), channel=4)
     assert run_panel(config, screenshot=str(png), duration=0.6, engine_factory=factory) == 0
     assert png.stat().st_size > 10_000
-    assert engines[0]._stop.is_set() and engines[0].out is not None  # closed: panicked, ports closed
+    assert engines[0]._stop.is_set()  # closed (panicked), its ports gone
+    assert not any(p.endswith((":Antiphon In", ":Antiphon Out")) for p in jack_server.ports())
     # the next run with default arguments comes back as it was left; explicit arguments still win
     back = gui_settings.load_config(LiveConfig(backend="jack"))
     assert back.params.temperature == pytest.approx(1.3) and back.params.mode == ACCOMPANY
@@ -186,3 +187,26 @@ def test_settings_persist_and_run_panel_screenshot(jack_server, qtbot, tmp_path,
     explicit = gui_settings.load_config(LiveConfig(params=SessionParams(temperature=0.5)))
     assert explicit.params.temperature == 0.5 and explicit.params.top_p == pytest.approx(0.7)
     assert explicit.params.mode == ACCOMPANY
+
+
+def test_port_picker_restarts_engine_on_chosen_input(panel, player, jack_server, qtbot):
+    old = panel.engine
+    panel._fill_ports()  # the refresh button: the test's keyboard is now listed
+    idx = panel.in_combo.findData("gui_test_player:keys")
+    assert idx > 0, [panel.in_combo.itemText(i) for i in range(panel.in_combo.count())]
+    assert panel.in_combo.itemText(0) == old.snapshot().ports[0]  # the running virtual port, by name
+    assert not panel.apply_ports.isEnabled()
+    panel.in_combo.setCurrentIndex(idx)
+    panel.in_combo.activated.emit(idx)
+    assert panel.apply_ports.isEnabled()
+    panel.temperature.set_value(1.5)
+    panel._set_param("temperature", 1.5)
+    qtbot.mouseClick(panel.apply_ports, Qt.MouseButton.LeftButton)
+    new = panel.engine
+    assert new is not old and old._stop.is_set()
+    assert new.config.in_port == "gui_test_player:keys" and new.controls.params.temperature == 1.5
+    in_name = new.snapshot().ports[0]
+    assert in_name == "gui_test_player:keys"  # the input now reads the keyboard's port (no virtual port)
+    qtbot.waitUntil(lambda: any(p.endswith(":Antiphon In") for p in jack_server.connections().get(in_name, [])),
+                    timeout=2000)
+    assert not panel.apply_ports.isEnabled()
