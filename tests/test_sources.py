@@ -277,3 +277,30 @@ def test_a_file_reached_by_two_specs_is_read_once(tmp_path):
     path = write_midi(tmp_path / "song.mid", MELODY)
     pieces, skipped = load_pieces([str(tmp_path), str(path)], jobs=1)
     assert len(pieces) == 1 and not skipped
+
+
+def test_ties_merge_per_pitch_like_strip_ties():
+    from music21 import chord, note, stream, tie
+    from engine.tokens import clean_notes
+
+    part = stream.Part()
+    a, b = note.Note("C4", quarterLength=1), note.Note("C4", quarterLength=2)
+    a.tie, b.tie = tie.Tie("start"), tie.Tie("stop")
+    c, d = chord.Chord(["E4", "G4"], quarterLength=1), chord.Chord(["E4", "A4"], quarterLength=1)
+    c.notes[0].tie, d.notes[0].tie = tie.Tie("start"), tie.Tie("stop")  # E held, G -> A struck
+    wrong, next_ = note.Note("D4", quarterLength=1), note.Note("F4", quarterLength=1)
+    wrong.tie = tie.Tie("start")  # a tie into a different pitch (seen in corpus ABC): two notes
+    for n in (a, b, c, d, wrong, next_):
+        part.append(n)
+    notes, _ = sources.score_notes(stream.Score([part]))
+    assert sorted(notes) == sorted([Note(0, 72, 60, 80), Note(72, 120, 64, 80), Note(72, 96, 67, 80),
+                                    Note(96, 120, 69, 80), Note(120, 144, 62, 80), Note(144, 168, 65, 80)])
+
+    from music21 import corpus
+
+    chorale = corpus.parse("bach/bwv66.6")
+    flat = chorale.stripTies().flatten().notes
+    pad = float(chorale.recurse().getElementsByClass("Measure").first().paddingLeft or 0)
+    expected = [Note(round((float(e.offset) + pad) * 24), round((float(e.offset + e.quarterLength) + pad) * 24),
+                     p.midi, 80) for e in flat for p in e.pitches]
+    assert clean_notes(sources.score_notes(chorale)[0]) == clean_notes(expected)

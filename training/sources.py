@@ -235,22 +235,47 @@ def read_midi(path: str) -> tuple[list[Note], Meter]:
 
 
 def score_notes(score) -> tuple[list[Note], Meter]:
-    """A music21 Score (or Part) -> notes at 24 ticks per quarter and its first meter."""
+    """A music21 Score (or Part) -> notes at 24 ticks per quarter and its first meter.
+
+    Tied notes are merged here, part by part, in one pass (music21's stripTies does the same but is
+    quadratic on long scores: minutes for a string quartet)."""
     from music21 import meter as m21meter, stream
 
-    score = score.stripTies()
     pad = 0.0
     first_measure = score.recurse().getElementsByClass(stream.Measure).first()
     if first_measure is not None and first_measure.paddingLeft:
         pad = float(first_measure.paddingLeft)  # a pickup bar: put the first downbeat on a bar line
+
+    def tick(quarters: float) -> int:
+        return int(np.floor((quarters + pad) * TICKS_PER_QUARTER + 0.5))
+
+    parts = list(score.parts) if isinstance(score, stream.Score) else []
     notes: list[Note] = []
-    for el in score.flatten().notes:
-        start = int(np.floor((float(el.offset) + pad) * TICKS_PER_QUARTER + 0.5))
-        end = int(np.floor((float(el.offset) + pad + float(el.quarterLength)) * TICKS_PER_QUARTER + 0.5))
-        if end <= start:
-            continue  # grace notes and other zero-length ornaments
-        for p in el.pitches:
-            notes.append(Note(start, end, int(p.midi), DEFAULT_VELOCITY))
+    for part in parts or [score]:
+        open_ties: dict[int, list[int]] = {}  # pitch -> [start, end] of a tied note still going on
+        for el in part.flatten().notes:
+            start, end = tick(float(el.offset)), tick(float(el.offset) + float(el.quarterLength))
+            if end <= start:
+                continue  # grace notes and other zero-length ornaments
+            members = el.notes if el.isChord else [el]
+            for member in members:
+                pitch = int(member.pitch.midi)
+                tie = member.tie.type if member.tie is not None else (el.tie.type if el.tie is not None else None)
+                held = open_ties.get(pitch)
+                if tie in ("stop", "continue") and held is not None and abs(held[1] - start) <= 1:
+                    held[1] = end
+                    if tie == "stop":
+                        notes.append(Note(held[0], held[1], pitch, DEFAULT_VELOCITY))
+                        del open_ties[pitch]
+                    continue
+                if held is not None:  # a tie that never stopped: close it where it got to
+                    notes.append(Note(held[0], held[1], pitch, DEFAULT_VELOCITY))
+                    del open_ties[pitch]
+                if tie in ("start", "continue"):
+                    open_ties[pitch] = [start, end]
+                else:
+                    notes.append(Note(start, end, pitch, DEFAULT_VELOCITY))
+        notes.extend(Note(a, b, p, DEFAULT_VELOCITY) for p, (a, b) in open_ties.items())
     ts = score.recurse().getElementsByClass(m21meter.TimeSignature).first()
     meter = _meter(ts.numerator, ts.denominator) if ts is not None else Meter()
     return notes, meter
