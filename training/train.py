@@ -223,7 +223,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             n = int((y != -100).sum())
             loss_sum += loss.item() * n
             tokens_sum += n
-            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.1e}")
         hist.seconds += time.time() - t0
         hist.tokens_seen += int(tokens_sum) * world
         hist.epoch = epoch

@@ -1,0 +1,78 @@
+"""Training end to end on real chorales (a few JSB pieces): style file, checkpoints, --resume, a
+corrupt checkpoint, eval against the Markov baseline, DDP with two gloo processes."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from antiphon_cli import main as antiphon
+from engine.style import StyleError, load_style
+
+JSB = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "jsb-chorales-quarter.trainvalid.json"
+
+
+@pytest.fixture(scope="module")
+def jsb_small(tmp_path_factory):
+    if not JSB.exists():
+        pytest.skip(f"{JSB} not present")
+    data = json.loads(JSB.read_text())
+    path = tmp_path_factory.mktemp("jsb") / "small.json"
+    path.write_text(json.dumps({"train": data["train"][:12], "valid": data["valid"][:4]}))
+    return f"jsb-quarter:{path}"
+
+
+TINY = ["--embed", "16", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "64", "--threads", "1"]
+
+
+def test_train_writes_a_style_with_its_command_and_figures_then_resumes(jsb_small, tmp_path, capsys):
+    out = tmp_path / "tiny.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "1", *TINY]) == 0
+    style = load_style(str(out))
+    assert style.meta["command"].startswith("antiphon train")
+    assert style.meta["data"] == [jsb_small]
+    assert "nll_per_frame" in style.meta["held_out"]["valid"]
+    assert (tmp_path / "tiny.style.ckpt").exists() and (tmp_path / "tiny.style.loss.png").exists()
+    capsys.readouterr()
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--resume", *TINY]) == 0
+    log = capsys.readouterr().out
+    assert "resumed from" in log and '"epoch": 2' in log and '"epoch": 1' not in log
+
+
+def test_a_corrupt_checkpoint_is_reported_not_loaded(jsb_small, tmp_path, capsys):
+    out = tmp_path / "c.style"
+    ckpt = tmp_path / "c.style.ckpt"
+    ckpt.write_bytes(b"\x80\x04garbage")
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "1", "--resume", *TINY]) == 1
+    assert "pickle" in capsys.readouterr().err
+    ckpt.write_bytes(b"not a checkpoint at all")
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "1", "--resume", *TINY]) == 1
+
+
+def test_eval_reports_per_frame_figures_and_the_markov_baseline(jsb_small, tmp_path, capsys):
+    out = tmp_path / "e.style"
+    antiphon(["train", jsb_small, "--out", str(out), "--epochs", "1", *TINY])
+    capsys.readouterr()
+    assert antiphon(["eval", "--style", str(out), "--data", jsb_small, "--split", "valid", "--json"]) == 0
+    lstm = json.loads(capsys.readouterr().out)
+    assert antiphon(["eval", "--baseline", "markov", "--data", jsb_small, "--split", "valid", "--json"]) == 0
+    markov = json.loads(capsys.readouterr().out)
+    data = json.loads(Path(jsb_small.split(":", 1)[1]).read_text())
+    frames = sum(len(p) for p in data["valid"])
+    for r in (lstm, markov):
+        assert r["frames"] == frames and r["events"] > frames
+        assert 0 < r["nll_per_event"] < 6 and 0 <= r["accuracy"] <= 1 and r["nll_per_frame"] > r["nll_per_event"]
+
+
+def test_ddp_two_cpu_processes_on_gloo(jsb_small, tmp_path):
+    out = tmp_path / "ddp.style"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29611",
+           "-m", "antiphon_cli", "train", jsb_small, "--out", str(out), "--epochs", "1", "--device", "cpu", *TINY]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_style(str(out)).meta["train_config"]["epochs"] == 1
+    assert '"epoch": 1' in proc.stdout
