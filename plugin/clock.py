@@ -354,6 +354,15 @@ class ClockFollower:
             return self._ref_time + (tick - self._ref_tick) * self._period
 
     @property
+    def last_tick(self) -> int | None:
+        """Song position of the last 0xF8 counted while MIDI clock runs; None with the internal clock,
+        while stopped, and between Start/Continue and the first 0xF8 after it."""
+        with self._lock:
+            if self._source != "midi" or not self._running or self._pending_position is not None:
+                return None
+            return self._tick
+
+    @property
     def bpm(self) -> float:
         with self._lock:
             return 60.0 / (self._period * TICKS_PER_QUARTER)

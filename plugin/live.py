@@ -10,6 +10,8 @@ The engine thread never waits on the panel, the disk or a style load; the panel 
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import queue
 import threading
 import time
@@ -172,6 +174,10 @@ class LiveEngine:
         self.inp = self.out = self.sender = None
         self.out_name = ""
         self._threads: list[threading.Thread] = []
+        # notes on MIDI clock wait here (song tick, seq, message) until their 0xF8 arrives
+        self._pending: list[tuple[int, int, bytes]] = []
+        self._pending_lock = threading.Lock()
+        self._pending_seq = itertools.count()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveEngine":
@@ -243,7 +249,9 @@ class LiveEngine:
         status = data[0]
         if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
             self.clock.feed(status, data[1:], t)
-            if status != CLOCK:
+            if status == CLOCK:
+                self._release_due(self.clock.last_tick)
+            else:
                 self._wake.set()
             return
         kind = status & 0xF0
@@ -264,6 +272,7 @@ class LiveEngine:
                 running = self._engine_iteration(running)
             except Exception as exc:  # the engine must survive anything: release, report, go on
                 self._errors.append(f"{type(exc).__name__}: {exc}")
+                self._clear_pending()
                 self.sender.panic()
                 try:
                     self.session.stop()
@@ -279,6 +288,7 @@ class LiveEngine:
         running = self.clock.poll(now)
         if was_running and not running:
             self._apply(self.session.stop())
+            self._clear_pending()
             self.sender.panic()
         elif running and not was_running:
             self._apply(self.session.locate(self.clock.tick_at(now)))
@@ -314,16 +324,71 @@ class LiveEngine:
             self._apply(self.session.note_off(tick, data[1]))
 
     def _apply(self, out) -> None:
-        """Session output -> deadlines on the sender (and the recording)."""
+        """Session output -> the sender (and the recording).
+
+        On MIDI clock a note waits in `_pending` until the 0xF8 of its tick arrives and goes out from
+        the input thread right then (`_release_due`), so it sits on the master's tick whatever the
+        tick<->time map says: notes are generated up to `lookahead_beats` ahead, and a deadline fixed
+        that early misses the tick by (lookahead x tempo error) -- 5-8 ms at 140 BPM with a 1 % error.
+        On the internal clock the map is exact and notes are scheduled at its deadlines."""
         offset = self.session.offset
         if out.cancel_from is not None:
+            self._cancel_pending(out.cancel_from - offset)
             self.sender.cancel_from(self.clock.time_of(out.cancel_from - offset))
         ch = self.channel
         for n in out.notes:
             msg = bytes([(0x90 if n.velocity else 0x80) | ch, n.pitch, n.velocity])
-            self.sender.schedule(self.clock.time_of(n.tick - offset), msg)
+            if not self._defer(n.tick - offset, msg):
+                self.sender.schedule(self.clock.time_of(n.tick - offset), msg)
             if self.recorder is not None:
                 self.recorder.add("antiphon", n.tick, msg)
+
+    def _defer(self, tick: int, msg: bytes) -> bool:
+        """Queue `msg` for the 0xF8 of `tick` if MIDI clock runs and that tick has not arrived yet."""
+        if self.clock.source != "midi" or not self.clock.running:
+            return False
+        with self._pending_lock:
+            last = self.clock.last_tick
+            if last is not None and tick <= last:
+                return False
+            heapq.heappush(self._pending, (int(tick), next(self._pending_seq), msg))
+            return True
+
+    def _release_due(self, tick: int | None) -> None:
+        """Input thread, on each 0xF8: send what waits for this tick (or an earlier one)."""
+        if tick is None:
+            return
+        with self._pending_lock:
+            due = []
+            while self._pending and self._pending[0][0] <= tick:
+                due.append(heapq.heappop(self._pending)[2])
+        for msg in due:
+            self.sender.send_now(msg)
+
+    def _cancel_pending(self, tick: int) -> None:
+        """Drop waiting events at `tick` or later; a note that would still sound there ends there."""
+        with self._pending_lock:
+            keep, dropped_offs = [], set()
+            for item in sorted(self._pending):
+                if item[0] < tick:
+                    keep.append(item)
+                elif item[2][0] & 0xF0 == 0x80 or item[2][2] == 0:
+                    dropped_offs.add((item[2][0] & 0x0F, item[2][1]))
+            sounding = set()
+            for _, _, msg in keep:
+                key = (msg[0] & 0x0F, msg[1])
+                if msg[0] & 0xF0 == 0x90 and msg[2] > 0:
+                    sounding.add(key)
+                else:
+                    sounding.discard(key)
+            for ch, pitch in sorted(sounding | dropped_offs):
+                keep.append((int(tick), next(self._pending_seq), bytes([0x80 | ch, pitch, 0])))
+            heapq.heapify(keep)
+            self._pending = keep
+
+    def _clear_pending(self) -> None:
+        with self._pending_lock:
+            self._pending = []
 
     def _run_commands(self) -> None:
         while True:
@@ -341,6 +406,7 @@ class LiveEngine:
             elif cmd[0] == "passthrough":
                 self.passthrough = cmd[1]
             elif cmd[0] == "channel":
+                self._clear_pending()
                 self.sender.panic()
                 self.channel = max(0, min(15, cmd[1]))
             elif cmd[0] == "record":
@@ -348,6 +414,7 @@ class LiveEngine:
 
     def _panic(self) -> None:
         self._apply(self.session.release_all(self.session._now))
+        self._clear_pending()
         self.sender.panic()
 
     def _load_style(self, name: str) -> None:

@@ -87,6 +87,42 @@ def parse_midi_dump(text: str) -> list[tuple[int, bytes]]:
     return events
 
 
+_REGISTRY = "/dev/shm/jack-shm-registry"
+
+
+def reclaim_registry(pid: int | None = None) -> list[str]:
+    """Frees the slots of dead servers in JACK's shared registry (all of them, or `pid`'s).
+
+    jackd registers its name there (8 slots: pid, name); a server that dies without unregistering
+    keeps its slot, and JACK reclaims a slot only for a server of the same name, so with a fresh name
+    per test the 9th start fails with 'Too many servers already active'. Layout (JACK2 shm.h):
+    a 24-byte header, then 8 x {int32 pid; char name[257]} padded to 264 bytes."""
+    import struct
+
+    freed = []
+    try:
+        with open(_REGISTRY, "r+b") as f:
+            head = f.read(24 + 8 * 264)
+            for i in range(8):
+                off = 24 + 264 * i
+                (owner,) = struct.unpack_from("<i", head, off)
+                if owner <= 0 or (pid is not None and owner != pid):
+                    continue
+                try:
+                    os.kill(owner, 0)
+                    continue  # alive
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
+                f.seek(off)
+                f.write(b"\0" * 264)
+                freed.append(head[off + 4 : off + 261].split(b"\0")[0].decode(errors="replace"))
+    except OSError:
+        pass
+    return freed
+
+
 @dataclass
 class Proc:
     """A tool running against the private server."""
@@ -94,9 +130,10 @@ class Proc:
     popen: subprocess.Popen
     port: str = ""  # its main JACK port, where it has one
     log: str = ""  # file with its stdout/stderr
+    stop_signal: int = signal.SIGTERM  # the one it closes its JACK client on
 
     def stop(self) -> None:
-        _kill_group(self.popen)
+        _kill_group(self.popen, self.stop_signal)
 
     def output(self) -> str:
         with open(self.log, errors="replace") as f:
@@ -115,6 +152,11 @@ class MidiDump(Proc):
 class JackServer:
     rate: int = 48000
     period: int = 64
+    # jackd -S: the server waits for every client each cycle. Asynchronous (the default) drops a
+    # cycle's MIDI for a client that has not finished in time ("ProcessGraphAsyncMaster: Process
+    # error"), which on a loaded machine loses clock ticks and notes; synchronous only runs slower
+    # than wall time, and tests that measure in frames are immune to that.
+    sync: bool = False
     name: str = field(default_factory=lambda: f"antiphon-test-{os.getpid()}-{next(_counter)}")
     proc: subprocess.Popen | None = None
     children: list[Proc] = field(default_factory=list)
@@ -124,15 +166,18 @@ class JackServer:
     def env(self) -> dict[str, str]:
         return dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
 
-    def start(self, timeout: float = 10.0) -> "JackServer":
+    def start(self, timeout: float = 10.0, retried: bool = False) -> "JackServer":
         require_jackd()
         log = open(os.path.join(self.tmp, "jackd.log"), "w")
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None and "Too many servers" in self._log("jackd.log") and not retried:
+                reclaim_registry()  # slots of servers killed earlier (by anyone): free them, once
+                return self.start(timeout, retried=True)
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jackd exited with {self.proc.returncode}: {self._log('jackd.log')}")
             r = subprocess.run(["jack_wait", "-s", self.name, "-c"], env=self.env, capture_output=True, text=True)
@@ -150,11 +195,15 @@ class JackServer:
             return ""
 
     def stop(self) -> None:
+        # each child with the signal it closes its client on: a client that just dies makes the server
+        # wait for it (a second per cycle, worse with -S), jack_midi_dump then hangs on SIGINT, and a
+        # server killed with SIGKILL leaves its slot in JACK's registry (8 slots; then 'Too many servers')
         for child in reversed(self.children):
-            child.popen.poll() is None and _kill_group(child.popen)
+            child.popen.poll() is None and child.stop()
         self.children.clear()
         if self.proc is not None:
             _kill_group(self.proc, timeout=5.0)
+            reclaim_registry(self.proc.pid)  # a no-op after a clean exit
             self.proc = None
         if os.environ.get("ANTIPHON_KEEP_JACK_LOGS") is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -222,6 +271,7 @@ class JackServer:
         if jitter:
             args += ["-J", f"{jitter:g}"]
         p = self.spawn(args, "midi_clock", port=f"{name}:mclk_out")
+        p.stop_signal = signal.SIGINT  # SIGTERM kills it without closing its client
         self.wait_for_port(p.port)
         return p
 
@@ -230,3 +280,147 @@ class JackServer:
         p = self.spawn(["jack_midi_dump", "-a", client], "midi_dump", port=f"{client}:input", cls=MidiDump)
         self.wait_for_port(p.port)
         return p  # type: ignore[return-value]
+
+
+# ---- a clock-driven player and the live engine as processes ----------------------------------------------
+def find_port(server: JackServer, suffix: str, timeout: float = 30.0) -> str:
+    """The full name of the first port ending in `suffix` (rtmidi clients get renamed 'Antiphon-01')."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [p for p in server.ports() if p.endswith(suffix)]
+        if found:
+            return found[0]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no JACK port ending in {suffix!r}; ports: {server.ports()}")
+        time.sleep(0.1)
+
+
+def wait_for_line(proc: Proc, pattern: str, timeout: float, alive: bool = True) -> re.Match:
+    """Waits until a line of `proc`'s log matches `pattern` (a regex); returns the last match."""
+    rx = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = list(rx.finditer(proc.output()))
+        if found:
+            return found[-1]
+        if alive and proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.popen.args[0]} exited with {proc.popen.returncode}:\n{proc.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no line matching {pattern!r} after {timeout}s:\n{proc.output()[-3000:]}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Player(Proc):
+    """A sequencer driven by MIDI clock: each message is sent on the 0xF8 of its song tick (see _play)."""
+
+    clock_port: str = ""
+
+    def tick(self) -> int:
+        """The last whole beat it reported (-1 before Start)."""
+        found = re.findall(r"^tick (\d+)$", self.output(), re.M)
+        return int(found[-1]) if found else -1
+
+    def wait_tick(self, tick: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.tick() < tick:
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"player did not reach tick {tick} (at {self.tick()}):\n{self.output()[-2000:]}")
+            time.sleep(0.01)
+
+
+def midi_player(server: JackServer, events: list[tuple[int, bytes]], client: str = "antiphon_player") -> Player:
+    """Starts a player process for [(song tick, message)]: it counts the 0xF8s it receives after Start
+    (the first one is tick 0), sends each message on its tick's 0xF8 from the input callback, so it
+    keeps the clock's tempo whatever speed the server runs at, and prints `tick N` every beat.
+    Ports: CLIENT:out (the notes) and CLIENT_clock:clock (connect the clock there)."""
+    import json
+    import sys
+
+    path = os.path.join(server.tmp, f"phrase-{next(_counter)}.json")
+    with open(path, "w") as f:
+        json.dump([[int(t), list(m)] for t, m in events], f)
+    p = server.spawn([sys.executable, os.path.abspath(__file__), "play", path, client], "player", port=f"{client}:out",
+                     cls=Player)
+    p.clock_port = f"{client}_clock:clock"
+    wait_for_line(p, r"^ready$", 30.0)
+    return p  # type: ignore[return-value]
+
+
+def _play(path: str, client: str) -> None:
+    import json
+    import sys
+    import threading
+
+    import rtmidi
+
+    with open(path) as f:
+        by_tick: dict[int, list[bytes]] = {}
+        for t, m in json.load(f):
+            by_tick.setdefault(t, []).append(bytes(m))
+    api = rtmidi.API_UNIX_JACK
+    out = rtmidi.MidiOut(api, name=client)
+    out.open_virtual_port("out")
+    inp = rtmidi.MidiIn(api, name=client + "_clock")
+    inp.ignore_types(sysex=True, timing=False, active_sense=True)
+    state = {"tick": -1, "rolling": False}
+    sounding: set[tuple[int, int]] = set()
+
+    def on_message(event, _data=None) -> None:
+        msg = event[0]
+        status = msg[0]
+        if status == 0xFA:
+            state["tick"], state["rolling"] = -1, True
+        elif status == 0xFB:
+            state["rolling"] = True
+        elif status == 0xFC:
+            state["rolling"] = False
+            for ch, pitch in sorted(sounding):
+                out.send_message([0x80 | ch, pitch, 0])
+            sounding.clear()
+        elif status == 0xF8 and state["rolling"]:
+            state["tick"] += 1
+            for m in by_tick.get(state["tick"], ()):
+                out.send_message(m)
+                key = (m[0] & 0x0F, m[1])
+                if m[0] & 0xF0 == 0x90 and m[2]:
+                    sounding.add(key)
+                else:
+                    sounding.discard(key)
+            if state["tick"] % 24 == 0:
+                print(f"tick {state['tick']}", flush=True)
+
+    inp.set_callback(on_message)
+    inp.open_virtual_port("clock")
+    print("ready", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.1):
+        pass
+    inp.close_port()
+    out.close_port()
+    inp.delete()  # closes the JACK clients (see JackServer.stop)
+    out.delete()
+    sys.exit(0)
+
+
+def live(server: JackServer, *args: str) -> Proc:
+    """`antiphon live --backend jack --headless ARGS` against the server; ports found by suffix."""
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "antiphon")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon_cli"]
+    p = server.spawn([*cmd, "live", "--backend", "jack", "--headless", *args], "antiphon")
+    p.stop_signal = signal.SIGINT
+    wait_for_line(p, r"^Antiphon live: ", 90.0)
+    return p
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) == 4 and sys.argv[1] == "play":
+        _play(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit("usage: python tests/jack.py play PHRASE.json CLIENT")
