@@ -242,8 +242,12 @@ class Session:
                     out.notes += end.notes
                     self.answers += 1
         else:
-            if not self.encoder.pending:
+            playing = bool(self._player_sounding) or (
+                self._last_player_tick is not None and now - self._last_player_tick < self.meter.ticks_per_bar)
+            if playing and not self.encoder.pending:
                 self._generate(now + p.lookahead_beats * tpb, None, out)
+            elif not playing and self._ours:
+                out.notes += self.release_all(now).notes  # the player stopped: so does the band
         return out
 
     # ------------------------------------------------------------------ internals

@@ -126,3 +126,12 @@ def test_style_switch_takes_effect_at_the_next_phrase(runtime):
     fp.play(PHRASE, origin=400)
     fp.run_to(400 + 120 + 24 + 96 + 24)
     assert s.answers == 2 and not fp.hanging()
+
+
+def test_accompaniment_stops_when_the_player_stops(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(mode=ACCOMPANY, lookahead_beats=1), seed=7)
+    fp = FakePlugin(s)
+    fp.play([Note(i * 24, i * 24 + 20, 60 + (i % 3), 80) for i in range(8)])
+    fp.run_to(8 * 24 + 96 + 48)  # more than a bar of silence
+    played_late = [t for t, _, v in fp.sent if v and t > 8 * 24 + 96 + 24]
+    assert not played_late and not fp.hanging()
