@@ -320,32 +320,12 @@ def _read_batch(tasks: list[_Task]) -> list[tuple[Piece | None, dict | None]]:
 # ---------------------------------------------------------------------------------------------- JSB
 
 def read_jsb_quarter(path: str) -> list[Piece]:
-    """The JSB JSON: each piece a list of frames (MIDI pitches sounding at each quarter); a pitch in
-    consecutive frames is one held note. Split = the JSON key."""
-    with open(path) as f:
-        data = json.load(f)
-    if not isinstance(data, dict) or not any(k in data for k in ("train", "valid", "test")):
-        raise ValueError(f"{path}: expected a JSON object with keys train/valid/test")
+    """The JSB JSON (see training/jsb.py): one piece per list of frames; split = the JSON key."""
+    from .jsb import frames_to_notes, read_jsb
+
     name = Path(path).name.lower()
-    pieces = []
-    for split in ("train", "valid", "test"):
-        for i, frames in enumerate(data.get(split, [])):
-            pieces.append(Piece(f"jsb:{name}:{split}:{i}", f"{path}:{split}[{i}]",
-                                frames_to_notes(frames), Meter(4, 4), split))
-    return pieces
-
-
-def frames_to_notes(frames: list[list[int]], ticks_per_frame: int = TICKS_PER_QUARTER) -> list[Note]:
-    notes = []
-    open_at: dict[int, int] = {}
-    for t, frame in enumerate(list(frames) + [[]]):
-        now = {int(p) for p in frame}
-        for p in sorted(set(open_at) - now):
-            notes.append(Note(open_at.pop(p) * ticks_per_frame, t * ticks_per_frame, p, DEFAULT_VELOCITY))
-        for p in sorted(now - set(open_at)):
-            open_at[p] = t
-    notes.sort()
-    return notes
+    return [Piece(f"jsb:{name}:{split}:{i}", f"{path}:{split}[{i}]", frames_to_notes(frames), Meter(4, 4), split)
+            for split, pieces in read_jsb(path).items() for i, frames in enumerate(pieces)]
 
 
 def frame_count(piece: Piece, ticks_per_frame: int = TICKS_PER_QUARTER) -> int:
