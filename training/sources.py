@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
