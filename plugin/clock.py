@@ -104,6 +104,7 @@ class ClockFollower:
         self._detect_count = 0
         self._detect_sign = 0
         self.resets = 0  # change-detector resets (for tests and diagnostics)
+        self.relocations = 0  # Start/Continue messages seen: a reader that sees it change knows the song jumped
         self.malformed = 0
 
     # ---- feeding (MIDI input thread) -------------------------------------------------------
@@ -137,6 +138,7 @@ class ClockFollower:
                     self._tick = pos
 
     def _on_transport(self, t: float, position: int) -> None:
+        self.relocations += 1
         self._midi_seen = True
         self._source = "midi"
         self._transport = "playing"

@@ -178,6 +178,7 @@ class LiveEngine:
         self._pending: list[tuple[int, int, bytes]] = []
         self._pending_lock = threading.Lock()
         self._pending_seq = itertools.count()
+        self._relocations = 0  # the clock's Start/Continue count the engine has acted on
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveEngine":
@@ -286,7 +287,22 @@ class LiveEngine:
             self._params_version = self.controls.version
             self.session.set_params(self.controls.params)
         running = self.clock.poll(now)
-        if was_running and not running:
+        relocations = self.clock.relocations
+        jumped = relocations != self._relocations
+        self._relocations = relocations
+        if was_running and running and jumped:
+            # Start, or Stop+Continue, while rolling (a DAW locating or looping; both can land within one
+            # poll, so `running` never reads False): the song position jumped under notes scheduled on the
+            # old timeline. Release what sounds now (note-offs, no CC 123: loops would fill recordings
+            # with it) and start over at the new position.
+            ended = self.session.stop()
+            if self.recorder is not None:
+                for n in ended.notes:
+                    self.recorder.add("antiphon", n.tick, bytes([0x80 | self.channel, n.pitch, 0]))
+            self._clear_pending()
+            self.sender.cancel_pending(release_now=True)
+            self.session.locate(self.clock.tick_at(now))
+        elif was_running and not running:
             self._apply(self.session.stop())
             self._clear_pending()
             self.sender.panic()

@@ -80,6 +80,7 @@ class TimedSender:
         self._send_lock = threading.Lock()  # one writer on the port at a time (thread or panic)
         self._sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> times started (0/1)
         self._channels: set[int] = set()
+        self._touched: set[tuple[int, int]] = set()  # notes started since the last release_missed()
         self._late: deque[float] = deque(maxlen=int(window))
         self._late_current = 0.0
         self._late_worst = 0.0
@@ -181,6 +182,17 @@ class TimedSender:
             for ch in sorted(self._channels):
                 self._emit(bytes([CONTROL_CHANGE | ch, SUSTAIN, 0]))
                 self._emit(bytes([CONTROL_CHANGE | ch, ALL_NOTES_OFF, 0]))
+
+    def release_missed(self) -> int:
+        """Note-offs again for every note started since the last call that is not sounding now: what a
+        receiver connected anew (after a disconnect that swallowed the note-offs) may still hold. No
+        CC 123: the notes sounding now stay on. Returns how many note-offs went out."""
+        with self._send_lock:
+            missed = sorted(self._touched - set(self._sounding))
+            for ch, pitch in missed:
+                self._write(bytes([NOTE_OFF | ch, pitch, 0]))
+            self._touched = set(self._sounding)
+            return len(missed)
 
     def close(self, timeout: float = 2.0) -> None:
         """Panic, then stop the thread. Idempotent."""
@@ -286,6 +298,7 @@ class TimedSender:
                     self._write(bytes([NOTE_OFF | ch, msg[1], 0]))
                 self._write(msg)
                 self._sounding[key] = 1
+                self._touched.add(key)
                 self._channels.add(ch)
                 return
             self._channels.add(ch)

@@ -39,6 +39,12 @@ def _child(conn, stats, backend, port_name, release_channels) -> None:
         sink(bytes([0xB0 | ch, 64, 0]))
         sink(bytes([0xB0 | ch, 123, 0]))
     sender = TimedSender(sink)
+    watch = None
+    if out is not None and out.backend == "jack":
+        from .ports import JackConnectionWatch
+
+        watch = JackConnectionWatch.open(out.name)
+    watched = time.monotonic()
     conn.send(("ready", None if out is None else out.name))
 
     def publish() -> None:
@@ -48,6 +54,10 @@ def _child(conn, stats, backend, port_name, release_channels) -> None:
 
     try:
         while True:
+            if watch is not None and time.monotonic() - watched >= 0.2:
+                watched = time.monotonic()
+                if watch.changed():  # connected (again): send the note-offs a disconnect may have swallowed
+                    sender.release_missed()
             if not conn.poll(0.05):
                 publish()
                 continue
@@ -76,6 +86,8 @@ def _child(conn, stats, backend, port_name, release_channels) -> None:
     finally:
         sender.close()
         publish()
+        if watch is not None:
+            watch.close()
         if out is not None:
             out.close()
         try:
