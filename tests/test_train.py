@@ -76,3 +76,15 @@ def test_ddp_two_cpu_processes_on_gloo(jsb_small, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_style(str(out)).meta["train_config"]["epochs"] == 1
     assert '"epoch": 1' in proc.stdout
+
+
+def test_fine_tuning_starts_from_a_style_and_records_its_lineage(jsb_small, tmp_path):
+    parent = tmp_path / "parent.style"
+    assert antiphon(["train", jsb_small, "--out", str(parent), "--epochs", "1", *TINY]) == 0
+    child = tmp_path / "child.style"
+    assert antiphon(["train", jsb_small, "--out", str(child), "--epochs", "1", "--init", str(parent),
+                     "--dropout", "0.0", *TINY[6:]]) == 0
+    meta = load_style(str(child)).meta
+    assert meta["init"]["name"] == "parent" and meta["model_config"]["hidden"] == 32
+    assert meta["held_out"]["valid"]["nll_per_event"] < load_style(str(parent)).meta["held_out"]["valid"]["nll_per_event"]
+    assert antiphon(["train", jsb_small, "--out", str(child), "--init", str(parent), "--hidden", "64", *TINY[6:]]) == 1

@@ -169,8 +169,9 @@ def plot_losses(hist: History, path: Path) -> None:
 
 
 def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: ModelConfig, cfg: TrainConfig,
-          out: Path, meta: dict, resume: bool = False, log=print) -> History:
-    """Trains and writes: `out` (the style, best valid epoch), out.ckpt (last epoch), out.loss.png."""
+          out: Path, meta: dict, resume: bool = False, log=print, init: dict | None = None) -> History:
+    """Trains and writes: `out` (the style, best valid epoch), out.ckpt (last epoch), out.loss.png.
+    `init`: a state dict to start from (fine-tuning); --resume takes precedence over it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(cfg.device)
@@ -184,6 +185,8 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     out = Path(out)
     ckpt = out.with_name(out.name + ".ckpt")
     model = EventLSTM(model_cfg).to(device)
+    if init is not None:  # fine-tuning: start from another style's weights
+        model.load_state_dict(init)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     hist = History()
     if resume and ckpt.exists():

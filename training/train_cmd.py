@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    p.add_argument("--init", metavar="STYLE", help="fine-tune: start from this style's weights and model size")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -37,8 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
 
 
-def model_config(args) -> ModelConfig:
-    cfg = ModelConfig(**PRESETS[args.preset].to_dict())
+def model_config(args, base: ModelConfig | None = None) -> ModelConfig:
+    cfg = ModelConfig(**(base or PRESETS[args.preset]).to_dict())
     for f in fields(ModelConfig):
         value = getattr(args, f.name, None)
         if value is not None:
@@ -67,8 +68,20 @@ def run(args) -> int:
         "pieces": {k: len(v.pieces) for k, v in data.items()},
         "tokens": {k: int(sum(len(t) - 1 for t, _ in v.pieces)) for k, v in data.items()},
     }
-    hist = train(train_pieces, valid_pieces, model_config(args), cfg, out, meta, resume=args.resume,
-                 log=lambda s: print(s, flush=True))
+    init = None
+    base = None
+    if args.init:
+        from engine.style import load_style
+
+        parent = load_style(args.init)
+        init, base = parent.model.state_dict(), parent.config
+        meta["init"] = {"style": args.init, "name": parent.name, "data": parent.meta.get("data"),
+                        "command": parent.meta.get("command")}
+    mcfg = model_config(args, base)
+    if base is not None and (mcfg.embed, mcfg.hidden, mcfg.layers) != (base.embed, base.hidden, base.layers):
+        raise ValueError("--init keeps the parent style's size: drop --embed/--hidden/--layers")
+    hist = train(train_pieces, valid_pieces, mcfg, cfg, out, meta, resume=args.resume,
+                 log=lambda s: print(s, flush=True), init=init)
     if hist.best_epoch and out.exists():
         figures = evaluate.record_figures(out, data, args.device)
         print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **figures}))
