@@ -149,3 +149,21 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return -1
+
+
+def status_state(proc) -> str:
+    """The session state on `antiphon live --headless`'s last status line ('' before the first)."""
+    import re
+
+    found = re.findall(r"\|\s+\w+\s+(listening|answering|stopped)\s", proc.output())
+    return found[-1] if found else ""
+
+
+def start_live(server: JackServer, style: Path, *args: str):
+    """`antiphon live --backend jack --headless --style STYLE ARGS` and its 'Antiphon In' port."""
+    from tests.jack import find_port, live
+
+    app = live(server, "--style", str(style), "--bpm", "180", "--response-bars", "2", "--silence-beats", "0.5",
+               "--seed", "3", *args)
+    a_in = find_port(server, ":Antiphon In")
+    return app, a_in

@@ -219,3 +219,39 @@ def test_clock_vanishes_without_stop(jack):
     report("clock killed (no Stop)", events, f"(follower stopped after {noticed:.2f} s; sounding then {sounding})")
     assert sounding == []
     assert not hanging(events, all_notes_off=False)
+
+
+# ---- `antiphon live` as a process ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def style_file(tmp_path_factory):
+    return tiny_style(tmp_path_factory.mktemp("style") / "tiny.style")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_answer(jack, style_file, sig):
+    from tests.jack import find_port
+    from tests.reliability import start_live, status_state
+
+    app, a_in = start_live(jack, style_file)
+    a_out = find_port(jack, ":Antiphon Out")
+    dump = jack.midi_dump(f"sigrec{int(sig)}")
+    jack.connect(a_out, dump.port)
+    keys = Keyboard(jack, a_in, client=f"sigkeys{int(sig)}")
+    keys.phrase()
+    wait_until(lambda: status_state(app) == "answering", 20, "the answer")
+    time.sleep(0.4)
+    app.popen.send_signal(sig)
+    rc = app.popen.wait(15)
+    keys.close()
+    events = dump.stop()
+    log = app.output()
+    first_cc123 = min((f for f, m in events if m[0] == 0xB0 and m[1] == 123), default=None)
+    at_signal = hanging([e for e in events if first_cc123 is None or e[0] < first_cc123], all_notes_off=False)
+    report(f"{sig.name} to antiphon live", events, f"(exit {rc}; {len(at_signal)} sounding when it stopped; "
+                                                     f"{log.strip().splitlines()[-1]})")
+    assert rc == 0, log[-2000:]
+    assert count(events)["note_ons"] > 0
+    assert not hanging(events, all_notes_off=False), sorted(hanging(events, all_notes_off=False))
+    assert count(events)["cc123"] >= 1
+    assert "0 notes left sounding" in log

@@ -132,19 +132,37 @@ def save_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer, hi
 
 
 def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer) -> tuple[History, dict]:
+    """Checks the whole checkpoint before touching `model` or `opt`: a damaged one is reported (ValueError),
+    never half loaded."""
     tensors, meta = unpack(path.read_bytes(), str(path))
     if meta.get("kind") != "checkpoint":
         raise ValueError(f"{path}: not a training checkpoint")
-    if meta["model_config"] != model.config.to_dict():
+    if meta.get("model_config") != model.config.to_dict():
         raise ValueError(f"{path}: checkpoint was made for another model config; start without --resume")
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    params = [p for group in opt.param_groups for p in group["params"]]
-    for i, p in enumerate(params):
-        if f"opt.{i}.exp_avg" in tensors:
-            opt.state[p] = {"exp_avg": tensors[f"opt.{i}.exp_avg"].to(p.device),
-                            "exp_avg_sq": tensors[f"opt.{i}.exp_avg_sq"].to(p.device),
-                            "step": torch.tensor(meta["steps"][str(i)])}
-    return History(**meta["history"]), meta
+    try:
+        hist = History(**meta["history"])
+        if type(hist.epoch) is not int or hist.epoch < 0 or not all(
+                isinstance(getattr(hist, f), list) for f in ("train_loss", "valid_nll", "valid_acc")):
+            raise ValueError("history of the wrong types")
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        expected = model.state_dict()
+        if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError("model tensors missing or of the wrong shape")
+        params = [p for group in opt.param_groups for p in group["params"]]
+        state = {}
+        for i, p in enumerate(params):
+            if f"opt.{i}.exp_avg" in tensors:
+                avg, sq = tensors[f"opt.{i}.exp_avg"], tensors[f"opt.{i}.exp_avg_sq"]
+                if avg.shape != p.shape or sq.shape != p.shape:
+                    raise ValueError(f"optimizer state {i} of the wrong shape")
+                state[p] = {"exp_avg": avg.to(p.device), "exp_avg_sq": sq.to(p.device),
+                            "step": torch.tensor(float(meta["steps"][str(i)]))}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc}); nothing was loaded. "
+                         f"Start without --resume, or restore the file") from None
+    model.load_state_dict(weights)
+    opt.state.update(state)
+    return hist, meta
 
 
 def plot_losses(hist: History, path: Path) -> None:
