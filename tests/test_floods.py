@@ -205,7 +205,8 @@ def test_random_clock_messages_into_the_follower(messages):
         tick = c.tick_at(t)
         assert tick == tick  # not NaN
         c.time_of(tick)
-        assert 1.0 <= c.bpm <= 1000.0 or not c.running, c.bpm
+        # finite and positive; not bounded: the follower follows 0xF8 at any rate (1.6 ms apart = 1600 BPM)
+        assert 0.0 < c.bpm < float("inf"), c.bpm
 
 
 def test_inbox_is_bounded_and_counts_drops():
