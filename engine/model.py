@@ -32,7 +32,14 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**d)
+        cfg = cls(**d)
+        for f in fields(cls):
+            v = getattr(cfg, f.name)
+            if f.type == "int" and not (type(v) is int and 1 <= v <= 16384):
+                raise ValueError(f"model config {f.name} must be an integer in 1..16384, got {v!r}")
+            if f.type == "float" and not (type(v) in (int, float) and 0.0 <= v < 1.0):
+                raise ValueError(f"model config {f.name} must be a number in [0, 1), got {v!r}")
+        return cfg
 
 
 PRESETS = {

@@ -56,7 +56,7 @@ def unpack(data: bytes, source: str = "style") -> tuple[dict[str, torch.Tensor],
         if n <= MAX_HEADER and 8 + n <= len(data):
             try:
                 header = json.loads(data[8:8 + n])
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 header = None
     if header is None:
         if data[:2] == b"PK" or (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
@@ -66,13 +66,16 @@ def unpack(data: bytes, source: str = "style") -> tuple[dict[str, torch.Tensor],
     info = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise StyleError(f"{source}: a safetensors file, but not an Antiphon style (no '{FORMAT}' metadata)")
-    if int(info.get("version", 0)) > FORMAT_VERSION:
-        raise StyleError(f"{source}: style format {info.get('version')} is newer than this Antiphon reads")
+    version = str(info.get("version", ""))
+    if not (version.isdigit() and len(version) < 6):
+        raise StyleError(f"{source}: style format version {version[:20]!r} is not a number")
+    if int(version) > FORMAT_VERSION:
+        raise StyleError(f"{source}: style format {version} is newer than this Antiphon reads")
     try:
         meta = json.loads(info["antiphon"])
         tensors = st_load(data)
-    except Exception as exc:  # a damaged file: report, never load half of it
-        raise StyleError(f"{source}: damaged style file ({exc})") from None
+    except (Exception, RecursionError) as exc:  # a damaged file: report, never load half of it
+        raise StyleError(f"{source}: damaged style file ({type(exc).__name__})") from None
     if not isinstance(meta, dict):
         raise StyleError(f"{source}: style metadata must be a JSON object")
     return tensors, meta
@@ -107,8 +110,13 @@ def load_style(name_or_path: str, device: str = "cpu") -> Style:
         raise StyleError(f"{path}: made for another token vocabulary; retrain it with this Antiphon")
     try:
         config = ModelConfig.from_dict(meta["model_config"])
-        model = EventLSTM(config)
-        model.load_state_dict(tensors, strict=True)
+        with torch.device("meta"):  # shapes only: nothing is allocated before the weights agree
+            expected = {k: tuple(v.shape) for k, v in EventLSTM(config).state_dict().items()}
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise StyleError(f"{path}: weights do not match the style's model config ({exc})") from None
-    return Style(meta.get("name", path.stem), model.to(device).eval(), meta)
+        raise StyleError(f"{path}: bad model config in the metadata ({exc})") from None
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if found != expected:
+        raise StyleError(f"{path}: weights do not match the style's model config")
+    model = EventLSTM(config)
+    model.load_state_dict(tensors, strict=True)
+    return Style(str(meta.get("name", path.stem)), model.to(device).eval(), meta)
