@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the panel runs offscreen in tests (pytest-qt, `antiphon live`)
+
 import pytest
 
 from tests.jack import JackServer

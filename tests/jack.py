@@ -405,13 +405,15 @@ def _play(path: str, client: str) -> None:
     sys.exit(0)
 
 
-def live(server: JackServer, *args: str) -> Proc:
-    """`antiphon live --backend jack --headless ARGS` against the server; ports found by suffix."""
+def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
+    """`antiphon live --backend jack --headless ARGS` against the server; ports found by suffix.
+    With `panel`, the PyQt6 panel runs instead of the status line (offscreen, still redrawing)."""
     import sys
 
     exe = os.path.join(os.path.dirname(sys.executable), "antiphon")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon_cli"]
-    p = server.spawn([*cmd, "live", "--backend", "jack", "--headless", *args], "antiphon")
+    mode = [] if panel else ["--headless"]
+    p = server.spawn([*cmd, "live", "--backend", "jack", *mode, *args], "antiphon")
     p.stop_signal = signal.SIGINT
     wait_for_line(p, r"^Antiphon live: ", 90.0)
     return p

@@ -135,11 +135,26 @@ def split_answers(rec: Recording, call_ends: list[int]) -> list[list[tuple[int, 
     return out
 
 
-@pytest.mark.parametrize("bpm,jitter,ending", [(140.0, 0.0, "stop"), (110.0, 10.0, "sigint")],
-                         ids=["140bpm-stop", "110bpm-J10-sigint"])
-def test_live_answers_on_the_clock(bpm, jitter, ending):
-    first = soprano(8.0)  # pickup + two phrases, to the second fermata (9 notes, 8 beats)
-    second = soprano(4.0)  # pickup + first phrase, to the first fermata
+def chorale(first_beats: float) -> list[tuple[float, float, int]]:
+    """All four voices of bach/bwv66.6, its first `first_beats` beats: a dense call."""
+    from music21 import corpus
+
+    out = []
+    for part in corpus.parse("bach/bwv66.6").parts:
+        out += [(float(n.offset), float(n.quarterLength), n.pitch.midi) for n in part.flatten().notes
+                if n.offset < first_beats]
+    return sorted(out)
+
+
+@pytest.mark.parametrize("bpm,jitter,ending,dense,panel", [
+    (140.0, 0.0, "stop", False, False),
+    (110.0, 10.0, "sigint", False, False),
+    (176.0, 0.0, "stop", True, True),
+], ids=["140bpm-stop", "110bpm-J10-sigint", "176bpm-dense-chorale-with-panel"])
+def test_live_answers_on_the_clock(bpm, jitter, ending, dense, panel):
+    phrase = chorale if dense else soprano
+    first = phrase(8.0)  # pickup + two phrases, to the second fermata (8 beats)
+    second = phrase(4.0)  # pickup + first phrase, to the first fermata
     call1 = 2 * 96 - TPB  # the pickup on beat 4 of bar 2: the follower has locked by then
     call1_end = call1 + 8 * TPB
     answer1_end = call1_end + TPB + 2 * 96  # answers start a beat after the call (silence 1 beat), 2 bars long
@@ -152,7 +167,8 @@ def test_live_answers_on_the_clock(bpm, jitter, ending):
         clock = jack.midi_clock(bpm, jitter)
         dump = jack.midi_dump("antiphon_rec")
         player = midi_player(jack, events)
-        app = live(jack, "--style", style_arg(), "--seed", "7", "--channel", "1", "--response-bars", "2")
+        app = live(jack, "--style", style_arg(), "--seed", "7", "--channel", "1", "--response-bars", "2",
+                   panel=panel)
         a_in, a_out = find_port(jack, ":Antiphon In"), find_port(jack, ":Antiphon Out")
         for src, dst in [(clock.port, a_in), (clock.port, player.clock_port), (clock.port, dump.port),
                          (player.port, a_in), (player.port, dump.port), (a_out, dump.port)]:
@@ -174,7 +190,8 @@ def test_live_answers_on_the_clock(bpm, jitter, ending):
             time.sleep(0.2)
         rec_events = dump.stop()
         log = app.output()
-    print(f"\n--- {bpm:g} BPM -J {jitter:g}, ending by {ending}; antiphon exited {rc} "
+    print(f"\n--- {bpm:g} BPM -J {jitter:g}, {'4-voice' if dense else 'soprano'} call, "
+          f"{'panel' if panel else 'headless'}, ending by {ending}; antiphon exited {rc} "
           f"{time.monotonic() - t_cut:.2f} s after SIGINT")
     print("\n".join(log.splitlines()[-3:]))
     assert rc == 0, log[-3000:]
