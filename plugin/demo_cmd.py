@@ -27,6 +27,8 @@ def corpus_phrase(piece: str, part: int, bars: int):
     from training.sources import score_notes
 
     score = corpus.parse(piece)
+    if hasattr(score, "scores"):  # an Opus (an ABC file of many tunes): its first tune
+        score = score.scores[0]
     parts = list(score.parts) or [score]
     notes, meter = score_notes(parts[min(part, len(parts) - 1)])
     if not notes:
