@@ -11,25 +11,29 @@ import numpy as np
 import torch
 
 from .model import EventLSTM, ModelConfig
+from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT
 
 
 class StepState:
-    """Hidden and cell vectors of every layer, contiguous float32, updated in place by `step`."""
+    """Hidden and cell vectors of every layer, contiguous float32, updated in place by `step`; for
+    models that read what sounds, that input already projected into layer 0's gates."""
 
-    __slots__ = ("h", "c")
+    __slots__ = ("h", "c", "sound")
 
     def __init__(self, layers: int, hidden: int):
         self.h = np.zeros((layers, hidden), dtype=np.float32)
         self.c = np.zeros((layers, hidden), dtype=np.float32)
+        self.sound = np.zeros(4 * hidden, dtype=np.float32)
 
     def copy(self) -> "StepState":
         s = StepState.__new__(StepState)
-        s.h, s.c = self.h.copy(), self.c.copy()
+        s.h, s.c, s.sound = self.h.copy(), self.c.copy(), self.sound.copy()
         return s
 
     def copy_from(self, other: "StepState") -> None:
         np.copyto(self.h, other.h)
         np.copyto(self.c, other.c)
+        np.copyto(self.sound, other.sound)
 
 
 class StepRuntime:
@@ -43,6 +47,10 @@ class StepRuntime:
         b0 = sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"]
         self.tok_table = np.ascontiguousarray(sd["tok_emb.weight"] @ w_ih0.T + b0, dtype=np.float32)
         self.pos_table = np.ascontiguousarray(sd["pos_emb.weight"] @ w_ih0.T, dtype=np.float32)
+        # what sounds enters layer 0 through one column per pitch: kept as a running sum, a note-on
+        # adds its pitch's row, a note-off subtracts it
+        self.sound_table = (np.ascontiguousarray((w_ih0 @ sd["sound_proj.weight"]).T, dtype=np.float32)
+                            if cfg.sounding_input else None)
         self.w_hh0 = np.ascontiguousarray(w_hh0, dtype=np.float32)
         self.w = []
         self.b = []
@@ -76,6 +84,12 @@ class StepRuntime:
                 np.dot(self.w_hh0, state.h[0], out=g)
                 g += self.tok_table[token]
                 g += self.pos_table[position]
+                if self.sound_table is not None:
+                    if NOTE_ON <= token < NOTE_OFF:
+                        state.sound += self.sound_table[token - NOTE_ON]
+                    elif NOTE_OFF <= token < TIME_SHIFT:
+                        state.sound -= self.sound_table[token - NOTE_OFF]
+                    g += state.sound
             else:
                 self.xh[:H] = state.h[layer - 1]
                 self.xh[H:] = state.h[layer]

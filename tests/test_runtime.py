@@ -7,17 +7,25 @@ from engine.model import EventLSTM, ModelConfig
 from engine.runtime import StepRuntime
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig(embed=32, hidden=48, layers=1), ModelConfig(embed=40, hidden=64, layers=3)])
+@pytest.mark.parametrize("cfg", [ModelConfig(embed=32, hidden=48, layers=1), ModelConfig(embed=40, hidden=64, layers=3),
+                                 ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True)])
 def test_fused_step_matches_batched_forward(cfg):
+    from engine.events import Note
+    from engine.tokens import encode_notes
+
     torch.manual_seed(0)
     model = EventLSTM(cfg).eval()
-    tokens = torch.randint(0, cfg.vocab_size, (1, 200))
-    positions = torch.randint(0, 96, (1, 200))
+    rng = np.random.default_rng(0)
+    notes = [Note(int(s), int(s + d), int(p), 80) for s, d, p in
+             zip(rng.integers(0, 400, 60), rng.integers(1, 48, 60), rng.integers(40, 90, 60))]
+    toks, pos = encode_notes(notes)  # a real stream: the sounding input is only defined on one
+    tokens = torch.from_numpy(toks[:200].astype(np.int64))[None]
+    positions = torch.from_numpy(pos[:200].astype(np.int64))[None]
     with torch.no_grad():
         reference, _ = model(tokens, positions)
     rt = StepRuntime(model)
     state = rt.initial_state()
-    for i in range(200):
+    for i in range(tokens.shape[1]):
         logits = rt.step(int(tokens[0, i]), int(positions[0, i]), state)
         np.testing.assert_allclose(logits, reference[0, i].numpy(), rtol=1e-4, atol=1e-4)
 

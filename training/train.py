@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.model import EventLSTM, ModelConfig
+from engine.model import EventLSTM, ModelConfig, sounding_after
 from engine.style import atomic_write_bytes, pack, save_style, unpack
 from engine.tokens import transpose_tokens
 
@@ -65,19 +65,33 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def chunks(pieces: list[Piece], seq_len: int) -> list[Piece]:
-    """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets)."""
+def chunks(pieces: list[Piece], seq_len: int, sounding: bool = False) -> list[tuple]:
+    """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets); with
+    `sounding`, each window also carries what sounds after each of its input tokens."""
     out = []
     for tokens, positions in pieces:
+        snd = sounding_after(tokens) if sounding else None
         for s in range(0, max(1, len(tokens) - 1), seq_len):
             t, p = tokens[s:s + seq_len + 1], positions[s:s + seq_len + 1]
             if len(t) > 1:
-                out.append((t, p))
+                out.append((t, p, None if snd is None else snd[s:s + len(t) - 1]))
     return out
 
 
-def batches(windows: list[Piece], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
-    """Shuffled, length-bucketed, padded batches (inputs, positions, targets with -100 padding)."""
+def _shift_pitches(snd: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros_like(snd)
+    if k > 0:
+        out[:, k:] = snd[:, :-k]
+    elif k < 0:
+        out[:, :k] = snd[:, -k:]
+    else:
+        out[:] = snd
+    return out
+
+
+def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
+    """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), and what
+    sounds after each input (None for models that do not read it)."""
     order = list(range(len(windows)))
     rng.shuffle(order)
     order = order[rank::world]
@@ -92,16 +106,22 @@ def batches(windows: list[Piece], cfg: TrainConfig, rng: random.Random, rank: in
         x = np.zeros((len(group), width), dtype=np.int64)
         pos = np.zeros((len(group), width), dtype=np.int64)
         y = np.full((len(group), width), -100, dtype=np.int64)
+        with_sound = windows[group[0]][2] is not None
+        snd = np.zeros((len(group), width, 128), dtype=bool) if with_sound else None
         for row, i in enumerate(group):
-            tokens, positions = windows[i]
-            if cfg.transpose:
-                shifted = transpose_tokens(tokens, rng.randint(-cfg.transpose, cfg.transpose))
-                tokens = tokens if shifted is None else shifted
-            n = len(tokens) - 1
-            x[row, :n] = tokens[:-1]
+            tokens, positions, sounding = windows[i]
+            k = rng.randint(-cfg.transpose, cfg.transpose) if cfg.transpose else 0
+            shifted = transpose_tokens(tokens, k) if k else tokens
+            if shifted is None:
+                shifted, k = tokens, 0
+            n = len(shifted) - 1
+            x[row, :n] = shifted[:-1]
             pos[row, :n] = positions[:-1]
-            y[row, :n] = tokens[1:]
-        yield torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y)
+            y[row, :n] = shifted[1:]
+            if with_sound:
+                snd[row, :n] = _shift_pitches(sounding, k)
+        yield (torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y),
+               None if snd is None else torch.from_numpy(snd))
 
 
 def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
@@ -213,7 +233,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    windows = chunks(train_pieces, cfg.seq_len)
+    windows = chunks(train_pieces, cfg.seq_len, model_cfg.sounding_input)
     valid_masks = [grammar_masks(t) for t, _ in valid_pieces] if rank == 0 else []
     steps_per_epoch = max(1, math.ceil(len(windows) / world / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
@@ -228,14 +248,15 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         loss_sum = tokens_sum = 0.0
         bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i, (x, pos, y) in enumerate(bar):
+        for i, (x, pos, y, snd) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for g in opt.param_groups:
                 g["lr"] = lr
             x, pos, y = x.to(device), pos.to(device), y.to(device)
+            snd = None if snd is None else snd.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, _ = net(x, pos)
+                logits, _ = net(x, pos, None, snd)
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
