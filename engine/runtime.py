@@ -71,6 +71,11 @@ class StepRuntime:
         mats = [self.w_hh0, self.w_head, *self.w]
         return sum(m.nbytes for m in mats) + self.tok_table.shape[1] * 4 * 2
 
+    def sync_sounding(self, state: StepState, sounding: np.ndarray) -> None:
+        """Sets the sounding input of `state` to the pitches marked in `sounding` (128 bools)."""
+        if self.sound_table is not None:
+            np.sum(self.sound_table[np.asarray(sounding, dtype=bool)], axis=0, out=state.sound)
+
     def initial_state(self) -> StepState:
         return StepState(self.config.layers, self.config.hidden)
 

@@ -395,6 +395,7 @@ class Session:
             if TIME_SHIFT <= tok < VELOCITY:
                 tick += tok - TIME_SHIFT + 1
             logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), self.gen.state)
+        runtime.sync_sounding(self.gen.state, self.gen.grammar.sounding)
         self.gen.logits = np.array(logits, dtype=np.float32)
         self._checkpoints.clear()
 
