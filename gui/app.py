@@ -35,16 +35,6 @@ def make_app():
     return app
 
 
-def _start(factory, config):
-    engine = factory(config)
-    try:
-        engine.start()
-    except Exception:
-        engine.close()
-        raise
-    return engine
-
-
 def run_panel(config, screenshot: str | None = None, duration: float | None = None, engine_factory=None) -> int:
     _platform_for(screenshot)
     from PyQt6.QtCore import QTimer
@@ -59,14 +49,14 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
     config = load_config(asked)
     factory = engine_factory or (lambda cfg: LiveEngine(cfg))
     try:
-        engine = _start(factory, config)
+        engine = LiveEngine.started(config, factory)
     except Exception as exc:
         ports = dict(backend=asked.backend, in_port=asked.in_port, out_port=asked.out_port)
         if all(getattr(config, k) == v for k, v in ports.items()):
             raise
         # the saved backend or ports are gone (JACK not running, a synth unplugged): use the defaults
         print(f"saved ports unavailable ({exc}); starting on {asked.backend} with virtual ports", file=sys.stderr)
-        engine = _start(factory, replace(config, **ports))
+        engine = LiveEngine.started(replace(config, **ports), factory)
     panel = Panel(engine, factory)
     snap = engine.snapshot()
     print(f"Antiphon live: style {engine.style_name}, in '{snap.ports[0]}', out '{snap.ports[1]}' "

@@ -412,13 +412,7 @@ class Panel(QMainWindow):
         return ok
 
     def _start(self, config: LiveConfig) -> LiveEngine:
-        engine = self.engine_factory(config)
-        try:
-            engine.start()
-        except Exception:
-            engine.close()
-            raise
-        return engine
+        return LiveEngine.started(config, self.engine_factory)
 
     # ------------------------------------------------------------------ reads (snapshot)
     def refresh(self) -> None:

@@ -232,6 +232,17 @@ class LiveEngine:
         if self.out is not None:
             self.out.close()
 
+    @classmethod
+    def started(cls, config: LiveConfig, factory=None) -> "LiveEngine":
+        """A started engine, or the reason it could not start (everything it opened closed again)."""
+        engine = (factory or cls)(config)
+        try:
+            engine.start()
+        except Exception:
+            engine.close()
+            raise
+        return engine
+
     def __enter__(self):
         return self.start()
 

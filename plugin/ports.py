@@ -274,6 +274,25 @@ class OutputPort:
         self.close()
 
 
+def _open(midi, backend: str, name: str | None, port_name: str, direction: str) -> tuple[str, bool]:
+    """Opens `midi` as our virtual port (name None) or on the existing port whose name contains `name`;
+    returns (full port name, virtual). Deletes `midi` if that fails."""
+    try:
+        if name is None:
+            if backend == "winmm":
+                raise ValueError(no_backend_message())
+            before = _list_names(backend, "out" if direction == "input" else "in")
+            midi.open_virtual_port(port_name)
+            return _own_full_name(midi, backend, port_name, before), True
+        idx = _find_port(midi.get_ports(), name, backend, direction)
+        full = midi.get_ports()[idx]
+        midi.open_port(idx, port_name)
+        return full, False
+    except Exception:
+        midi.delete()
+        raise
+
+
 def open_input(backend: str = "auto", name: str | None = None,
                callback: Callable[[bytes, float], None] | None = None,
                client_name: str = CLIENT_NAME, port_name: str = IN_PORT_NAME) -> InputPort:
@@ -281,22 +300,7 @@ def open_input(backend: str = "auto", name: str | None = None,
     backend = resolve_backend(backend)
     midi = _make(rtmidi.MidiIn, backend, client_name)
     midi.ignore_types(sysex=False, timing=False, active_sense=True)
-    try:
-        if name is None:
-            if backend == "winmm":
-                raise ValueError(no_backend_message())
-            before = _list_names(backend, "out")
-            midi.open_virtual_port(port_name)
-            full = _own_full_name(midi, backend, port_name, before)
-            virtual = True
-        else:
-            idx = _find_port(midi.get_ports(), name, backend, "input")
-            full = midi.get_ports()[idx]
-            midi.open_port(idx, port_name)
-            virtual = False
-    except Exception:
-        midi.delete()
-        raise
+    full, virtual = _open(midi, backend, name, port_name, "input")
     port = InputPort(backend, full, virtual, midi, callback)
     if virtual:
         _register(backend, full)
@@ -309,22 +313,7 @@ def open_output(backend: str = "auto", name: str | None = None,
     """Virtual 'Antiphon Out' (name None) or the existing output whose name contains `name`."""
     backend = resolve_backend(backend)
     midi = _make(rtmidi.MidiOut, backend, client_name)
-    try:
-        if name is None:
-            if backend == "winmm":
-                raise ValueError(no_backend_message())
-            before = _list_names(backend, "in")
-            midi.open_virtual_port(port_name)
-            full = _own_full_name(midi, backend, port_name, before)
-            virtual = True
-        else:
-            idx = _find_port(midi.get_ports(), name, backend, "output")
-            full = midi.get_ports()[idx]
-            midi.open_port(idx, port_name)
-            virtual = False
-    except Exception:
-        midi.delete()
-        raise
+    full, virtual = _open(midi, backend, name, port_name, "output")
     port = OutputPort(backend, full, virtual, midi)
     if virtual:
         _register(backend, full)
