@@ -145,8 +145,18 @@ def _expand(spec: str, skipped: list[dict], corpus_limit: int | None) -> list[_T
 
 # ---------------------------------------------------------------------------------------------- readers
 
+_PLAIN = (  # what the MIDI parsers say -> what a musician reads
+    ("File size is less than", "empty or too short to be a MIDI file"),
+    ("header is not MThd", "not a MIDI file (no MThd header)"),
+    ("Unexpected EOF", "truncated MIDI file (ends inside a chunk)"),
+)
+
+
 def _reason(exc: BaseException) -> str:
     message = str(exc).strip() or "no message"
+    for needle, plain in _PLAIN:
+        if needle in message:
+            return f"{plain} [{type(exc).__name__}: {message}]"[:MAX_REASON]
     return f"{type(exc).__name__}: {message}"[:MAX_REASON]
 
 
