@@ -135,3 +135,25 @@ def test_accompaniment_stops_when_the_player_stops(runtime):
     fp.run_to(8 * 24 + 96 + 48)  # more than a bar of silence
     played_late = [t for t, _, v in fp.sent if v and t > 8 * 24 + 96 + 24]
     assert not played_late and not fp.hanging()
+
+
+@pytest.mark.parametrize("rule", ["bar", "pedal", "cc"])
+def test_other_phrase_end_rules(runtime, rule):
+    s = Session(runtime, Meter(4, 4), SessionParams(phrase_end=rule, response_bars=1, answer_on="beat"), seed=8)
+    fp = FakePlugin(s)
+    if rule == "pedal":
+        fp.take(s.control_change(0, 64, 127))
+    fp.play(PHRASE)  # last note-off at tick 120 (bar 2, beat 2)
+    fp.run_to(150)
+    if rule == "bar":
+        assert s.state == LISTENING  # a beat of silence is not enough: the answer waits for the bar line
+        fp.run_to(192)
+        assert s.state == ANSWERING and min(t for t, _, v in fp.sent if v) >= 192
+        return
+    assert s.state == LISTENING  # silence alone does not end the phrase under this rule
+    fp.take(s.control_change(150, 64, 0) if rule == "pedal" else s.control_change(150, 80, 127))
+    fp.run_to(151)
+    assert s.state == ANSWERING
+    fp.run_to(150 + 96 + 48)
+    ons = [t for t, _, v in fp.sent if v]
+    assert ons and min(ons) >= 168 and not fp.hanging()  # the next beat after the pedal/CC
