@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from engine.model import EventLSTM, ModelConfig, sounding_after
 from engine.style import atomic_write_bytes, pack, save_style, unpack
-from engine.tokens import transpose_tokens
+from engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
 
 from .scoring import grammar_masks, summarize, token_log_probs
 
@@ -43,6 +43,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    masked_loss: bool = False  # train on the grammar-masked softmax (what eval and sampling use)
 
 
 @dataclass
@@ -65,16 +66,27 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def chunks(pieces: list[Piece], seq_len: int, sounding: bool = False) -> list[tuple]:
+def chunks(pieces: list[Piece], seq_len: int, sounding: bool = False, masked: bool = False) -> list[tuple]:
     """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets); with
-    `sounding`, each window also carries what sounds after each of its input tokens."""
+    `sounding`, each window also carries what sounds after each of its input tokens; with `masked`,
+    the grammar mask for each of its targets."""
     out = []
     for tokens, positions in pieces:
         snd = sounding_after(tokens) if sounding else None
+        masks = grammar_masks(tokens) if masked else None
         for s in range(0, max(1, len(tokens) - 1), seq_len):
             t, p = tokens[s:s + seq_len + 1], positions[s:s + seq_len + 1]
             if len(t) > 1:
-                out.append((t, p, None if snd is None else snd[s:s + len(t) - 1]))
+                n = len(t) - 1
+                out.append((t, p, None if snd is None else snd[s:s + n], None if masks is None else masks[s:s + n]))
+    return out
+
+
+def _shift_mask(mask: np.ndarray, k: int) -> np.ndarray:
+    """A grammar mask for tokens transposed by k: the note-on and note-off columns move with the pitch."""
+    out = mask.copy()
+    for base in (NOTE_ON, NOTE_OFF):
+        out[:, base:base + 128] = _shift_pitches(mask[:, base:base + 128], k)
     return out
 
 
@@ -107,9 +119,11 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
         pos = np.zeros((len(group), width), dtype=np.int64)
         y = np.full((len(group), width), -100, dtype=np.int64)
         with_sound = windows[group[0]][2] is not None
+        with_mask = windows[group[0]][3] is not None
         snd = np.zeros((len(group), width, 128), dtype=bool) if with_sound else None
+        allowed = np.ones((len(group), width, VOCAB_SIZE), dtype=bool) if with_mask else None
         for row, i in enumerate(group):
-            tokens, positions, sounding = windows[i]
+            tokens, positions, sounding, mask = windows[i]
             k = rng.randint(-cfg.transpose, cfg.transpose) if cfg.transpose else 0
             shifted = transpose_tokens(tokens, k) if k else tokens
             if shifted is None:
@@ -120,8 +134,10 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
             y[row, :n] = shifted[1:]
             if with_sound:
                 snd[row, :n] = _shift_pitches(sounding, k)
+            if with_mask:
+                allowed[row, :n] = _shift_mask(mask, k) if k else mask
         yield (torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y),
-               None if snd is None else torch.from_numpy(snd))
+               None if snd is None else torch.from_numpy(snd), None if allowed is None else torch.from_numpy(allowed))
 
 
 def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
@@ -233,7 +249,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    windows = chunks(train_pieces, cfg.seq_len, model_cfg.sounding_input)
+    windows = chunks(train_pieces, cfg.seq_len, model_cfg.sounding_input, cfg.masked_loss)
     valid_masks = [grammar_masks(t) for t, _ in valid_pieces] if rank == 0 else []
     steps_per_epoch = max(1, math.ceil(len(windows) / world / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
@@ -248,7 +264,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         loss_sum = tokens_sum = 0.0
         bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i, (x, pos, y, snd) in enumerate(bar):
+        for i, (x, pos, y, snd, allowed) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for g in opt.param_groups:
@@ -257,7 +273,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             snd = None if snd is None else snd.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, _ = net(x, pos, None, snd)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
+            logits = logits.float()
+            if allowed is not None:
+                logits = logits.masked_fill(~allowed.to(device), float("-inf"))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=-100)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)

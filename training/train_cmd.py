@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transpose", type=int, default=TrainConfig.transpose,
                    help="random transposition range in semitones (0 = no augmentation)")
     p.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better valid NLL")
+    p.add_argument("--masked-loss", action="store_true",
+                   help="train on the grammar-masked distribution (the one eval scores and sampling draws from)")
     for name in ("embed", "hidden", "layers"):
         p.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
     p.add_argument("--dropout", type=float, help="override the preset's dropout")
@@ -61,7 +63,7 @@ def run(args) -> int:
         raise ValueError("no training pieces in " + " ".join(args.data))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       transpose=args.transpose, patience=args.patience, seed=args.seed, device=args.device,
-                      threads=args.threads)
+                      threads=args.threads, masked_loss=args.masked_loss)
     meta = {
         "name": args.name or out.stem,
         "data": args.data,
