@@ -88,3 +88,14 @@ def test_fine_tuning_starts_from_a_style_and_records_its_lineage(jsb_small, tmp_
     assert meta["init"]["name"] == "parent" and meta["model_config"]["hidden"] == 32
     assert meta["held_out"]["valid"]["nll_per_event"] < load_style(str(parent)).meta["held_out"]["valid"]["nll_per_event"]
     assert antiphon(["train", jsb_small, "--out", str(child), "--init", str(parent), "--hidden", "64", *TINY[6:]]) == 1
+
+
+def test_masked_loss_with_the_sounding_input_and_transposition(jsb_small, tmp_path, capsys):
+    out = tmp_path / "m.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--masked-loss", "--sounding-input",
+                     "--transpose", "3", *TINY]) == 0
+    epochs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"epoch"')]
+    assert len(epochs) == 2 and all(0 < e["train_loss"] < 6 for e in epochs)
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    style = load_style(str(out))
+    assert style.config.sounding_input and style.meta["train_config"]["masked_loss"]
