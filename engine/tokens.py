@@ -197,34 +197,72 @@ def clean_notes(notes: Iterable[Note]) -> list[Note]:
     return out
 
 
+def _note_arrays(notes: Iterable[Note]) -> tuple[np.ndarray, ...]:
+    """clean_notes as arrays (start, end, pitch, velocity), vectorised: the reader's hot path."""
+    arr = np.array([(n.start, n.end, n.pitch, n.velocity) for n in notes], dtype=np.int64).reshape(-1, 4)
+    start, end, pitch, vel = arr.T
+    keep = (pitch >= 0) & (pitch < N_PITCHES) & (start >= 0)
+    start, end, pitch, vel = start[keep], end[keep], pitch[keep], np.clip(vel[keep], 1, 127)
+    end = np.maximum(end, start + 1)
+    order = np.lexsort((end, start, pitch))
+    start, end, pitch, vel = start[order], end[order], pitch[order], vel[order]
+    same_next = np.zeros(len(pitch), dtype=bool)
+    same_next[:-1] = pitch[1:] == pitch[:-1]
+    next_start = np.empty_like(start)
+    next_start[:-1] = start[1:]
+    dup = same_next & (next_start == start)  # two onsets at one tick: the later-ending copy wins
+    cut = same_next & ~dup
+    end = np.where(cut, np.minimum(end, next_start), end)
+    keep = ~dup
+    return start[keep], end[keep], pitch[keep], vel[keep]
+
+
 def encode_notes(notes: Iterable[Note], meter: Meter = Meter()) -> tuple[np.ndarray, np.ndarray]:
-    """Notes -> (tokens, positions), starting with BOS. positions[i] is the bar position after token i."""
-    notes = clean_notes(notes)
-    offs: dict[int, list[int]] = {}
-    ons: dict[int, list[tuple[int, int]]] = {}
-    for n in notes:
-        ons.setdefault(n.start, []).append((n.pitch, n.velocity))
-        offs.setdefault(n.end, []).append(n.pitch)
-    grammar = Grammar(meter)
-    tokens = [BOS]
-    positions = [grammar.position]
-
-    def emit(tok: int) -> None:
-        grammar.apply(tok)
-        tokens.append(tok)
-        positions.append(grammar.position)
-
-    for tick in sorted(set(offs) | set(ons)):
-        for tok in shift_tokens(tick - grammar.tick):
-            emit(tok)
-        for p in sorted(offs.get(tick, ())):
-            emit(NOTE_OFF + p)
-        for p, vel in sorted(ons.get(tick, ())):
-            b = velocity_bin(vel)
-            if b != grammar.bin:
-                emit(VELOCITY + b)
-            emit(NOTE_ON + p)
-    return np.asarray(tokens, dtype=np.int16), np.asarray(positions, dtype=np.uint8)
+    """Notes -> (tokens, positions), starting with BOS.
+    positions[i] is the bar position after token i. Vectorised; equal to feeding the events one by
+    one through StreamEncoder (tested)."""
+    start, end, pitch, vel = _note_arrays(notes)
+    n = len(start)
+    # events: note-offs (kind 0) before note-ons (kind 1) at a tick, each ascending by pitch
+    tick = np.concatenate([end, start])
+    kind = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
+    evp = np.concatenate([pitch, pitch])
+    evv = np.concatenate([np.zeros(n, np.int64), vel])
+    order = np.lexsort((evp, kind, tick))
+    tick, kind, evp, evv = tick[order], kind[order], evp[order], evv[order]
+    # a time-shift chain before the first event of each new tick
+    prev_tick = np.concatenate([[0], tick[:-1]])
+    gap = tick - prev_tick
+    n_shift = gap // MAX_SHIFT + (gap % MAX_SHIFT > 0)
+    # a velocity token before a note-on whose bin differs from the previous note-on's
+    bins = np.where(kind == 1, (np.clip(evv, 1, 127) - 1) * N_VELOCITY_BINS // 127, -1)
+    on_bins = bins[kind == 1]
+    prev_bin = np.concatenate([[DEFAULT_BIN], on_bins[:-1]])
+    needs_vel = np.zeros(len(kind), dtype=bool)
+    needs_vel[kind == 1] = on_bins != prev_bin
+    per_event = n_shift + needs_vel + 1
+    total = 1 + int(per_event.sum())
+    tokens = np.empty(total, dtype=np.int64)
+    tokens[0] = BOS
+    ends = 1 + np.cumsum(per_event)  # one past each event's own token
+    event_pos = ends - 1
+    tokens[event_pos] = np.where(kind == 1, NOTE_ON + evp, NOTE_OFF + evp)
+    vel_pos = event_pos[needs_vel] - 1
+    tokens[vel_pos] = VELOCITY + bins[needs_vel]
+    # shift chains: full MAX_SHIFT tokens then the remainder, right before the (velocity and) event
+    has_shift = n_shift > 0
+    chain_start = (event_pos - needs_vel - n_shift)[has_shift]
+    counts = n_shift[has_shift]
+    rem = (gap % MAX_SHIFT)[has_shift]
+    idx = np.repeat(chain_start, counts) + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    tokens[idx] = TIME_SHIFT + MAX_SHIFT - 1
+    last_in_chain = chain_start + counts - 1
+    tokens[last_in_chain[rem > 0]] = TIME_SHIFT + rem[rem > 0] - 1
+    # the tick after each token, then its place in the bar
+    is_shift = (tokens >= TIME_SHIFT) & (tokens < VELOCITY)
+    ticks = np.cumsum(np.where(is_shift, tokens - TIME_SHIFT + 1, 0))
+    positions = np.minimum(ticks % meter.ticks_per_bar, N_POSITIONS - 1)
+    return tokens.astype(np.int16), positions.astype(np.uint8)
 
 
 def decode_tokens(tokens: Iterable[int], meter: Meter = Meter(), release_at_end: bool = True) -> list[Note]:
