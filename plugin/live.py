@@ -13,7 +13,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import queue
-import sys
 import threading
 import time
 from collections import deque
@@ -186,9 +185,6 @@ class LiveEngine:
         from .ports import _register, open_input, resolve_backend
 
         backend = resolve_backend(self.config.backend)
-        # the MIDI input thread sends clock-locked notes: never let the engine thread hold the GIL
-        # for Python's default 5 ms when a tick arrives
-        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         if self.config.sender == "process":
             # the sender owns the output port in a process of its own (no GIL shared with the model);
             # it first releases whatever a previous run killed hard may have left sounding

@@ -21,9 +21,29 @@ _STATS_FIELDS = ("sent", "dropped", "queued", "sounding", "late_current_ms", "la
                  "late_p99_ms", "window")
 
 
+def _realtime_priority() -> str:
+    """The sender's threads (and the JACK client thread the port creates) run before ordinary work
+    where the system allows: SCHED_FIFO, else a higher nice level, else as they are. It sleeps between
+    deadlines, so it never holds a core for long."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        return "fifo"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(-10)
+        return "nice"
+    except (AttributeError, OSError):
+        return "normal"
+
+
 def _child(conn, stats, backend, port_name, release_channels) -> None:
     from .ports import open_output
     from .sender import TimedSender
+
+    _realtime_priority()
 
     try:
         out = None if backend is None else open_output(backend, port_name)

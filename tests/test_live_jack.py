@@ -13,6 +13,7 @@ second answer. Figures print with `pytest -s`.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import signal
 import time
@@ -34,6 +35,8 @@ ANSWER_CH = 0  # antiphon answers on channel 1
 
 def style_arg() -> str:
     """The shipped default style once it exists; until then the partly trained JSB style."""
+    if os.environ.get("ANTIPHON_TEST_STYLE"):
+        return os.environ["ANTIPHON_TEST_STYLE"]
     if (ROOT / "engine" / "styles" / "default.style").exists():
         return "default"
     return str(ROOT / "runs" / "jsb-a.style")
@@ -180,7 +183,8 @@ def test_live_answers_on_the_clock(bpm, jitter, ending, dense, panel):
         if ending == "stop":
             jack.transport("stop")
             time.sleep(0.5)
-            wait_for_line(app, r"stopped ", 5.0)  # its status line shows the transport stopped
+            if not panel:
+                wait_for_line(app, r"stopped ", 5.0)  # its status line shows the transport stopped
         t_cut = time.monotonic()
         app.popen.send_signal(signal.SIGINT)
         rc = app.popen.wait(10.0)
