@@ -7,7 +7,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # the panel runs offscree
 
 import pytest
 
-from tests.jack import JackServer
+from tests.jack import JackServer, jack_env
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,8 @@ def jack_server():
     --no-realtime dummy driver cannot keep wall time at 64 (we measured its sample clock 10-20 %
     slow while other jobs ran); 256 keeps up."""
     server = JackServer(period=int(os.environ.get("ANTIPHON_JACK_PERIOD", "64"))).start()
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    os.environ["JACK_NO_START_SERVER"] = "1"
     try:
-        yield server
+        with jack_env(server):
+            yield server
     finally:
         server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

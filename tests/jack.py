@@ -15,6 +15,7 @@ CI=true, where it fails.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import os
 import re
 import shutil
@@ -417,6 +418,23 @@ def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
     p.stop_signal = signal.SIGINT
     wait_for_line(p, r"^Antiphon live: ", 90.0)
     return p
+
+
+
+@contextmanager
+def jack_env(server: JackServer):
+    """Make `server` this process's default (python-rtmidi and the sender child read the env)."""
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from tests.jack import JackServer
+from tests.jack import JackServer, jack_env
 
 ANSWER_CH = 0
 _RUNTIME = None
@@ -36,22 +35,6 @@ def tiny_style(path: Path, name: str = "tiny") -> Path:
     torch.manual_seed(1)
     save_style(path, EventLSTM(PRESETS["tiny"]), {"name": name})
     return path
-
-
-@contextmanager
-def jack_env(server: JackServer):
-    """Make `server` this process's default (python-rtmidi and the sender child read the env)."""
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        yield server
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def make_engine(bpm: float = 180.0, response_bars: int = 2, **params):
