@@ -7,6 +7,7 @@ exactly what the model heard.
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Generator:
         self.state: StepState = self.runtime.initial_state()
         self.logits = np.zeros(self.runtime.config.vocab_size, dtype=np.float32)
         self.tokens = 0
-        self.last_step_s = 0.0
+        self.step_s: deque[float] = deque(maxlen=64)  # recent step times, for the panel's readout
         self.feed(BOS)
 
     def feed(self, token: int) -> NoteEvent | None:
@@ -38,9 +39,14 @@ class Generator:
         event = self.grammar.apply(token)
         t0 = time.perf_counter()
         np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state))
-        self.last_step_s = time.perf_counter() - t0
+        self.step_s.append(time.perf_counter() - t0)
         self.tokens += 1
         return event
+
+    @property
+    def step_ms(self) -> float:
+        """Median of the recent per-event steps, in ms."""
+        return float(np.median(self.step_s)) * 1000 if self.step_s else 0.0
 
     def feed_all(self, tokens) -> None:
         for tok in tokens:
@@ -66,7 +72,7 @@ class Generator:
         g.grammar = self.grammar.copy()
         g.state = self.state.copy()
         g.logits = self.logits.copy()
-        g.tokens, g.last_step_s = self.tokens, self.last_step_s
+        g.tokens, g.step_s = self.tokens, deque(self.step_s, maxlen=64)
         return g
 
 

@@ -421,5 +421,5 @@ class Session:
         minor = (tonic + 3) % 12 in scale
         key = f"{_NAMES[tonic]} {'minor' if minor else 'major'}" if self._call_pcs.sum() else "-"
         return SessionSnapshot(self.state, self.params.mode, self._now - self.offset,
-                               self.gen.last_step_s * 1000, self.gen.tokens, self.phrases, self.answers, key,
+                               self.gen.step_ms, self.gen.tokens, self.phrases, self.answers, key,
                                tuple(self.recent_notes()[-256:]))
