@@ -101,8 +101,11 @@ def test_clock_from_jack_midi_clock_locks(jack_server, antiphon_ports, bpm):
         pytest.skip(f"JACK dummy server starved on this machine: arriving {arriving:.2f} BPM for nominal "
                     f"{bpm:g}, interval sd {sd * 100:.0f}% (follower said {snap.bpm:.2f})")
     assert snap.locked
-    assert abs(snap.bpm - arriving) < 1.0  # the tempo as delivered (the server may run up to 1 % off)
-    assert abs(snap.bpm - bpm) < 2.0
+    # the tempo as delivered (the server may run up to 1 % off). At -p 64 every tick lands on a 1.33 ms
+    # period boundary: 8 % timing noise per tick at 150 BPM, which leaves the follower's instantaneous
+    # tempo within ~1.5 BPM (measured 0.04-1.47); the fake-time unit tests hold 0.1 BPM on exact ticks
+    assert abs(snap.bpm - arriving) < 2.5
+    assert abs(snap.bpm - bpm) < 3.0
 
 
 def _slope(ts: list[float]) -> float:
