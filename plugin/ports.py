@@ -187,8 +187,16 @@ def _own_full_name(obj, backend: str, port_name: str, other_names: list[str]) ->
     return port_name
 
 
+class _ClosesOnExit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 @dataclass
-class InputPort:
+class InputPort(_ClosesOnExit):
     """An open MIDI input. `callback(data: bytes, t: float)` runs on rtmidi's thread."""
 
     backend: str
@@ -232,15 +240,9 @@ class InputPort:
         m.delete()
         _unregister(self.backend, self.name)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 @dataclass
-class OutputPort:
+class OutputPort(_ClosesOnExit):
     backend: str
     name: str
     virtual: bool
@@ -266,12 +268,6 @@ class OutputPort:
         m.close_port()
         m.delete()
         _unregister(self.backend, self.name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _open(midi, backend: str, name: str | None, port_name: str, direction: str) -> tuple[str, bool]:
