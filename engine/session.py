@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .events import Meter, Note
+from .events import Meter
 from .generator import Generator
 from .runtime import StepRuntime
 from .sampler import SamplingParams, key_of

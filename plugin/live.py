@@ -16,8 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 from engine.events import Meter
 from engine.recorder import Recorder
@@ -26,7 +25,7 @@ from engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, Ses
 from engine.style import load_style
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
-from .sender import SenderStats, TimedSender
+from .sender import SenderStats, TimedSender, release_every_note
 from .sender_process import ProcessSender
 
 INBOX_LIMIT = 4096
@@ -196,8 +195,8 @@ class LiveEngine:
 
             self.out = open_output(backend, self.config.out_port)
             self.out_name = self.out.name
+            release_every_note(self.out.send_message, (self.channel,))
             self.sender = TimedSender(self.out)
-            self._release_owed_from_last_run()
         self.inp = open_input(backend, self.config.in_port, callback=self._on_midi)
         self.clock.start()
         if self.config.record:
@@ -244,17 +243,6 @@ class LiveEngine:
 
     def __exit__(self, *exc):
         self.close()
-
-    def _release_owed_from_last_run(self) -> None:
-        """A previous run killed hard (SIGKILL) may have left notes on: release every note of the
-        output channel, then All Notes Off, before playing anything."""
-        ch = self.channel
-        for pitch in range(128):
-            self.out.send_message(bytes([0x80 | ch, pitch, 0]))
-            if pitch % 16 == 15:
-                time.sleep(0.003)  # JACK ports buffer a few hundred bytes per period
-        self.out.send_message(bytes([0xB0 | ch, 64, 0]))
-        self.out.send_message(bytes([0xB0 | ch, 123, 0]))
 
     # ------------------------------------------------------------------ MIDI input thread
     def _on_midi(self, data: bytes, t: float) -> None:
@@ -334,7 +322,7 @@ class LiveEngine:
 
     def _handle_input(self, data: bytes, t: float) -> None:
         self._received += 1
-        kind, ch = data[0] & 0xF0, data[0] & 0x0F
+        kind = data[0] & 0xF0
         tick = self.clock.tick_at(t)
         if kind == 0xB0:
             if self.controls.apply_cc(data[1], data[2]) == "panic":

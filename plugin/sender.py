@@ -54,6 +54,18 @@ def _is_note_off(msg: bytes) -> bool:
     return len(msg) >= 3 and (msg[0] & 0xF0 == NOTE_OFF or (msg[0] & 0xF0 == NOTE_ON and msg[2] == 0))
 
 
+def release_every_note(sink: Callable[[bytes], None], channels) -> None:
+    """Note-offs for all 128 pitches, then sustain off and All Notes Off, on each channel: what a run
+    killed hard may have left sounding. Spaced out, since JACK ports buffer a few hundred bytes a period."""
+    for ch in channels:
+        for pitch in range(128):
+            sink(bytes([NOTE_OFF | ch, pitch, 0]))
+            if pitch % 16 == 15:
+                time.sleep(0.003)
+        sink(bytes([CONTROL_CHANGE | ch, SUSTAIN, 0]))
+        sink(bytes([CONTROL_CHANGE | ch, ALL_NOTES_OFF, 0]))
+
+
 class TimedSender:
     """Sends messages at perf_counter() deadlines from a dedicated thread.
 

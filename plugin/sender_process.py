@@ -41,7 +41,7 @@ def _realtime_priority() -> str:
 
 def _child(conn, stats, backend, port_name, release_channels) -> None:
     from .ports import open_output
-    from .sender import TimedSender
+    from .sender import TimedSender, release_every_note
 
     _realtime_priority()
 
@@ -51,13 +51,7 @@ def _child(conn, stats, backend, port_name, release_channels) -> None:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     sink = (lambda msg: None) if out is None else out.send_message
-    for ch in release_channels:  # notes a previous run (killed hard) may have left on
-        for pitch in range(128):
-            sink(bytes([0x80 | ch, pitch, 0]))
-            if pitch % 16 == 15:
-                time.sleep(0.003)  # JACK ports buffer only a few hundred bytes per period
-        sink(bytes([0xB0 | ch, 64, 0]))
-        sink(bytes([0xB0 | ch, 123, 0]))
+    release_every_note(sink, release_channels)  # notes a previous run (killed hard) may have left on
     sender = TimedSender(sink)
     watch = None
     if out is not None and out.backend == "jack":

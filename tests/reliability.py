@@ -3,11 +3,10 @@ a LiveEngine with a tiny random model on a private JACK server, a keyboard port,
 and the counting of notes left hanging on what JACK actually delivered."""
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from tests.jack import JackServer, jack_env
+from tests.jack import JackServer, jack_env  # noqa: F401  (jack_env: re-exported for the tests)
 
 ANSWER_CH = 0
 _RUNTIME = None

@@ -152,14 +152,9 @@ def test_sender_releases_at_once_when_its_parent_dies(tmp_path):
 @pytest.fixture(scope="module")
 def jsb_medium(tmp_path_factory):
     """150 JSB chorales: a TINY epoch lasts a few seconds, long enough to be killed in the middle of one."""
-    from tests.test_train import JSB
+    from tests.test_train import jsb_subset
 
-    if not JSB.exists():
-        pytest.skip(f"{JSB} not present")
-    data = json.loads(JSB.read_text())
-    path = tmp_path_factory.mktemp("jsbm") / "medium.json"
-    path.write_text(json.dumps({"train": data["train"][:150], "valid": data["valid"][:4]}))
-    return f"jsb-quarter:{path}"
+    return jsb_subset(tmp_path_factory, 150, 4)
 
 
 @pytest.mark.slow

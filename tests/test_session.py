@@ -1,6 +1,5 @@
 """The duet logic on fake time: call and response on the grid, interruption, accompaniment, locate,
 stop and style switches; every note-on that would be sent has its note-off."""
-import numpy as np
 import pytest
 import torch
 

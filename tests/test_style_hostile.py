@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.model import EventLSTM, ModelConfig
 from engine.style import StyleError, load_style, pack, save_style, unpack

@@ -9,19 +9,24 @@ from pathlib import Path
 import pytest
 
 from antiphon_cli import main as antiphon
-from engine.style import StyleError, load_style
+from engine.style import load_style
 
 JSB = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "jsb-chorales-quarter.trainvalid.json"
 
 
-@pytest.fixture(scope="module")
-def jsb_small(tmp_path_factory):
+def jsb_subset(tmp_path_factory, n_train: int, n_valid: int) -> str:
+    """A `jsb-quarter:` spec of the first chorales of the benchmark's train and valid splits."""
     if not JSB.exists():
         pytest.skip(f"{JSB} not present")
     data = json.loads(JSB.read_text())
-    path = tmp_path_factory.mktemp("jsb") / "small.json"
-    path.write_text(json.dumps({"train": data["train"][:12], "valid": data["valid"][:4]}))
+    path = tmp_path_factory.mktemp("jsb") / f"jsb-{n_train}-{n_valid}.json"
+    path.write_text(json.dumps({"train": data["train"][:n_train], "valid": data["valid"][:n_valid]}))
     return f"jsb-quarter:{path}"
+
+
+@pytest.fixture(scope="module")
+def jsb_small(tmp_path_factory):
+    return jsb_subset(tmp_path_factory, 12, 4)
 
 
 TINY = ["--embed", "16", "--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "64", "--threads", "1"]

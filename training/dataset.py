@@ -11,14 +11,15 @@ folder with a manifest is complete.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import atomic_write_bytes
 from engine.tokens import VOCABULARY, encode_notes
 
 from .sources import EXTENSIONS, Piece, load_pieces
@@ -45,21 +46,10 @@ def tokenizer_version() -> str:
 # ---------------------------------------------------------------------------------------------- writing
 
 def _atomic_write(path: Path, write) -> None:
-    """write(fileobj) into a temp file beside `path`, fsync, then os.replace onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """write(fileobj) into memory, then engine.atomic's temp file + fsync + rename onto `path`."""
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _write_split(path: Path, pieces: list[Piece]) -> dict:

@@ -20,7 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from engine.events import Meter
     from engine.generator import Generator, continue_notes, prime
     from engine.midifile import first_tempo, write_midi
     from engine.runtime import StepRuntime
