@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .tokens import N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
+from .tokens import BOS, MAX_SHIFT, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
 
 
 @dataclass
@@ -23,6 +23,7 @@ class ModelConfig:
     dropout: float = 0.1  # between LSTM layers and before the head
     embed_dropout: float = 0.0
     sounding_input: bool = False  # also read which pitches sound (known from the past tokens)
+    interval_head: bool = False  # note scores also depend on the interval to each sounding/just-released pitch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +54,26 @@ PRESETS = {
 }
 
 
+INTERVAL_REACH = 24  # semitones either way that the interval head scores
+INTERVAL_SPAN = 2 * INTERVAL_REACH + 1
+
+
+def released_after(tokens):
+    """(T,) tokens -> (T, 128) bool: the pitches released (note-off) at the current tick, after each
+    token; a time shift starts a new tick with nothing released."""
+    import numpy as np
+
+    tokens = np.asarray(tokens)
+    off = (tokens >= NOTE_OFF) & (tokens < TIME_SHIFT)
+    counts = np.zeros((len(tokens) + 1, N_PITCHES), dtype=np.int32)
+    idx = np.nonzero(off)[0]
+    counts[idx + 1, tokens[idx] - NOTE_OFF] = 1
+    counts = np.cumsum(counts, axis=0)
+    new_tick = (tokens >= TIME_SHIFT) & (tokens < TIME_SHIFT + MAX_SHIFT) | (tokens == BOS)
+    start = np.maximum.accumulate(np.where(new_tick, np.arange(len(tokens)) + 1, 0))
+    return counts[1:] - counts[start] > 0
+
+
 def sounding_after(tokens, initial=None):
     """(..., T) tokens -> (..., T, 128) bool: the pitches sounding after each token. `initial` (..., 128):
     what sounded before the first token (default nothing)."""
@@ -72,6 +93,16 @@ def sounding_after(tokens, initial=None):
     return counts > 0
 
 
+def pitch_context(tokens):
+    """(..., T) tokens starting a piece -> (sounding, released), each (..., T, 128) bool."""
+    import numpy as np
+
+    tokens = np.asarray(tokens)
+    flat = tokens.reshape(-1, tokens.shape[-1])
+    released = np.stack([released_after(t) for t in flat]).reshape(tokens.shape + (N_PITCHES,))
+    return sounding_after(tokens), released
+
+
 class EventLSTM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -85,21 +116,49 @@ class EventLSTM(nn.Module):
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.sounding_input:
             self.sound_proj = nn.Linear(N_PITCHES, config.embed, bias=False)
+        if config.interval_head:
+            # per step, a score for each interval (-REACH..REACH) from a candidate pitch to each sounding
+            # and to each just-released pitch, one profile for note-ons and one for note-offs
+            self.interval_proj = nn.Linear(config.hidden, 4 * INTERVAL_SPAN)
+
+    @property
+    def reads_pitches(self) -> bool:
+        return self.config.sounding_input or self.config.interval_head
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None, sounding: torch.Tensor | None = None):
+                state: tuple[torch.Tensor, torch.Tensor] | None = None, sounding: torch.Tensor | None = None,
+                released: torch.Tensor | None = None):
         """tokens, positions: (batch, time) -> logits (batch, time, vocab), new state.
 
-        With `sounding_input`, `sounding` (batch, time, 128) says which pitches sound after each token;
-        left out, it is worked out from `tokens`, which must then start the piece (nothing sounding)."""
+        For models that read pitches (`reads_pitches`), `sounding` and `released` (batch, time, 128) say
+        which pitches sound, and which were released at the current tick, after each token; left out,
+        they are worked out from `tokens`, which must then start the piece."""
+        if self.reads_pitches and (sounding is None or released is None):
+            sounding, released = pitch_context(tokens.cpu().numpy())
+            sounding, released = torch.from_numpy(sounding).to(tokens.device), torch.from_numpy(released).to(tokens.device)
         x = self.tok_emb(tokens) + self.pos_emb(positions)
         if self.config.sounding_input:
-            if sounding is None:
-                sounding = torch.from_numpy(sounding_after(tokens.cpu().numpy())).to(tokens.device)
             x = x + self.sound_proj(sounding.to(x.dtype))
         x = self.emb_drop(x)
         y, state = self.lstm(x, state)
-        return self.head(self.drop(y)), state
+        y = self.drop(y)
+        logits = self.head(y)
+        if self.config.interval_head:
+            logits = logits + self.interval_scores(y, sounding, released)
+        return logits, state
+
+    def interval_scores(self, y: torch.Tensor, sounding: torch.Tensor, released: torch.Tensor) -> torch.Tensor:
+        """(batch, time, vocab) additions to the note-on and note-off logits: for each candidate pitch p,
+        the sum over sounding pitches s of on/off profile[p - s], plus the same over released pitches."""
+        B, T, _ = y.shape
+        r = self.interval_proj(y).view(B, T, 2, 2, INTERVAL_SPAN)  # (on|off, sounding|released, interval)
+        ctx = torch.stack([sounding, released], dim=2).to(r.dtype)  # (B, T, 2, 128)
+        # windows[..., k, j, p] = ctx[..., k, p + j - REACH]: pitch p's neighbour at each interval
+        windows = nn.functional.pad(ctx, (INTERVAL_REACH, INTERVAL_REACH)).unfold(-1, N_PITCHES, 1)
+        notes = torch.einsum("btokj,btkjp->btop", r.flip(-1), windows)  # (B, T, on|off, 128)
+        before = NOTE_ON
+        after = self.config.vocab_size - NOTE_ON - 2 * N_PITCHES
+        return nn.functional.pad(notes.reshape(B, T, 2 * N_PITCHES), (before, after))
 
     def initial_state(self, batch: int = 1):
         c = self.config
@@ -110,8 +169,8 @@ class EventLSTM(nn.Module):
     @torch.no_grad()
     def step(self, token: int, position: int, state):
         """One event, batch 1: the reference step (engine.runtime.StepRuntime is the fast one).
-        Models with `sounding_input` need the whole stream: use forward or the runtime."""
-        if self.config.sounding_input:
+        Models that read pitches need the whole stream: use forward or the runtime."""
+        if self.reads_pitches:
             raise ValueError("step() cannot know what sounds; use engine.runtime.StepRuntime")
         p = self.head.weight.device
         t = torch.tensor([[token]], device=p)

@@ -10,30 +10,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .model import EventLSTM, ModelConfig
-from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT
+from .model import INTERVAL_REACH, INTERVAL_SPAN, EventLSTM, ModelConfig
+from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
 
 
 class StepState:
     """Hidden and cell vectors of every layer, contiguous float32, updated in place by `step`; for
-    models that read what sounds, that input already projected into layer 0's gates."""
+    models that read what sounds, that input already projected into layer 0's gates; for models with
+    the interval head, which pitches sound (row 0) and which were released at this tick (row 1), each
+    padded by INTERVAL_REACH zeros on both sides."""
 
-    __slots__ = ("h", "c", "sound")
+    __slots__ = ("h", "c", "sound", "pitches")
 
     def __init__(self, layers: int, hidden: int):
         self.h = np.zeros((layers, hidden), dtype=np.float32)
         self.c = np.zeros((layers, hidden), dtype=np.float32)
         self.sound = np.zeros(4 * hidden, dtype=np.float32)
+        self.pitches = np.zeros((2, N_PITCHES + 2 * INTERVAL_REACH), dtype=np.float32)
 
     def copy(self) -> "StepState":
         s = StepState.__new__(StepState)
-        s.h, s.c, s.sound = self.h.copy(), self.c.copy(), self.sound.copy()
+        s.h, s.c, s.sound, s.pitches = self.h.copy(), self.c.copy(), self.sound.copy(), self.pitches.copy()
         return s
 
     def copy_from(self, other: "StepState") -> None:
         np.copyto(self.h, other.h)
         np.copyto(self.c, other.c)
         np.copyto(self.sound, other.sound)
+        np.copyto(self.pitches, other.pitches)
 
 
 class StepRuntime:
@@ -60,6 +64,20 @@ class StepRuntime:
             self.b.append(sd[f"lstm.bias_ih_l{layer}"] + sd[f"lstm.bias_hh_l{layer}"])
         self.w_head = np.ascontiguousarray(sd["head.weight"], dtype=np.float32)
         self.b_head = sd["head.bias"].astype(np.float32)
+        if cfg.interval_head:
+            # profiles reversed along the interval axis, so that profile[j] pairs with the window of
+            # pitches p + j - REACH (as in EventLSTM.interval_scores); grouped by what they read
+            # (sounding | released), then on | off
+            w = sd["interval_proj.weight"].reshape(2, 2, INTERVAL_SPAN, H)[:, :, ::-1].transpose(1, 0, 2, 3)
+            b = sd["interval_proj.bias"].reshape(2, 2, INTERVAL_SPAN)[:, :, ::-1].transpose(1, 0, 2)
+            self.w_int = np.ascontiguousarray(w.reshape(-1, H), dtype=np.float32)
+            self.b_int = np.ascontiguousarray(b.reshape(-1), dtype=np.float32)
+            self.profiles = np.empty(4 * INTERVAL_SPAN, dtype=np.float32)
+            self.window = np.empty((INTERVAL_SPAN, N_PITCHES), dtype=np.float32)
+            self.notes = np.empty((2, N_PITCHES), dtype=np.float32)
+            self.part = np.empty((2, N_PITCHES), dtype=np.float32)
+        else:
+            self.w_int = None
         self.gates = np.empty(4 * H, dtype=np.float32)
         self.tmp = np.empty(4 * H, dtype=np.float32)
         self.xh = np.empty(2 * H, dtype=np.float32)
@@ -71,13 +89,15 @@ class StepRuntime:
     @property
     def weight_bytes(self) -> int:
         """Bytes one step must read: the matrices plus the two table rows it looks up."""
-        mats = [self.w_hh0, self.w_head, *self.w]
+        mats = [self.w_hh0, self.w_head, *self.w] + ([self.w_int] if self.w_int is not None else [])
         return sum(m.nbytes for m in mats) + self.tok_table.shape[1] * 4 * 2
 
     def sync_sounding(self, state: StepState, sounding: np.ndarray) -> None:
         """Sets the sounding input of `state` to the pitches marked in `sounding` (128 bools)."""
+        sounding = np.asarray(sounding, dtype=bool)
         if self.sound_table is not None:
-            np.sum(self.sound_table[np.asarray(sounding, dtype=bool)], axis=0, out=state.sound)
+            np.sum(self.sound_table[sounding], axis=0, out=state.sound)
+        state.pitches[0, INTERVAL_REACH:INTERVAL_REACH + N_PITCHES] = sounding
 
     def initial_state(self) -> StepState:
         return StepState(self.config.layers, self.config.hidden)
@@ -87,6 +107,8 @@ class StepRuntime:
         that the next call overwrites)."""
         H = self.config.hidden
         g = self.gates
+        if self.w_int is not None:
+            self._follow_pitches(token, state.pitches)
         for layer in range(self.config.layers):
             if layer == 0:
                 np.dot(self.w_hh0, state.h[0], out=g)
@@ -120,4 +142,33 @@ class StepRuntime:
             h *= g[3 * H:]
         np.dot(self.w_head, state.h[-1], out=self.logits)
         self.logits += self.b_head
+        if self.w_int is not None:
+            self._add_interval_scores(state)
         return self.logits
+
+    @staticmethod
+    def _follow_pitches(token: int, pitches: np.ndarray) -> None:
+        if NOTE_ON <= token < NOTE_OFF:
+            pitches[0, INTERVAL_REACH + token - NOTE_ON] = 1.0
+        elif NOTE_OFF <= token < TIME_SHIFT:
+            pitches[0, INTERVAL_REACH + token - NOTE_OFF] = 0.0
+            pitches[1, INTERVAL_REACH + token - NOTE_OFF] = 1.0
+        elif TIME_SHIFT <= token < TIME_SHIFT + MAX_SHIFT or token == BOS:
+            pitches[1].fill(0.0)
+
+    def _add_interval_scores(self, state: StepState) -> None:
+        np.dot(self.w_int, state.h[-1], out=self.profiles)
+        self.profiles += self.b_int
+        profiles = self.profiles.reshape(2, 2, INTERVAL_SPAN)  # (sounding|released, on|off, interval)
+        notes = self.notes
+        notes.fill(0.0)
+        for k in range(2):
+            row = state.pitches[k]
+            if not row.any():
+                continue
+            # window[j, p] = row[p + j]: every pitch's neighbour at each interval
+            np.copyto(self.window, np.lib.stride_tricks.as_strided(
+                row, (INTERVAL_SPAN, N_PITCHES), (row.strides[0], row.strides[0])))
+            np.dot(profiles[k], self.window, out=self.part)
+            notes += self.part
+        self.logits[NOTE_ON:NOTE_ON + 2 * N_PITCHES] += notes.reshape(-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.model import EventLSTM, sounding_after
+from engine.model import EventLSTM, pitch_context
 from engine.tokens import VOCAB_SIZE, Grammar
 
 
@@ -30,14 +30,14 @@ def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray,
     pos = torch.as_tensor(positions[:-1].astype(np.int64), device=device)[None]
     y = torch.as_tensor(tokens[1:].astype(np.int64), device=device)
     m = torch.as_tensor(masks, device=device)
-    snd = None
-    if model.config.sounding_input:
-        snd = torch.from_numpy(sounding_after(tokens[:-1])).to(device)[None]
+    snd = rel = None
+    if model.reads_pitches:
+        snd, rel = (torch.from_numpy(a).to(device)[None] for a in pitch_context(tokens[:-1]))
     state = None
     logps, hits = [], []
     for s in range(0, x.shape[1], chunk):
         logits, state = model(x[:, s:s + chunk], pos[:, s:s + chunk], state,
-                              None if snd is None else snd[:, s:s + chunk])
+                              None if snd is None else snd[:, s:s + chunk], None if rel is None else rel[:, s:s + chunk])
         logits = logits[0].float().masked_fill(~m[s:s + chunk], float("-inf"))
         lp = torch.log_softmax(logits, dim=-1)
         target = y[s:s + chunk]

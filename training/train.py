@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.model import EventLSTM, ModelConfig, sounding_after
+from engine.model import EventLSTM, ModelConfig, pitch_context
 from engine.style import atomic_write_bytes, pack, save_style, unpack
 from engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
 
@@ -66,13 +66,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def chunks(pieces: list[Piece], seq_len: int, sounding: bool = False, masked: bool = False) -> list[tuple]:
+def chunks(pieces: list[Piece], seq_len: int, pitches: bool = False, masked: bool = False) -> list[tuple]:
     """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets); with
-    `sounding`, each window also carries what sounds after each of its input tokens; with `masked`,
-    the grammar mask for each of its targets."""
+    `pitches`, each window also carries what sounds and what was just released after each of its input
+    tokens, (n, 2, 128); with `masked`, the grammar mask for each of its targets."""
     out = []
     for tokens, positions in pieces:
-        snd = sounding_after(tokens) if sounding else None
+        snd = np.stack(pitch_context(tokens), axis=1) if pitches else None
         masks = grammar_masks(tokens) if masked else None
         for s in range(0, max(1, len(tokens) - 1), seq_len):
             t, p = tokens[s:s + seq_len + 1], positions[s:s + seq_len + 1]
@@ -93,17 +93,18 @@ def _shift_mask(mask: np.ndarray, k: int) -> np.ndarray:
 def _shift_pitches(snd: np.ndarray, k: int) -> np.ndarray:
     out = np.zeros_like(snd)
     if k > 0:
-        out[:, k:] = snd[:, :-k]
+        out[..., k:] = snd[..., :-k]
     elif k < 0:
-        out[:, :k] = snd[:, -k:]
+        out[..., :k] = snd[..., -k:]
     else:
         out[:] = snd
     return out
 
 
 def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
-    """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), and what
-    sounds after each input (None for models that do not read it)."""
+    """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), what
+    sounds and what was just released after each input (None for models that do not read pitches),
+    and the grammar masks (None unless the loss is masked)."""
     order = list(range(len(windows)))
     rng.shuffle(order)
     order = order[rank::world]
@@ -120,7 +121,7 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
         y = np.full((len(group), width), -100, dtype=np.int64)
         with_sound = windows[group[0]][2] is not None
         with_mask = windows[group[0]][3] is not None
-        snd = np.zeros((len(group), width, 128), dtype=bool) if with_sound else None
+        snd = np.zeros((len(group), width, 2, 128), dtype=bool) if with_sound else None
         allowed = np.ones((len(group), width, VOCAB_SIZE), dtype=bool) if with_mask else None
         for row, i in enumerate(group):
             tokens, positions, sounding, mask = windows[i]
@@ -249,7 +250,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    windows = chunks(train_pieces, cfg.seq_len, model_cfg.sounding_input, cfg.masked_loss)
+    windows = chunks(train_pieces, cfg.seq_len, model.reads_pitches, cfg.masked_loss)
     valid_masks = [grammar_masks(t) for t, _ in valid_pieces] if rank == 0 else []
     steps_per_epoch = max(1, math.ceil(len(windows) / world / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
@@ -272,7 +273,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             x, pos, y = x.to(device), pos.to(device), y.to(device)
             snd = None if snd is None else snd.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, _ = net(x, pos, None, snd)
+                logits, _ = net(x, pos, None, *((None, None) if snd is None else (snd[:, :, 0], snd[:, :, 1])))
             logits = logits.float()
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(device), float("-inf"))

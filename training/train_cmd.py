@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embed-dropout", type=float, help="override the preset's embedding dropout")
     p.add_argument("--sounding-input", action="store_true", default=None,
                    help="the model also reads which pitches sound (helps polyphonic data)")
+    p.add_argument("--interval-head", action="store_true", default=None,
+                   help="note scores also depend on each candidate's interval to the sounding and just-released "
+                        "pitches (voice leading; helps polyphonic data)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
