@@ -104,3 +104,31 @@ def test_masked_loss_with_the_sounding_input_and_transposition(jsb_small, tmp_pa
     assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
     style = load_style(str(out))
     assert style.config.sounding_input and style.meta["train_config"]["masked_loss"]
+
+
+def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(jsb_small, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from engine.runtime import StepRuntime
+    from training.data import load_data
+    from training.scoring import grammar_masks, token_log_probs
+
+    out = tmp_path / "i.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--interval-head", "--sounding-input",
+                     "--transpose", "2", *TINY]) == 0
+    epochs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"epoch"')]
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    style = load_style(str(out))
+    assert style.config.interval_head and "interval_proj.weight" in style.model.state_dict()
+    tokens, positions = load_data([jsb_small])["valid"].pieces[0]
+    expected, _ = token_log_probs(style.model, tokens, positions)
+    runtime = StepRuntime(style.model)
+    state = runtime.initial_state()
+    masks = grammar_masks(tokens)
+    got = []
+    for i in range(len(tokens) - 1):
+        logits = runtime.step(int(tokens[i]), int(positions[i]), state).astype(np.float64)
+        logits[~masks[i]] = -np.inf
+        got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
+    np.testing.assert_allclose(got, expected, atol=2e-4)
