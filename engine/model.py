@@ -153,9 +153,11 @@ class EventLSTM(nn.Module):
         B, T, _ = y.shape
         r = self.interval_proj(y).view(B, T, 2, 2, INTERVAL_SPAN)  # (on|off, sounding|released, interval)
         ctx = torch.stack([sounding, released], dim=2).to(r.dtype)  # (B, T, 2, 128)
-        # windows[..., k, j, p] = ctx[..., k, p + j - REACH]: pitch p's neighbour at each interval
-        windows = nn.functional.pad(ctx, (INTERVAL_REACH, INTERVAL_REACH)).unfold(-1, N_PITCHES, 1)
-        notes = torch.einsum("btokj,btkjp->btop", r.flip(-1), windows)  # (B, T, on|off, 128)
+        # one correlation per (step, context row) with that step's two profiles as kernels: a grouped
+        # conv1d; kernel tap j meets pitch p + j - REACH, the interval p - s = REACH - j, hence the flip
+        x = nn.functional.pad(ctx, (INTERVAL_REACH, INTERVAL_REACH)).reshape(1, B * T * 2, -1)
+        kernels = r.flip(-1).transpose(2, 3).reshape(B * T * 2 * 2, 1, INTERVAL_SPAN)
+        notes = nn.functional.conv1d(x, kernels, groups=B * T * 2).view(B, T, 2, 2, N_PITCHES).sum(2)
         before = NOTE_ON
         after = self.config.vocab_size - NOTE_ON - 2 * N_PITCHES
         return nn.functional.pad(notes.reshape(B, T, 2 * N_PITCHES), (before, after))
