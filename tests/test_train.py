@@ -132,3 +132,27 @@ def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(js
         logits[~masks[i]] = -np.inf
         got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
     np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_ema_weights_are_the_ones_validated_saved_and_resumed(jsb_small, tmp_path, capsys):
+    import torch
+
+    from engine.style import unpack
+
+    out = tmp_path / "e.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--ema", "0.9", *TINY]) == 0
+    ckpt = out.with_name(out.name + ".ckpt")
+    tensors, meta = unpack(ckpt.read_bytes(), str(ckpt))
+    assert meta["train_config"]["ema"] == 0.9
+    style = load_style(str(out)).model.state_dict()
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    raw = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    assert set(ema) == set(style) == set(raw)
+    if meta["history"]["best_epoch"] == 2:
+        assert all(torch.equal(style[k], ema[k]) for k in style)
+    assert not all(torch.equal(ema[k], raw[k]) for k in raw)  # an average, not the last step's weights
+    capsys.readouterr()
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "3", "--ema", "0.9", "--resume", *TINY]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    tensors, meta = unpack(ckpt.read_bytes(), str(ckpt))
+    assert meta["history"]["epoch"] == 3 and any(k.startswith("ema.") for k in tensors)

@@ -5,6 +5,7 @@ Reads top to bottom: config, batches, one epoch, validation, checkpoint, the loo
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -44,6 +45,7 @@ class TrainConfig:
     amp: bool = True
     threads: int = 0  # torch CPU threads; 0 = torch's default
     masked_loss: bool = False  # train on the grammar-masked softmax (what eval and sampling use)
+    ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
 
 
 @dataclass
@@ -151,9 +153,12 @@ def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], dev
 
 
 def save_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer, hist: History,
-                    cfg: TrainConfig, extra: dict) -> None:
-    """Model, optimizer moments and history in one safetensors file (no pickle), written atomically."""
+                    cfg: TrainConfig, extra: dict, ema: EventLSTM | None = None) -> None:
+    """Model, optimizer moments, the weights' moving average and history in one safetensors file (no
+    pickle), written atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     params = [p for group in opt.param_groups for p in group["params"]]
     steps = {}
     for i, p in enumerate(params):
@@ -168,9 +173,10 @@ def save_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer, hi
     atomic_write_bytes(path, pack(tensors, meta))
 
 
-def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer) -> tuple[History, dict]:
-    """Checks the whole checkpoint before touching `model` or `opt`: a damaged one is reported (ValueError),
-    never half loaded."""
+def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer,
+                    ema: EventLSTM | None = None) -> tuple[History, dict]:
+    """Checks the whole checkpoint before touching `model`, `opt` or `ema`: a damaged one is reported
+    (ValueError), never half loaded. A checkpoint without moving average starts `ema` from the weights."""
     tensors, meta = unpack(path.read_bytes(), str(path))
     if meta.get("kind") != "checkpoint":
         raise ValueError(f"{path}: not a training checkpoint")
@@ -185,6 +191,9 @@ def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer) ->
         expected = model.state_dict()
         if set(weights) != set(expected) or any(weights[k].shape != v.shape for k, v in expected.items()):
             raise ValueError("model tensors missing or of the wrong shape")
+        averaged = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")} or dict(weights)
+        if set(averaged) != set(expected) or any(averaged[k].shape != v.shape for k, v in expected.items()):
+            raise ValueError("moving-average tensors missing or of the wrong shape")
         params = [p for group in opt.param_groups for p in group["params"]]
         state = {}
         for i, p in enumerate(params):
@@ -198,6 +207,8 @@ def load_checkpoint(path: Path, model: EventLSTM, opt: torch.optim.Optimizer) ->
         raise ValueError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc}); nothing was loaded. "
                          f"Start without --resume, or restore the file") from None
     model.load_state_dict(weights)
+    if ema is not None:
+        ema.load_state_dict(averaged)
     opt.state.update(state)
     return hist, meta
 
@@ -243,9 +254,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     if init is not None:  # fine-tuning: start from another style's weights
         model.load_state_dict(init)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
     hist = History()
     if resume and ckpt.exists():
-        hist, _ = load_checkpoint(ckpt, model, opt)
+        hist, _ = load_checkpoint(ckpt, model, opt, ema)
         log(f"resumed from {ckpt} after epoch {hist.epoch} (best valid {hist.best_valid:.4f} at {hist.best_epoch})")
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
@@ -282,6 +294,11 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             opt.step()
+            if ema is not None:
+                with torch.no_grad():  # short memory at first, so early averages are not the random init
+                    decay = min(cfg.ema, (1 + step) / (10 + step))
+                    for e, p in zip(ema.parameters(), model.parameters()):
+                        e.lerp_(p, 1 - decay)
             n = int((y != -100).sum())
             loss_sum += loss.item() * n
             tokens_sum += n
@@ -290,15 +307,16 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         hist.tokens_seen += int(tokens_sum) * world
         hist.epoch = epoch
         if rank == 0:
-            v = validate(model, valid_pieces, valid_masks, device) if valid_pieces else {"nll_per_event": float("nan"), "accuracy": float("nan")}
+            kept = ema if ema is not None else model  # the weights that are validated and saved
+            v = validate(kept, valid_pieces, valid_masks, device) if valid_pieces else {"nll_per_event": float("nan"), "accuracy": float("nan")}
             hist.train_loss.append(loss_sum / max(tokens_sum, 1))
             hist.valid_nll.append(v["nll_per_event"])
             hist.valid_acc.append(v["accuracy"])
             improved = not valid_pieces or v["nll_per_event"] < hist.best_valid
             if improved:
                 hist.best_valid, hist.best_epoch = v["nll_per_event"], epoch
-                save_style(out, model, dict(meta, epoch=epoch, valid=v, history=asdict(hist)))
-            save_checkpoint(ckpt, model, opt, hist, cfg, {"meta": meta})
+                save_style(out, kept, dict(meta, epoch=epoch, valid=v, history=asdict(hist)))
+            save_checkpoint(ckpt, model, opt, hist, cfg, {"meta": meta}, ema)
             plot_losses(hist, out.with_name(out.name + ".loss.png"))
             log(json.dumps({"epoch": epoch, "train_loss": round(hist.train_loss[-1], 4),
                             "valid_nll": round(v["nll_per_event"], 4), "valid_acc": round(v["accuracy"], 4),

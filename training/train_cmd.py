@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transpose", type=int, default=TrainConfig.transpose,
                    help="random transposition range in semitones (0 = no augmentation)")
     p.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better valid NLL")
+    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="AdamW weight decay")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
     p.add_argument("--masked-loss", action="store_true",
                    help="train on the grammar-masked distribution (the one eval scores and sampling draws from)")
     for name in ("embed", "hidden", "layers"):
@@ -66,7 +69,8 @@ def run(args) -> int:
         raise ValueError("no training pieces in " + " ".join(args.data))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       transpose=args.transpose, patience=args.patience, seed=args.seed, device=args.device,
-                      threads=args.threads, masked_loss=args.masked_loss)
+                      threads=args.threads, masked_loss=args.masked_loss, weight_decay=args.weight_decay,
+                      ema=args.ema)
     meta = {
         "name": args.name or out.stem,
         "data": args.data,
