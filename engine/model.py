@@ -24,6 +24,7 @@ class ModelConfig:
     embed_dropout: float = 0.0
     sounding_input: bool = False  # also read which pitches sound (known from the past tokens)
     interval_head: bool = False  # note scores also depend on the interval to each sounding/just-released pitch
+    interval_roles: bool = False  # ... and to the lowest sounding pitch and the note-on just read
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +44,8 @@ class ModelConfig:
                 raise ValueError(f"model config {f.name} must be a number in [0, 1), got {v!r}")
             if f.type == "bool" and type(v) is not bool:
                 raise ValueError(f"model config {f.name} must be true or false, got {v!r}")
+        if cfg.interval_roles and not cfg.interval_head:
+            raise ValueError("model config interval_roles needs interval_head")
         return cfg
 
 
@@ -103,6 +106,16 @@ def pitch_context(tokens):
     return sounding_after(tokens), released
 
 
+def role_rows(tokens: torch.Tensor, sounding: torch.Tensor) -> list[torch.Tensor]:
+    """Two more interval-head rows (..., T, 128): the lowest sounding pitch, and the token's pitch when
+    it is a note-on (the voice just placed, in a tick's ascending order)."""
+    sounding = sounding.to(torch.bool)
+    lowest = nn.functional.one_hot(sounding.to(torch.uint8).argmax(-1), N_PITCHES) & sounding.any(-1, keepdim=True)
+    is_on = (tokens >= NOTE_ON) & (tokens < NOTE_OFF)
+    placed = nn.functional.one_hot((tokens - NOTE_ON).clamp(0, N_PITCHES - 1), N_PITCHES) & is_on[..., None]
+    return [lowest.to(torch.bool), placed.to(torch.bool)]
+
+
 class EventLSTM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -118,8 +131,13 @@ class EventLSTM(nn.Module):
             self.sound_proj = nn.Linear(N_PITCHES, config.embed, bias=False)
         if config.interval_head:
             # per step, a score for each interval (-REACH..REACH) from a candidate pitch to each sounding
-            # and to each just-released pitch, one profile for note-ons and one for note-offs
-            self.interval_proj = nn.Linear(config.hidden, 4 * INTERVAL_SPAN)
+            # and to each just-released pitch (with roles, also to the lowest sounding pitch and to the
+            # note-on just read), one profile for note-ons and one for note-offs
+            self.interval_proj = nn.Linear(config.hidden, 2 * self.interval_rows * INTERVAL_SPAN)
+
+    @property
+    def interval_rows(self) -> int:
+        return 4 if self.config.interval_roles else 2
 
     @property
     def reads_pitches(self) -> bool:
@@ -144,20 +162,25 @@ class EventLSTM(nn.Module):
         y = self.drop(y)
         logits = self.head(y)
         if self.config.interval_head:
-            logits = logits + self.interval_scores(y, sounding, released)
+            rows = [sounding, released]
+            if self.config.interval_roles:
+                rows += role_rows(tokens, sounding)
+            logits = logits + self.interval_scores(y, rows)
         return logits, state
 
-    def interval_scores(self, y: torch.Tensor, sounding: torch.Tensor, released: torch.Tensor) -> torch.Tensor:
+    def interval_scores(self, y: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
         """(batch, time, vocab) additions to the note-on and note-off logits: for each candidate pitch p,
-        the sum over sounding pitches s of on/off profile[p - s], plus the same over released pitches."""
+        the sum over the pitches s marked in each context row (batch, time, 128) of that row's on/off
+        profile[p - s]."""
         B, T, _ = y.shape
-        r = self.interval_proj(y).view(B, T, 2, 2, INTERVAL_SPAN)  # (on|off, sounding|released, interval)
-        ctx = torch.stack([sounding, released], dim=2).to(r.dtype)  # (B, T, 2, 128)
+        K = len(rows)
+        r = self.interval_proj(y).view(B, T, 2, K, INTERVAL_SPAN)  # (on|off, row, interval)
+        ctx = torch.stack(rows, dim=2).to(r.dtype)  # (B, T, K, 128)
         # one correlation per (step, context row) with that step's two profiles as kernels: a grouped
         # conv1d; kernel tap j meets pitch p + j - REACH, the interval p - s = REACH - j, hence the flip
-        x = nn.functional.pad(ctx, (INTERVAL_REACH, INTERVAL_REACH)).reshape(1, B * T * 2, -1)
-        kernels = r.flip(-1).transpose(2, 3).reshape(B * T * 2 * 2, 1, INTERVAL_SPAN)
-        notes = nn.functional.conv1d(x, kernels, groups=B * T * 2).view(B, T, 2, 2, N_PITCHES).sum(2)
+        x = nn.functional.pad(ctx, (INTERVAL_REACH, INTERVAL_REACH)).reshape(1, B * T * K, -1)
+        kernels = r.flip(-1).transpose(2, 3).reshape(B * T * K * 2, 1, INTERVAL_SPAN)
+        notes = nn.functional.conv1d(x, kernels, groups=B * T * K).view(B, T, K, 2, N_PITCHES).sum(2)
         before = NOTE_ON
         after = self.config.vocab_size - NOTE_ON - 2 * N_PITCHES
         return nn.functional.pad(notes.reshape(B, T, 2 * N_PITCHES), (before, after))

@@ -17,8 +17,9 @@ from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
 class StepState:
     """Hidden and cell vectors of every layer, contiguous float32, updated in place by `step`; for
     models that read what sounds, that input already projected into layer 0's gates; for models with
-    the interval head, which pitches sound (row 0) and which were released at this tick (row 1), each
-    padded by INTERVAL_REACH zeros on both sides."""
+    the interval head, which pitches sound (row 0), which were released at this tick (row 1), the
+    lowest sounding pitch (row 2) and the note-on just read (row 3), each padded by INTERVAL_REACH zeros
+    on both sides."""
 
     __slots__ = ("h", "c", "sound", "pitches")
 
@@ -26,7 +27,7 @@ class StepState:
         self.h = np.zeros((layers, hidden), dtype=np.float32)
         self.c = np.zeros((layers, hidden), dtype=np.float32)
         self.sound = np.zeros(4 * hidden, dtype=np.float32)
-        self.pitches = np.zeros((2, N_PITCHES + 2 * INTERVAL_REACH), dtype=np.float32)
+        self.pitches = np.zeros((4, N_PITCHES + 2 * INTERVAL_REACH), dtype=np.float32)
 
     def copy(self) -> "StepState":
         s = StepState.__new__(StepState)
@@ -68,11 +69,12 @@ class StepRuntime:
             # profiles reversed along the interval axis, so that profile[j] pairs with the window of
             # pitches p + j - REACH (as in EventLSTM.interval_scores); grouped by what they read
             # (sounding | released), then on | off
-            w = sd["interval_proj.weight"].reshape(2, 2, INTERVAL_SPAN, H)[:, :, ::-1].transpose(1, 0, 2, 3)
-            b = sd["interval_proj.bias"].reshape(2, 2, INTERVAL_SPAN)[:, :, ::-1].transpose(1, 0, 2)
+            K = self.rows = 4 if cfg.interval_roles else 2
+            w = sd["interval_proj.weight"].reshape(2, K, INTERVAL_SPAN, H)[:, :, ::-1].transpose(1, 0, 2, 3)
+            b = sd["interval_proj.bias"].reshape(2, K, INTERVAL_SPAN)[:, :, ::-1].transpose(1, 0, 2)
             self.w_int = np.ascontiguousarray(w.reshape(-1, H), dtype=np.float32)
             self.b_int = np.ascontiguousarray(b.reshape(-1), dtype=np.float32)
-            self.profiles = np.empty(4 * INTERVAL_SPAN, dtype=np.float32)
+            self.profiles = np.empty(2 * K * INTERVAL_SPAN, dtype=np.float32)
             self.window = np.empty((INTERVAL_SPAN, N_PITCHES), dtype=np.float32)
             self.notes = np.empty((2, N_PITCHES), dtype=np.float32)
             self.part = np.empty((2, N_PITCHES), dtype=np.float32)
@@ -98,6 +100,7 @@ class StepRuntime:
         if self.sound_table is not None:
             np.sum(self.sound_table[sounding], axis=0, out=state.sound)
         state.pitches[0, INTERVAL_REACH:INTERVAL_REACH + N_PITCHES] = sounding
+        self._mark_lowest(state.pitches)
 
     def initial_state(self) -> StepState:
         return StepState(self.config.layers, self.config.hidden)
@@ -109,6 +112,11 @@ class StepRuntime:
         g = self.gates
         if self.w_int is not None:
             self._follow_pitches(token, state.pitches)
+            if self.rows == 4:
+                self._mark_lowest(state.pitches)
+                state.pitches[3].fill(0.0)
+                if NOTE_ON <= token < NOTE_OFF:
+                    state.pitches[3, INTERVAL_REACH + token - NOTE_ON] = 1.0
         for layer in range(self.config.layers):
             if layer == 0:
                 np.dot(self.w_hh0, state.h[0], out=g)
@@ -156,13 +164,20 @@ class StepRuntime:
         elif TIME_SHIFT <= token < TIME_SHIFT + MAX_SHIFT or token == BOS:
             pitches[1].fill(0.0)
 
+    @staticmethod
+    def _mark_lowest(pitches: np.ndarray) -> None:
+        pitches[2].fill(0.0)
+        low = int(np.argmax(pitches[0]))
+        if pitches[0, low]:
+            pitches[2, low] = 1.0
+
     def _add_interval_scores(self, state: StepState) -> None:
         np.dot(self.w_int, state.h[-1], out=self.profiles)
         self.profiles += self.b_int
-        profiles = self.profiles.reshape(2, 2, INTERVAL_SPAN)  # (sounding|released, on|off, interval)
+        profiles = self.profiles.reshape(self.rows, 2, INTERVAL_SPAN)  # (context row, on|off, interval)
         notes = self.notes
         notes.fill(0.0)
-        for k in range(2):
+        for k in range(self.rows):
             row = state.pitches[k]
             if not row.any():
                 continue

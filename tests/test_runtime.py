@@ -10,7 +10,8 @@ from engine.runtime import StepRuntime
 @pytest.mark.parametrize("cfg", [ModelConfig(embed=32, hidden=48, layers=1), ModelConfig(embed=40, hidden=64, layers=3),
                                  ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True),
                                  ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, interval_head=True),
-                                 ModelConfig(embed=24, hidden=32, layers=1, interval_head=True)])
+                                 ModelConfig(embed=24, hidden=32, layers=1, interval_head=True),
+                                 ModelConfig(embed=24, hidden=32, layers=2, interval_head=True, interval_roles=True)])
 def test_fused_step_matches_batched_forward(cfg):
     from engine.events import Note
     from engine.tokens import encode_notes

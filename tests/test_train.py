@@ -115,7 +115,7 @@ def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(js
     from training.scoring import grammar_masks, token_log_probs
 
     out = tmp_path / "i.style"
-    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--interval-head", "--sounding-input",
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--interval-head", "--interval-roles", "--sounding-input",
                      "--transpose", "2", *TINY]) == 0
     epochs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"epoch"')]
     assert epochs[1]["train_loss"] < epochs[0]["train_loss"]

@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval-head", action="store_true", default=None,
                    help="note scores also depend on each candidate's interval to the sounding and just-released "
                         "pitches (voice leading; helps polyphonic data)")
+    p.add_argument("--interval-roles", action="store_true", default=None,
+                   help="with --interval-head, also score intervals to the lowest sounding pitch and to the "
+                        "note-on just played")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
@@ -54,6 +57,8 @@ def model_config(args, base: ModelConfig | None = None) -> ModelConfig:
         value = getattr(args, f.name, None)
         if value is not None:
             setattr(cfg, f.name, value)
+    if cfg.interval_roles:
+        cfg.interval_head = True
     return cfg
 
 
