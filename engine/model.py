@@ -22,6 +22,7 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.1  # between LSTM layers and before the head
     embed_dropout: float = 0.0
+    weight_drop: float = 0.0  # DropConnect on the recurrent (hidden-to-hidden) weights while training
     sounding_input: bool = False  # also read which pitches sound (known from the past tokens)
     interval_head: bool = False  # note scores also depend on the interval to each sounding/just-released pitch
     interval_roles: bool = False  # ... and to the lowest sounding pitch and the note-on just read
@@ -158,7 +159,13 @@ class EventLSTM(nn.Module):
         if self.config.sounding_input:
             x = x + self.sound_proj(sounding.to(x.dtype))
         x = self.emb_drop(x)
-        y, state = self.lstm(x, state)
+        if self.training and self.config.weight_drop:
+            # one dropped copy of each recurrent matrix per batch, the same at every time step
+            weights = {name: nn.functional.dropout(w, self.config.weight_drop) if name.startswith("weight_hh") else w
+                       for name, w in self.lstm.named_parameters()}
+            y, state = torch.func.functional_call(self.lstm, weights, (x, state))
+        else:
+            y, state = self.lstm(x, state)
         y = self.drop(y)
         logits = self.head(y)
         if self.config.interval_head:

@@ -54,3 +54,26 @@ def test_saturated_gates_stay_finite():
     with np.errstate(all="raise"):
         for i in range(50):
             assert np.isfinite(rt.step(i % 300, i % 96, state)).all()
+
+
+def test_weight_drop_masks_recurrent_weights_only_while_training():
+    torch.manual_seed(0)
+    model = EventLSTM(ModelConfig(embed=16, hidden=32, layers=2, dropout=0.0, weight_drop=0.5))
+    tokens = torch.randint(1, 300, (2, 20))
+    positions = torch.zeros_like(tokens)
+    model.train()
+    a, _ = model(tokens, positions)
+    b, _ = model(tokens, positions)
+    assert not torch.allclose(a, b)  # a fresh mask per batch
+    a.sum().backward()
+    assert model.lstm.weight_hh_l0.grad is not None and model.lstm.weight_hh_l0.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        c, _ = model(tokens, positions)
+        d, _ = model(tokens, positions)
+    assert torch.equal(c, d)
+    rt = StepRuntime(model)  # the realtime step runs the undropped weights
+    state = rt.initial_state()
+    for i in range(tokens.shape[1]):
+        logits = rt.step(int(tokens[0, i]), 0, state)
+    np.testing.assert_allclose(logits, c[0, -1].numpy(), rtol=1e-4, atol=1e-4)

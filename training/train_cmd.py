@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
     p.add_argument("--dropout", type=float, help="override the preset's dropout")
     p.add_argument("--embed-dropout", type=float, help="override the preset's embedding dropout")
+    p.add_argument("--weight-drop", type=float, help="DropConnect on the LSTM's recurrent weights (e.g. 0.3)")
     p.add_argument("--sounding-input", action="store_true", default=None,
                    help="the model also reads which pitches sound (helps polyphonic data)")
     p.add_argument("--interval-head", action="store_true", default=None,
