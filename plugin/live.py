@@ -151,7 +151,7 @@ class LiveEngine:
         self.meter = config.meter
         if runtime is None:
             style = load_style(config.style)
-            runtime, style_name = StepRuntime(style.model), style.name
+            runtime, style_name = StepRuntime(style.model, style.memory), style.name
         self.style_name = style_name or config.style
         self.controls = Controls(config.params, dict(config.cc_map))
         self.clock = ClockFollower(internal_bpm=config.bpm)
@@ -183,6 +183,11 @@ class LiveEngine:
     def start(self) -> "LiveEngine":
         from .ports import _register, open_input, resolve_backend
 
+        from threadpoolctl import threadpool_limits
+
+        # the per-event step is a few matrix-vector products: BLAS threads only add wake-ups, and on a
+        # machine busy with a DAW they made one step 40x slower (0.34 -> 13 ms measured while training)
+        threadpool_limits(1, user_api="blas")
         backend = resolve_backend(self.config.backend)
         if self.config.sender == "process":
             # the sender owns the output port in a process of its own (no GIL shared with the model);
@@ -436,7 +441,7 @@ class LiveEngine:
         """Runs on its own thread: the disk and the weight refolding never touch the engine thread."""
         try:
             style = load_style(name)
-            self.controls.commands.put(("style_loaded", StepRuntime(style.model), style.name))
+            self.controls.commands.put(("style_loaded", StepRuntime(style.model, style.memory), style.name))
             self._wake.set()
         except Exception as exc:
             self._errors.append(f"style {name!r}: {exc}")

@@ -80,6 +80,15 @@ def _until(events, frame):
     return [e for e in events if e[0] <= frame]
 
 
+def test_engine_steps_on_one_blas_thread(jack):
+    from threadpoolctl import threadpool_info
+
+    rig = Rig(jack)
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    rig.finish(0.0)
+    assert blas and all(lib["num_threads"] == 1 for lib in blas), blas
+
+
 def test_panic_mid_answer(jack):
     rig = Rig(jack)
     rig.call_and_wait_answer(1)
