@@ -9,6 +9,7 @@ COMMANDS = {
     "prepare": ("training.prepare_cmd", "read MIDI/MusicXML/kern/ABC/corpus data into cached token arrays"),
     "train": ("training.train_cmd", "train a style (an LSTM) on MIDI data"),
     "eval": ("training.eval_cmd", "score a style (or a Markov baseline) on held-out data"),
+    "tune-memory": ("training.tune_memory_cmd", "choose a style's session memory on held-out data"),
     "generate": ("training.generate_cmd", "continue a MIDI file offline"),
     "live": ("plugin.live_cmd", "play live: virtual MIDI ports, clock sync, panel"),
     "ports": ("plugin.ports_cmd", "list MIDI backends and ports"),

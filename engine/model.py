@@ -155,6 +155,11 @@ class EventLSTM(nn.Module):
         if self.reads_pitches and (sounding is None or released is None):
             sounding, released = pitch_context(tokens.cpu().numpy())
             sounding, released = torch.from_numpy(sounding).to(tokens.device), torch.from_numpy(released).to(tokens.device)
+        y, state = self.outputs(tokens, positions, state, sounding)
+        return self.scores(y, tokens, sounding, released), state
+
+    def outputs(self, tokens: torch.Tensor, positions: torch.Tensor, state=None, sounding: torch.Tensor | None = None):
+        """The last LSTM layer's output at each step (batch, time, hidden), and the new state."""
         x = self.tok_emb(tokens) + self.pos_emb(positions)
         if self.config.sounding_input:
             x = x + self.sound_proj(sounding.to(x.dtype))
@@ -166,14 +171,18 @@ class EventLSTM(nn.Module):
             y, state = torch.func.functional_call(self.lstm, weights, (x, state))
         else:
             y, state = self.lstm(x, state)
-        y = self.drop(y)
+        return self.drop(y), state
+
+    def scores(self, y: torch.Tensor, tokens: torch.Tensor, sounding: torch.Tensor | None = None,
+               released: torch.Tensor | None = None) -> torch.Tensor:
+        """LSTM outputs -> next-token logits (batch, time, vocab)."""
         logits = self.head(y)
         if self.config.interval_head:
             rows = [sounding, released]
             if self.config.interval_roles:
                 rows += role_rows(tokens, sounding)
             logits = logits + self.interval_scores(y, rows)
-        return logits, state
+        return logits
 
     def interval_scores(self, y: torch.Tensor, rows: list[torch.Tensor]) -> torch.Tensor:
         """(batch, time, vocab) additions to the note-on and note-off logits: for each candidate pitch p,

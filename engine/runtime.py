@@ -3,13 +3,15 @@
 The trained weights are refolded once: layer 0's input projection becomes two lookup tables (token and
 bar position, biases folded in), every later layer one fused [W_ih | W_hh] matrix applied to the
 concatenated [input; hidden] vector, so one event costs one matrix-vector product per layer plus the
-head. Buffers are preallocated and every operation writes in place: a step allocates nothing.
+head. Buffers are preallocated and every operation writes in place: a step allocates nothing (with a session memory,
+engine/memory.py, one vocabulary-sized array).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from .memory import MemoryConfig, MemoryTrace
 from .model import INTERVAL_REACH, INTERVAL_SPAN, EventLSTM, ModelConfig
 from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
 
@@ -19,19 +21,32 @@ class StepState:
     models that read what sounds, that input already projected into layer 0's gates; for models with
     the interval head, which pitches sound (row 0), which were released at this tick (row 1), the
     lowest sounding pitch (row 2) and the note-on just read (row 3), each padded by INTERVAL_REACH zeros
-    on both sides."""
+    on both sides; for styles with a session memory, its trace and how many steps this state has
+    written to it."""
 
-    __slots__ = ("h", "c", "sound", "pitches")
+    __slots__ = ("h", "c", "sound", "pitches", "trace", "length", "stepped")
 
-    def __init__(self, layers: int, hidden: int):
+    def __init__(self, layers: int, hidden: int, memory: MemoryConfig | None = None):
         self.h = np.zeros((layers, hidden), dtype=np.float32)
         self.c = np.zeros((layers, hidden), dtype=np.float32)
         self.sound = np.zeros(4 * hidden, dtype=np.float32)
         self.pitches = np.zeros((4, N_PITCHES + 2 * INTERVAL_REACH), dtype=np.float32)
+        self.trace = MemoryTrace(memory, hidden) if memory is not None else None
+        self.length = 0
+        self.stepped = False
 
-    def copy(self) -> "StepState":
+    def checkpoint(self) -> "StepState":
+        """A copy to restore with `copy_from`; it shares the memory trace (see MemoryTrace)."""
         s = StepState.__new__(StepState)
         s.h, s.c, s.sound, s.pitches = self.h.copy(), self.c.copy(), self.sound.copy(), self.pitches.copy()
+        s.trace, s.length, s.stepped = self.trace, self.length, self.stepped
+        return s
+
+    def copy(self) -> "StepState":
+        """An independent copy (its own memory trace)."""
+        s = self.checkpoint()
+        if s.trace is not None:
+            s.trace = s.trace.copy()
         return s
 
     def copy_from(self, other: "StepState") -> None:
@@ -39,13 +54,19 @@ class StepState:
         np.copyto(self.c, other.c)
         np.copyto(self.sound, other.sound)
         np.copyto(self.pitches, other.pitches)
+        if self.trace is not None and other.trace is not None and other.trace is not self.trace:
+            np.copyto(self.trace.keys, other.trace.keys)
+            np.copyto(self.trace.values, other.trace.values)
+            self.trace.high = other.trace.high
+        self.length, self.stepped = other.length, other.stepped
 
 
 class StepRuntime:
-    def __init__(self, model: EventLSTM):
+    def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()
         cfg: ModelConfig = model.config
         self.config = cfg
+        self.memory = memory
         H = cfg.hidden
         sd = {k: v.detach().to("cpu", torch.float32).numpy() for k, v in model.state_dict().items()}
         w_ih0, w_hh0 = sd["lstm.weight_ih_l0"], sd["lstm.weight_hh_l0"]
@@ -84,6 +105,8 @@ class StepRuntime:
         self.tmp = np.empty(4 * H, dtype=np.float32)
         self.xh = np.empty(2 * H, dtype=np.float32)
         self.logits = np.empty(cfg.vocab_size, dtype=np.float32)
+        if memory is not None:
+            self.sims = np.empty(memory.window, dtype=np.float32)
         scratch = self.initial_state()
         for _ in range(3):  # first calls page the weights in: keep that off the first played note
             self.step(0, 0, scratch)
@@ -103,13 +126,17 @@ class StepRuntime:
         self._mark_lowest(state.pitches)
 
     def initial_state(self) -> StepState:
-        return StepState(self.config.layers, self.config.hidden)
+        return StepState(self.config.layers, self.config.hidden, self.memory)
 
     def step(self, token: int, position: int, state: StepState) -> np.ndarray:
         """Advances `state` in place past (token, position); returns the next-token logits (a buffer
         that the next call overwrites)."""
         H = self.config.hidden
         g = self.gates
+        if state.trace is not None and state.stepped:
+            state.trace.write(state.length, state.h[-1], token)
+            state.length += 1
+        state.stepped = True
         if self.w_int is not None:
             self._follow_pitches(token, state.pitches)
             if self.rows == 4:
@@ -152,6 +179,8 @@ class StepRuntime:
         self.logits += self.b_head
         if self.w_int is not None:
             self._add_interval_scores(state)
+        if state.trace is not None:
+            self._mix_memory(state)
         return self.logits
 
     @staticmethod
@@ -187,3 +216,35 @@ class StepRuntime:
             np.dot(profiles[k], self.window, out=self.part)
             notes += self.part
         self.logits[NOTE_ON:NOTE_ON + 2 * N_PITCHES] += notes.reshape(-1)
+
+    def _mix_memory(self, state: StepState) -> None:
+        """logits <- log((1 - m) softmax(logits) + m p_memory), as engine.memory.memory_log_probs."""
+        trace, cfg = state.trace, state.trace.cfg
+        lo, hi = trace.span(state.length)
+        n = hi - lo
+        if n <= 0:
+            return
+        h = state.h[-1]
+        q = h * np.float32(cfg.theta / max(float(np.sqrt(h @ h)), 1e-12))
+        sims = self.sims[:n]
+        a, b = lo % trace.capacity, hi % trace.capacity
+        if a < b or b == 0:
+            np.dot(trace.keys[a:a + n], q, out=sims)
+            values = trace.values[a:a + n]
+        else:
+            first = trace.capacity - a
+            np.dot(trace.keys[a:], q, out=sims[:first])
+            np.dot(trace.keys[:b], q, out=sims[first:])
+            values = np.concatenate((trace.values[a:], trace.values[:b]))
+        top = float(sims.max())
+        share = cfg.mix * max(top / cfg.theta, 0.0) ** cfg.gate
+        sims -= top
+        np.exp(sims, out=sims)
+        p_mem = np.bincount(values, weights=sims, minlength=self.config.vocab_size)
+        p_mem *= share / p_mem.sum()
+        logits = self.logits
+        logits -= logits.max()
+        np.exp(logits, out=logits)
+        logits *= (1.0 - share) / logits.sum()
+        logits += p_mem
+        np.log(logits, out=logits)

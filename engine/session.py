@@ -315,7 +315,7 @@ class Session:
         while g.tick <= horizon and (until is None or g.tick < until) and limit:
             limit -= 1
             if not self._checkpoints or self._checkpoints[-1][0] < g.tick:
-                self._checkpoints.append((g.tick, g.copy(), self.gen.state.copy(), self.gen.logits.copy(),
+                self._checkpoints.append((g.tick, g.copy(), self.gen.state.checkpoint(), self.gen.logits.copy(),
                                           dict(self._ours), len(self.history)))
                 self._release_long_notes(out)
             token, ev = self.gen.sample(params)

@@ -17,6 +17,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
+from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
 from .tokens import VOCABULARY
 
@@ -36,6 +37,7 @@ class Style:
     name: str
     model: EventLSTM
     meta: dict = field(default_factory=dict)
+    memory: MemoryConfig | None = None  # the session memory chosen for this style (engine/memory.py)
 
     @property
     def config(self) -> ModelConfig:
@@ -114,9 +116,13 @@ def load_style(name_or_path: str, device: str = "cpu") -> Style:
             expected = {k: tuple(v.shape) for k, v in EventLSTM(config).state_dict().items()}
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise StyleError(f"{path}: bad model config in the metadata ({exc})") from None
+    try:
+        memory = MemoryConfig.from_dict(meta["memory"]) if meta.get("memory") is not None else None
+    except ValueError as exc:
+        raise StyleError(f"{path}: bad session memory in the metadata ({exc})") from None
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if found != expected:
         raise StyleError(f"{path}: weights do not match the style's model config")
     model = EventLSTM(config)
     model.load_state_dict(tensors, strict=True)
-    return Style(str(meta.get("name", path.stem)), model.to(device).eval(), meta)
+    return Style(str(meta.get("name", path.stem)), model.to(device).eval(), meta, memory)

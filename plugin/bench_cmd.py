@@ -105,7 +105,7 @@ def bench_generation(style, seconds: float) -> dict:
     from engine.runtime import StepRuntime
     from engine.sampler import SamplingParams
 
-    gen = Generator(StepRuntime(style.model), seed=0)
+    gen = Generator(StepRuntime(style.model, style.memory), seed=0)
     params = SamplingParams(temperature=1.0, top_p=0.95)
     stop = threading.Event()
     counter = [0]
@@ -126,7 +126,7 @@ def bench_sender_under_load(style, seconds: float, kind: str) -> dict:
     from .sender_process import ProcessSender
 
     sender = ProcessSender(None) if kind == "process" else TimedSender(lambda msg: None)
-    gen = Generator(StepRuntime(style.model), seed=0)
+    gen = Generator(StepRuntime(style.model, style.memory), seed=0)
     stop = threading.Event()
     counter = [0]
     worker = threading.Thread(target=generate_flat_out, args=(gen, SamplingParams(), stop, counter), daemon=True)

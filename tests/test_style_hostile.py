@@ -58,6 +58,11 @@ def _cases(good):
         "dropout a string": lambda: pack(tensors, dict(meta, model_config=dict(cfg, dropout="0.1"))),
         # the weights are 24 wide: a model built from the config before checking them allocates what it says
         "hidden 6000 (600 MB)": lambda: pack(tensors, dict(meta, model_config=dict(cfg, hidden=6000))),
+        "memory mix 2": lambda: pack(tensors, dict(meta, memory={"theta": 8, "mix": 2})),
+        "memory theta NaN": lambda: pack(tensors, dict(meta, memory={"theta": float("nan"), "mix": 0.1})),
+        "memory window of 10**9 steps": lambda: pack(tensors, dict(meta, memory={"theta": 8, "mix": 0.1, "window": 10**9})),
+        "memory unknown key": lambda: pack(tensors, dict(meta, memory={"theta": 8, "mix": 0.1, "code": "os.system"})),
+        "memory a string": lambda: pack(tensors, dict(meta, memory="theta=8")),
         "tensor offsets past the end": lambda: pack(tensors, meta)[:-100],
     }
 

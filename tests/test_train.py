@@ -122,8 +122,8 @@ def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(js
     style = load_style(str(out))
     assert style.config.interval_head and "interval_proj.weight" in style.model.state_dict()
     tokens, positions = load_data([jsb_small])["valid"].pieces[0]
-    expected, _ = token_log_probs(style.model, tokens, positions)
-    runtime = StepRuntime(style.model)
+    expected, _ = token_log_probs(style.model, tokens, positions, memory=style.memory)
+    runtime = StepRuntime(style.model, style.memory)
     state = runtime.initial_state()
     masks = grammar_masks(tokens)
     got = []
@@ -156,3 +156,27 @@ def test_ema_weights_are_the_ones_validated_saved_and_resumed(jsb_small, tmp_pat
     assert "resumed from" in capsys.readouterr().out
     tensors, meta = unpack(ckpt.read_bytes(), str(ckpt))
     assert meta["history"]["epoch"] == 3 and any(k.startswith("ema.") for k in tensors)
+
+
+def test_a_session_memory_is_chosen_on_valid_and_eval_scores_with_it(jsb_small, tmp_path, capsys):
+    out = tmp_path / "m.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "1", *TINY]) == 0
+    tuning = load_style(str(out)).meta["memory_tuning"]
+    assert tuning["nll_per_event"] <= tuning["nll_per_event_without"]
+    # chorales whose every phrase comes back: the memory must be chosen, and must help
+    data = json.loads(JSB.read_text())
+    repeated = tmp_path / "repeated.json"
+    repeated.write_text(json.dumps({"train": data["train"][:2], "valid": [p + p for p in data["valid"][:4]]}))
+    spec = f"jsb-quarter:{repeated}"
+    capsys.readouterr()
+    assert antiphon(["tune-memory", "--style", str(out), "--data", spec]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["memory"] is not None and tuned["nll_per_event"] < tuned["nll_per_event_without"] - 0.05
+    assert load_style(str(out)).memory.mix == tuned["memory"]["mix"]
+    figures = {}
+    for flag in ([], ["--no-memory"]):
+        assert antiphon(["eval", "--style", str(out), "--data", spec, "--split", "valid", "--json", *flag]) == 0
+        figures[bool(flag)] = json.loads(capsys.readouterr().out)
+    assert figures[False]["memory"] == tuned["memory"] and figures[True]["memory"] is None
+    assert abs(figures[False]["nll_per_event"] - tuned["nll_per_event"]) < 1e-4
+    assert abs(figures[True]["nll_per_event"] - tuned["nll_per_event_without"]) < 1e-4

@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--transpose", type=int, default=6,
                    help="Markov baseline: transposition augmentation of its train split (semitones)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="score the LSTM alone, without the style's session memory")
     p.add_argument("--cache", help="prepared-data cache folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -29,7 +31,7 @@ def run(args) -> int:
     if not data[args.split].pieces:
         raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
     if args.style:
-        result = score_style(args.style, data[args.split], args.device)
+        result = score_style(args.style, data[args.split], args.device, memory=not args.no_memory)
         result["style"] = args.style
     else:
         result = score_markov(data, args.split, args.transpose)

@@ -23,15 +23,19 @@ def _figures(logps: list[np.ndarray], hits: list[np.ndarray], split: Split) -> d
     return out
 
 
-def score_style(style_name: str, split: Split, device: str = "auto") -> dict:
+def score_style(style_name: str, split: Split, device: str = "auto", memory: bool = True) -> dict:
+    """The style's figures on `split`, with its session memory (if it has one) unless memory=False."""
     dev = pick_device(device)
     style = load_style(style_name, str(dev))
+    cfg = style.memory if memory else None
     logps, hits = [], []
     for tokens, positions in split.pieces:
-        lp, hit = token_log_probs(style.model, tokens, positions, device=dev)
+        lp, hit = token_log_probs(style.model, tokens, positions, device=dev, memory=cfg)
         logps.append(lp)
         hits.append(hit)
-    return _figures(logps, hits, split)
+    out = _figures(logps, hits, split)
+    out["memory"] = cfg.to_dict() if cfg else None
+    return out
 
 
 def augmented(pieces, transpose: int) -> list[np.ndarray]:

@@ -36,7 +36,7 @@ def run(args) -> int:
     if not notes:
         raise ValueError(f"{args.input}: no notes to continue")
     style = load_style(args.style)
-    gen = Generator(StepRuntime(style.model), meter, seed=args.seed)
+    gen = Generator(StepRuntime(style.model, style.memory), meter, seed=args.seed)
     prime(gen, notes)
     end = max(n.end for n in notes)
     until = end + args.bars * meter.ticks_per_bar

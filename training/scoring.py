@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.memory import MemoryConfig, memory_log_probs
 from engine.model import EventLSTM, pitch_context
 from engine.tokens import VOCAB_SIZE, Grammar
 
@@ -20,9 +21,11 @@ def grammar_masks(tokens: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray, masks: np.ndarray | None = None,
-                    device: str | torch.device = "cpu", chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+                    device: str | torch.device = "cpu", chunk: int = 4096,
+                    memory: MemoryConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Natural-log probability of each of tokens[1:] given its past, masked by the grammar; and whether
-    the masked argmax was right. The whole piece runs through one carried LSTM state."""
+    the masked argmax was right. The whole piece runs through one carried LSTM state; with a session
+    memory, the model's distribution is mixed with it before the mask (as the realtime step does)."""
     model.eval()
     if masks is None:
         masks = grammar_masks(tokens)
@@ -34,16 +37,19 @@ def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray,
     if model.reads_pitches:
         snd, rel = (torch.from_numpy(a).to(device)[None] for a in pitch_context(tokens[:-1]))
     state = None
-    logps, hits = [], []
+    logits, outputs = [], []
     for s in range(0, x.shape[1], chunk):
-        logits, state = model(x[:, s:s + chunk], pos[:, s:s + chunk], state,
-                              None if snd is None else snd[:, s:s + chunk], None if rel is None else rel[:, s:s + chunk])
-        logits = logits[0].float().masked_fill(~m[s:s + chunk], float("-inf"))
-        lp = torch.log_softmax(logits, dim=-1)
-        target = y[s:s + chunk]
-        logps.append(lp.gather(1, target[:, None])[:, 0])
-        hits.append(lp.argmax(dim=-1) == target)
-    return torch.cat(logps).cpu().numpy(), torch.cat(hits).cpu().numpy()
+        part = slice(s, s + chunk)
+        sn, rl = (None, None) if snd is None else (snd[:, part], rel[:, part])
+        out, state = model.outputs(x[:, part], pos[:, part], state, sn)
+        logits.append(model.scores(out, x[:, part], sn, rl)[0].float())
+        if memory is not None:
+            outputs.append(out[0])
+    logits = torch.cat(logits)
+    if memory is not None:
+        logits = memory_log_probs(logits, torch.cat(outputs), y, memory)
+    lp = torch.log_softmax(logits.masked_fill(~m, float("-inf")), dim=-1)
+    return lp.gather(1, y[:, None])[:, 0].cpu().numpy(), (lp.argmax(dim=-1) == y).cpu().numpy()
 
 
 def summarize(logps: list[np.ndarray], hits: list[np.ndarray]) -> dict:

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="AdamW weight decay")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="do not choose a session memory on valid after training (see `antiphon tune-memory`)")
     p.add_argument("--masked-loss", action="store_true",
                    help="train on the grammar-masked distribution (the one eval scores and sampling draws from)")
     for name in ("embed", "hidden", "layers"):
@@ -66,7 +68,7 @@ def model_config(args, base: ModelConfig | None = None) -> ModelConfig:
 def run(args) -> int:
     from . import evaluate
     from .data import load_data
-    from .train import train
+    from .train import pick_device, train
 
     out = Path(args.out)
     data = load_data(args.data, args.cache)
@@ -100,6 +102,11 @@ def run(args) -> int:
     hist = train(train_pieces, valid_pieces, mcfg, cfg, out, meta, resume=args.resume,
                  log=lambda s: print(s, flush=True), init=init)
     if hist.best_epoch and out.exists():
+        tuned = {}
+        if valid_pieces and not args.no_memory:
+            from .memory_tune import tune_memory
+
+            tuned = {"memory_tuning": tune_memory(out, data["valid"], pick_device(args.device))}
         figures = evaluate.record_figures(out, data, args.device)
-        print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **figures}))
+        print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **tuned, **figures}))
     return 0

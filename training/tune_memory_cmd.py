@@ -1,0 +1,33 @@
+"""`antiphon tune-memory --style FILE --data DATA [--split valid]`: choose (or drop) a style's session
+memory on held-out data and write it into the style file, with its held-out figures scored again."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", required=True, help="style file to tune (rewritten in place)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DATA",
+                   help="files, folders, corpus:NAME or jsb-quarter:PATH (the style's own data)")
+    p.add_argument("--split", default="valid", choices=["train", "valid", "test"],
+                   help="held-out split to choose on (never the split you report)")
+    p.add_argument("--window", type=int, default=2048, help="past events the memory looks at")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--cache", help="prepared-data cache folder")
+
+
+def run(args) -> int:
+    from .data import load_data
+    from .evaluate import record_figures
+    from .memory_tune import tune_memory
+    from .train import pick_device
+
+    data = load_data(args.data, args.cache)
+    if not data[args.split].pieces:
+        raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
+    tuned = tune_memory(args.style, data[args.split], pick_device(args.device), args.window)
+    # the style's recorded held-out figures were the model's alone: score them again as it now plays
+    tuned["held_out"] = record_figures(args.style, data, args.device)
+    print(json.dumps(tuned))
+    return 0
