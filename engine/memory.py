@@ -75,9 +75,11 @@ def memory_recall(outputs: torch.Tensor, targets: torch.Tensor, theta: float, wi
 
 
 def mix_in(logits: torch.Tensor, p_mem: torch.Tensor, best: torch.Tensor, mix: float, gate: float) -> torch.Tensor:
-    """log((1 - m) softmax(logits) + m p_memory), m = mix * max(best, 0) ** gate per step (0 without memory)."""
+    """log((1 - m) softmax(logits) + m p_memory), m = mix * max(best, 0) ** gate per step (0 without
+    memory); in log space, so that a token the model all but rules out keeps a finite score."""
     share = torch.where(torch.isfinite(best), mix * best.clamp_min(0.0) ** gate, torch.zeros_like(best))[:, None]
-    return ((1 - share) * torch.softmax(logits.float(), dim=-1) + share * p_mem).log()
+    return torch.logaddexp(torch.log1p(-share) + torch.log_softmax(logits.float(), dim=-1),
+                           torch.log(share) + torch.log(p_mem))
 
 
 def memory_log_probs(logits: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor,

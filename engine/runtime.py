@@ -107,6 +107,8 @@ class StepRuntime:
         self.logits = np.empty(cfg.vocab_size, dtype=np.float32)
         if memory is not None:
             self.sims = np.empty(memory.window, dtype=np.float32)
+            self.log_mem = np.empty(cfg.vocab_size, dtype=np.float32)
+            self.probs = np.empty(cfg.vocab_size, dtype=np.float32)
         scratch = self.initial_state()
         for _ in range(3):  # first calls page the weights in: keep that off the first played note
             self.step(0, 0, scratch)
@@ -238,13 +240,18 @@ class StepRuntime:
             values = np.concatenate((trace.values[a:], trace.values[:b]))
         top = float(sims.max())
         share = cfg.mix * max(top / cfg.theta, 0.0) ** cfg.gate
+        if share <= 0.0:
+            return
         sims -= top
         np.exp(sims, out=sims)
         p_mem = np.bincount(values, weights=sims, minlength=self.config.vocab_size)
-        p_mem *= share / p_mem.sum()
+        # in log space: a token the model all but rules out (exp underflows) keeps a finite score
+        log_mem = self.log_mem
+        log_mem.fill(-np.inf)
+        np.log(p_mem, out=log_mem, where=p_mem > 0)
+        log_mem += np.float32(np.log(share / p_mem.sum()))
         logits = self.logits
         logits -= logits.max()
-        np.exp(logits, out=logits)
-        logits *= (1.0 - share) / logits.sum()
-        logits += p_mem
-        np.log(logits, out=logits)
+        np.exp(logits, out=self.probs)
+        logits -= np.float32(np.log(self.probs.sum()) - np.log1p(-share))
+        np.logaddexp(logits, log_mem, out=logits)

@@ -74,20 +74,31 @@ def bench_step(style, quick: bool) -> dict:
     state = rt.initial_state()
     tokens = iter(np.random.default_rng(1).integers(1, 300, 10**7).tolist())
     n = 300 if quick else 3000
-    step_us = median_us(lambda: rt.step(next(tokens), 0, state), n)
+    lstm_us = median_us(lambda: rt.step(next(tokens), 0, state), n)
+    step_us, memory = lstm_us, {}
+    if style.memory is not None:  # the step the live engine runs, its memory's window full
+        rt_mem = StepRuntime(model, style.memory)
+        mem_state = rt_mem.initial_state()
+        for _ in range(style.memory.window):
+            rt_mem.step(next(tokens), 0, mem_state)
+        step_us = median_us(lambda: rt_mem.step(next(tokens), 0, mem_state), n)
+        memory = {"step_lstm_us": round(lstm_us, 1), "memory_window": style.memory.window}
     bw = matvec_bandwidth()
     torch_state = model.initial_state()
 
+    t, p0 = torch.tensor([[5]]), torch.tensor([[0]])
+    silence = torch.zeros(1, 1, 128, dtype=torch.bool)  # models that read pitches: nothing sounds
+
     def nn_step():
         nonlocal torch_state
-        _, torch_state = model.step(5, 0, torch_state)
+        _, torch_state = model(t, p0, torch_state, silence, silence)
 
     with torch.inference_mode():
         nn_us = median_us(nn_step, n // 3)
         window = torch.randint(1, 300, (1, 100))
         pos = torch.zeros(1, 100, dtype=torch.long)
         rerun_us = median_us(lambda: model(window, pos), max(20, n // 30), warm=3)
-    return {"step_us": round(step_us, 1), "floor_us": round(rt.weight_bytes / bw * 1e6, 1),
+    return {"step_us": round(step_us, 1), **memory, "floor_us": round(rt.weight_bytes / bw * 1e6, 1),
             "matvec_gb_per_s": round(bw / 1e9, 2), "weight_bytes": rt.weight_bytes,
             "nn_lstm_step_us": round(nn_us, 1), "window_rerun_us": round(rerun_us, 1)}
 
