@@ -5,8 +5,8 @@ next-token distribution becomes `(1 - m) * p_model + m * p_memory`, where p_memo
 value by exp(theta * cosine(current output, key)) over the last `window` steps: what followed moments
 like this one earlier in the piece or the session. The memory's share m = mix * s ** gate grows with s,
 the best cosine match: it speaks up when the music is back somewhere it has been (a chorale's repeated
-first phrases, a player's motif) and stays quiet otherwise. It needs no retraining. Offline scoring (`memory_log_probs`) and the realtime step (`MemoryTrace` + StepRuntime)
-compute the same numbers.
+first phrases, a player's motif) and stays quiet otherwise. It needs no retraining. Offline scoring
+(`memory_log_probs`) and the realtime step (`MemoryTrace` + StepRuntime) compute the same numbers.
 """
 from __future__ import annotations
 
