@@ -26,6 +26,7 @@ class ModelConfig:
     sounding_input: bool = False  # also read which pitches sound (known from the past tokens)
     interval_head: bool = False  # note scores also depend on the interval to each sounding/just-released pitch
     interval_roles: bool = False  # ... and to the lowest sounding pitch and the note-on just read
+    shift_input: bool = False  # while training, also read how far the piece was transposed (0 when played)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +60,7 @@ PRESETS = {
 
 
 INTERVAL_REACH = 24  # semitones either way that the interval head scores
+SHIFT_REACH = 12  # transpositions (semitones either way) the shift input tells apart
 INTERVAL_SPAN = 2 * INTERVAL_REACH + 1
 
 
@@ -130,6 +132,10 @@ class EventLSTM(nn.Module):
         self.head = nn.Linear(config.hidden, config.vocab_size)
         if config.sounding_input:
             self.sound_proj = nn.Linear(N_PITCHES, config.embed, bias=False)
+        if config.shift_input:
+            # augmentation that keeps the key: the model learns from every transposition what they share,
+            # told which one it reads; music as played (and as scored) reads shift 0
+            self.shift_emb = nn.Embedding(2 * SHIFT_REACH + 1, config.embed)
         if config.interval_head:
             # per step, a score for each interval (-REACH..REACH) from a candidate pitch to each sounding
             # and to each just-released pitch (with roles, also to the lowest sounding pitch and to the
@@ -146,23 +152,29 @@ class EventLSTM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None, sounding: torch.Tensor | None = None,
-                released: torch.Tensor | None = None):
+                released: torch.Tensor | None = None, shift: torch.Tensor | None = None):
         """tokens, positions: (batch, time) -> logits (batch, time, vocab), new state.
 
         For models that read pitches (`reads_pitches`), `sounding` and `released` (batch, time, 128) say
         which pitches sound, and which were released at the current tick, after each token; left out,
-        they are worked out from `tokens`, which must then start the piece."""
+        they are worked out from `tokens`, which must then start the piece. `shift` (batch,): how many
+        semitones each row was transposed by augmentation (default 0; read with `shift_input`)."""
         if self.reads_pitches and (sounding is None or released is None):
             sounding, released = pitch_context(tokens.cpu().numpy())
             sounding, released = torch.from_numpy(sounding).to(tokens.device), torch.from_numpy(released).to(tokens.device)
-        y, state = self.outputs(tokens, positions, state, sounding)
+        y, state = self.outputs(tokens, positions, state, sounding, shift)
         return self.scores(y, tokens, sounding, released), state
 
-    def outputs(self, tokens: torch.Tensor, positions: torch.Tensor, state=None, sounding: torch.Tensor | None = None):
+    def outputs(self, tokens: torch.Tensor, positions: torch.Tensor, state=None, sounding: torch.Tensor | None = None,
+                shift: torch.Tensor | None = None):
         """The last LSTM layer's output at each step (batch, time, hidden), and the new state."""
         x = self.tok_emb(tokens) + self.pos_emb(positions)
         if self.config.sounding_input:
             x = x + self.sound_proj(sounding.to(x.dtype))
+        if self.config.shift_input:
+            if shift is None:
+                shift = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+            x = x + self.shift_emb(shift.clamp(-SHIFT_REACH, SHIFT_REACH) + SHIFT_REACH)[:, None, :]
         x = self.emb_drop(x)
         if self.training and self.config.weight_drop:
             # one dropped copy of each recurrent matrix per batch, the same at every time step

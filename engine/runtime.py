@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .memory import MemoryConfig, MemoryTrace
-from .model import INTERVAL_REACH, INTERVAL_SPAN, EventLSTM, ModelConfig
+from .model import INTERVAL_REACH, INTERVAL_SPAN, SHIFT_REACH, EventLSTM, ModelConfig
 from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
 
 
@@ -71,7 +71,10 @@ class StepRuntime:
         sd = {k: v.detach().to("cpu", torch.float32).numpy() for k, v in model.state_dict().items()}
         w_ih0, w_hh0 = sd["lstm.weight_ih_l0"], sd["lstm.weight_hh_l0"]
         b0 = sd["lstm.bias_ih_l0"] + sd["lstm.bias_hh_l0"]
-        self.tok_table = np.ascontiguousarray(sd["tok_emb.weight"] @ w_ih0.T + b0, dtype=np.float32)
+        tok_emb = sd["tok_emb.weight"]
+        if cfg.shift_input:  # what is played reads shift 0: a constant, folded into every token's row
+            tok_emb = tok_emb + sd["shift_emb.weight"][SHIFT_REACH]
+        self.tok_table = np.ascontiguousarray(tok_emb @ w_ih0.T + b0, dtype=np.float32)
         self.pos_table = np.ascontiguousarray(sd["pos_emb.weight"] @ w_ih0.T, dtype=np.float32)
         # what sounds enters layer 0 through one column per pitch: kept as a running sum, a note-on
         # adds its pitch's row, a note-off subtracts it

@@ -11,7 +11,8 @@ from engine.runtime import StepRuntime
                                  ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True),
                                  ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, interval_head=True),
                                  ModelConfig(embed=24, hidden=32, layers=1, interval_head=True),
-                                 ModelConfig(embed=24, hidden=32, layers=2, interval_head=True, interval_roles=True)])
+                                 ModelConfig(embed=24, hidden=32, layers=2, interval_head=True, interval_roles=True),
+                                 ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, shift_input=True)])
 def test_fused_step_matches_batched_forward(cfg):
     from engine.events import Note
     from engine.tokens import encode_notes

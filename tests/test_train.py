@@ -180,3 +180,40 @@ def test_a_session_memory_is_chosen_on_valid_and_eval_scores_with_it(jsb_small, 
     assert figures[False]["memory"] == tuned["memory"] and figures[True]["memory"] is None
     assert abs(figures[False]["nll_per_event"] - tuned["nll_per_event"]) < 1e-4
     assert abs(figures[True]["nll_per_event"] - tuned["nll_per_event_without"]) < 1e-4
+
+
+def test_each_batch_row_carries_the_transposition_it_was_given(jsb_small):
+    import random
+
+    import numpy as np
+
+    from engine.tokens import transpose_tokens
+    from training.data import load_data
+    from training.train import TrainConfig, batches, chunks
+
+    pieces = load_data([jsb_small])["train"].pieces
+    windows = chunks(pieces, 10_000)
+    seen = set()
+    for x, _, _, _, _, shift in batches(windows, TrainConfig(batch_size=1, transpose=5), random.Random(3)):
+        k = int(shift[0])
+        seen.add(k)
+        originals = [w[0][:-1] for w in windows if len(w[0]) - 1 == x.shape[1]]
+        assert any(np.array_equal(x[0].numpy(), transpose_tokens(t, k) if k else t) for t in originals)
+    assert len(seen) > 3 and all(-5 <= k <= 5 for k in seen)
+
+
+def test_shift_input_trains_and_the_played_stream_reads_shift_zero(jsb_small, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "k.style"
+    assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--sounding-input", "--shift-input",
+                     "--transpose", "6", *TINY]) == 0
+    style = load_style(str(out))
+    assert style.config.shift_input
+    x = torch.tensor([[0, 61, 65, 68, 290]])
+    pos = torch.zeros_like(x)
+    with torch.no_grad():
+        played, _ = style.model(x, pos)
+        zero, _ = style.model(x, pos, shift=torch.tensor([0]))
+        moved, _ = style.model(x, pos, shift=torch.tensor([5]))
+    assert torch.equal(played, zero) and not torch.allclose(played, moved)

@@ -106,7 +106,7 @@ def _shift_pitches(snd: np.ndarray, k: int) -> np.ndarray:
 def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
     """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), what
     sounds and what was just released after each input (None for models that do not read pitches),
-    and the grammar masks (None unless the loss is masked)."""
+    the grammar masks (None unless the loss is masked), and each row's transposition in semitones."""
     order = list(range(len(windows)))
     rng.shuffle(order)
     order = order[rank::world]
@@ -125,6 +125,7 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
         with_mask = windows[group[0]][3] is not None
         snd = np.zeros((len(group), width, 2, 128), dtype=bool) if with_sound else None
         allowed = np.ones((len(group), width, VOCAB_SIZE), dtype=bool) if with_mask else None
+        shifts = np.zeros(len(group), dtype=np.int64)
         for row, i in enumerate(group):
             tokens, positions, sounding, mask = windows[i]
             k = rng.randint(-cfg.transpose, cfg.transpose) if cfg.transpose else 0
@@ -132,6 +133,7 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
             if shifted is None:
                 shifted, k = tokens, 0
             n = len(shifted) - 1
+            shifts[row] = k
             x[row, :n] = shifted[:-1]
             pos[row, :n] = positions[:-1]
             y[row, :n] = shifted[1:]
@@ -140,7 +142,8 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
             if with_mask:
                 allowed[row, :n] = _shift_mask(mask, k) if k else mask
         yield (torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y),
-               None if snd is None else torch.from_numpy(snd), None if allowed is None else torch.from_numpy(allowed))
+               None if snd is None else torch.from_numpy(snd), None if allowed is None else torch.from_numpy(allowed),
+               torch.from_numpy(shifts))
 
 
 def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
@@ -277,15 +280,16 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         loss_sum = tokens_sum = 0.0
         bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i, (x, pos, y, snd, allowed) in enumerate(bar):
+        for i, (x, pos, y, snd, allowed, shift) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, pos, y = x.to(device), pos.to(device), y.to(device)
+            x, pos, y, shift = x.to(device), pos.to(device), y.to(device), shift.to(device)
             snd = None if snd is None else snd.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits, _ = net(x, pos, None, *((None, None) if snd is None else (snd[:, :, 0], snd[:, :, 1])))
+                logits, _ = net(x, pos, None, *((None, None) if snd is None else (snd[:, :, 0], snd[:, :, 1])),
+                                shift=shift)
             logits = logits.float()
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(device), float("-inf"))

@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval-roles", action="store_true", default=None,
                    help="with --interval-head, also score intervals to the lowest sounding pitch and to the "
                         "note-on just played")
+    p.add_argument("--shift-input", action="store_true", default=None,
+                   help="with --transpose, the model is told each training piece's transposition (and reads 0 "
+                        "when played): it learns from every key what they share without losing the data's key")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
