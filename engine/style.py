@@ -1,4 +1,5 @@
-"""Style files: a trained model as one safetensors file whose header carries Antiphon's JSON metadata.
+"""Style files: a trained model (or an ensemble of them, engine/ensemble.py) as one safetensors file whose
+header carries Antiphon's JSON metadata.
 
 Loading parses the safetensors header (JSON) and raw tensor bytes only: nothing is unpickled, nothing
 runs. Anything else (a torch .pt/.pth pickle, a zip, a file of another schema) is refused with a
@@ -17,6 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
+from .ensemble import MAX_MEMBERS, EnsembleRuntime, Member
 from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
 from .tokens import VOCABULARY
@@ -38,10 +40,21 @@ class Style:
     model: EventLSTM
     meta: dict = field(default_factory=dict)
     memory: MemoryConfig | None = None  # the session memory chosen for this style (engine/memory.py)
+    members: list[Member] = field(default_factory=list)  # an ensemble's; `model` and `memory` are the first's
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    def runtime(self):
+        """The realtime step for this style: a StepRuntime, or an EnsembleRuntime for an ensemble."""
+        from .runtime import StepRuntime
+
+        return EnsembleRuntime(self.members) if self.is_ensemble else StepRuntime(self.model, self.memory)
 
 
 def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
@@ -90,6 +103,17 @@ def save_style(path: str | os.PathLike, model: EventLSTM, meta: dict) -> None:
     atomic_write_bytes(path, pack(model.state_dict(), meta))
 
 
+def save_ensemble(path: str | os.PathLike, members: list[Member], meta: dict, member_meta: list[dict]) -> None:
+    """One style file holding every member's weights (prefixed m0., m1., ...), config, memory and weight."""
+    meta = dict(meta)
+    meta["vocabulary"] = VOCABULARY
+    meta["members"] = [dict(extra, model_config=m.model.config.to_dict(), weight=m.weight,
+                            memory=m.memory.to_dict() if m.memory else None)
+                       for m, extra in zip(members, member_meta)]
+    tensors = {f"m{k}.{name}": v for k, m in enumerate(members) for name, v in m.model.state_dict().items()}
+    atomic_write_bytes(path, pack(tensors, meta))
+
+
 def resolve_style(name_or_path: str) -> Path:
     p = Path(name_or_path).expanduser()
     if p.is_file():
@@ -105,24 +129,59 @@ def shipped_styles() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob(f"*{SUFFIX}"))
 
 
+def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, MemoryConfig | None, float]]:
+    """(tensor prefix, model config, memory, weight) of each model the style holds, checked."""
+    def config_of(d, where):
+        try:
+            config = ModelConfig.from_dict(d)
+            with torch.device("meta"):  # shapes only: nothing is allocated before the weights agree
+                EventLSTM(config)
+            return config
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise StyleError(f"{path}: bad model config in the metadata{where} ({exc})") from None
+
+    def memory_of(d, where):
+        try:
+            return MemoryConfig.from_dict(d) if d is not None else None
+        except ValueError as exc:
+            raise StyleError(f"{path}: bad session memory in the metadata{where} ({exc})") from None
+
+    if "members" not in meta:
+        if "model_config" not in meta:
+            raise StyleError(f"{path}: bad model config in the metadata (none given)")
+        return [("", config_of(meta["model_config"], ""), memory_of(meta.get("memory"), ""), 1.0)]
+    members = meta["members"]
+    if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
+        raise StyleError(f"{path}: an ensemble style lists 2 to {MAX_MEMBERS} members")
+    parts = []
+    for k, m in enumerate(members):
+        where = f" of member {k}"
+        if not isinstance(m, dict) or "model_config" not in m:
+            raise StyleError(f"{path}: member {k} is not an object with a model config")
+        w = m.get("weight")
+        if not (type(w) in (int, float) and 0 < w <= 1):
+            raise StyleError(f"{path}: member {k}'s weight must be a number in (0, 1], got {w!r}"[:200])
+        parts.append((f"m{k}.", config_of(m["model_config"], where), memory_of(m.get("memory"), where), float(w)))
+    return parts
+
+
 def load_style(name_or_path: str, device: str = "cpu") -> Style:
     path = resolve_style(name_or_path)
     tensors, meta = unpack(path.read_bytes(), str(path))
     if meta.get("vocabulary") != VOCABULARY:
         raise StyleError(f"{path}: made for another token vocabulary; retrain it with this Antiphon")
-    try:
-        config = ModelConfig.from_dict(meta["model_config"])
-        with torch.device("meta"):  # shapes only: nothing is allocated before the weights agree
-            expected = {k: tuple(v.shape) for k, v in EventLSTM(config).state_dict().items()}
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise StyleError(f"{path}: bad model config in the metadata ({exc})") from None
-    try:
-        memory = MemoryConfig.from_dict(meta["memory"]) if meta.get("memory") is not None else None
-    except ValueError as exc:
-        raise StyleError(f"{path}: bad session memory in the metadata ({exc})") from None
+    parts = _member_parts(path, meta)
+    expected = {}
+    for prefix, config, _, _ in parts:
+        with torch.device("meta"):
+            expected.update({prefix + k: tuple(v.shape) for k, v in EventLSTM(config).state_dict().items()})
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if found != expected:
         raise StyleError(f"{path}: weights do not match the style's model config")
-    model = EventLSTM(config)
-    model.load_state_dict(tensors, strict=True)
-    return Style(str(meta.get("name", path.stem)), model.to(device).eval(), meta, memory)
+    members = []
+    for prefix, config, memory, weight in parts:
+        model = EventLSTM(config)
+        model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
+        members.append(Member(model.to(device).eval(), memory, weight))
+    first = members[0]
+    return Style(str(meta.get("name", path.stem)), first.model, meta, first.memory, members)

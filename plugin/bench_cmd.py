@@ -113,10 +113,9 @@ def generate_flat_out(gen, params, stop: threading.Event, counter: list) -> None
 
 def bench_generation(style, seconds: float) -> dict:
     from engine.generator import Generator
-    from engine.runtime import StepRuntime
     from engine.sampler import SamplingParams
 
-    gen = Generator(StepRuntime(style.model, style.memory), seed=0)
+    gen = Generator(style.runtime(), seed=0)
     params = SamplingParams(temperature=1.0, top_p=0.95)
     stop = threading.Event()
     counter = [0]
@@ -130,14 +129,13 @@ def bench_generation(style, seconds: float) -> dict:
 def bench_sender_under_load(style, seconds: float, kind: str) -> dict:
     """Schedules a note every 5 ms for `seconds` while another thread generates flat out."""
     from engine.generator import Generator
-    from engine.runtime import StepRuntime
     from engine.sampler import SamplingParams
 
     from .sender import TimedSender
     from .sender_process import ProcessSender
 
     sender = ProcessSender(None) if kind == "process" else TimedSender(lambda msg: None)
-    gen = Generator(StepRuntime(style.model, style.memory), seed=0)
+    gen = Generator(style.runtime(), seed=0)
     stop = threading.Event()
     counter = [0]
     worker = threading.Thread(target=generate_flat_out, args=(gen, SamplingParams(), stop, counter), daemon=True)

@@ -106,14 +106,13 @@ def piano_roll_png(path: str, parts: list[tuple[str, list, str]], meter, title: 
 
 def run(args) -> int:
     from engine.midifile import write_midi
-    from engine.runtime import StepRuntime
     from engine.session import Session, SessionParams
     from engine.style import load_style
 
     phrase, meter = corpus_phrase(args.piece, args.part, args.bars)
     style = load_style(args.style)
     params = SessionParams(response_bars=args.response_bars, temperature=args.temperature)
-    session = Session(StepRuntime(style.model, style.memory), meter, params, seed=args.seed)
+    session = Session(style.runtime(), meter, params, seed=args.seed)
     call_end = max(n.end for n in phrase)
     answer = simulate(session, phrase, call_end + (args.response_bars + 2) * meter.ticks_per_bar)
     write_midi(args.out, [("call", phrase), (f"answer ({style.name})", answer)], bpm=args.bpm, meter=meter)

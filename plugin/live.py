@@ -151,7 +151,7 @@ class LiveEngine:
         self.meter = config.meter
         if runtime is None:
             style = load_style(config.style)
-            runtime, style_name = StepRuntime(style.model, style.memory), style.name
+            runtime, style_name = style.runtime(), style.name
         self.style_name = style_name or config.style
         self.controls = Controls(config.params, dict(config.cc_map))
         self.clock = ClockFollower(internal_bpm=config.bpm)
@@ -441,7 +441,7 @@ class LiveEngine:
         """Runs on its own thread: the disk and the weight refolding never touch the engine thread."""
         try:
             style = load_style(name)
-            self.controls.commands.put(("style_loaded", StepRuntime(style.model, style.memory), style.name))
+            self.controls.commands.put(("style_loaded", style.runtime(), style.name))
             self._wake.set()
         except Exception as exc:
             self._errors.append(f"style {name!r}: {exc}")

@@ -10,7 +10,7 @@ from engine.style import atomic_write_bytes, load_style, pack, resolve_style, un
 from engine.tokens import transpose_tokens
 
 from .data import Split
-from .scoring import summarize, token_log_probs
+from .scoring import style_token_log_probs, summarize
 from .train import pick_device
 
 
@@ -27,14 +27,17 @@ def score_style(style_name: str, split: Split, device: str = "auto", memory: boo
     """The style's figures on `split`, with its session memory (if it has one) unless memory=False."""
     dev = pick_device(device)
     style = load_style(style_name, str(dev))
-    cfg = style.memory if memory else None
     logps, hits = [], []
     for tokens, positions in split.pieces:
-        lp, hit = token_log_probs(style.model, tokens, positions, device=dev, memory=cfg)
+        lp, hit = style_token_log_probs(style, tokens, positions, dev, memory)
         logps.append(lp)
         hits.append(hit)
     out = _figures(logps, hits, split)
-    out["memory"] = cfg.to_dict() if cfg else None
+    if style.is_ensemble:
+        out["members"] = [{"weight": m.weight, "memory": m.memory.to_dict() if m.memory and memory else None}
+                          for m in style.members]
+    else:
+        out["memory"] = style.memory.to_dict() if style.memory and memory else None
     return out
 
 

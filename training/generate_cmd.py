@@ -22,7 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from engine.generator import Generator, continue_notes, prime
     from engine.midifile import first_tempo, write_midi
-    from engine.runtime import StepRuntime
     from engine.sampler import SamplingParams
     from engine.style import load_style
     from engine.tokens import clean_notes
@@ -36,7 +35,7 @@ def run(args) -> int:
     if not notes:
         raise ValueError(f"{args.input}: no notes to continue")
     style = load_style(args.style)
-    gen = Generator(StepRuntime(style.model, style.memory), meter, seed=args.seed)
+    gen = Generator(style.runtime(), meter, seed=args.seed)
     prime(gen, notes)
     end = max(n.end for n in notes)
     until = end + args.bars * meter.ticks_per_bar

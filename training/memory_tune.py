@@ -44,6 +44,8 @@ def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int 
     """Grid-searches the memory on `split` (valid); writes the winner (or no memory) into the style.
     Returns {"memory": config or None, "nll_per_event": with it, "nll_per_event_without": model alone}."""
     style = load_style(str(style_path), str(device))
+    if style.is_ensemble:
+        raise ValueError(f"{style_path} is an ensemble: tune its members' memories, then combine them again")
     pieces = [_piece_outputs(style.model, t, p, device) for t, p in split.pieces]
     n = sum(len(y) for _, _, y, _ in pieces)
     if n == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from engine.ensemble import Member, mixture_log_probs
 from engine.memory import MemoryConfig, memory_log_probs
 from engine.model import EventLSTM, pitch_context
 from engine.tokens import VOCAB_SIZE, Grammar
@@ -20,19 +21,14 @@ def grammar_masks(tokens: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray, masks: np.ndarray | None = None,
-                    device: str | torch.device = "cpu", chunk: int = 4096,
-                    memory: MemoryConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Natural-log probability of each of tokens[1:] given its past, masked by the grammar; and whether
-    the masked argmax was right. The whole piece runs through one carried LSTM state; with a session
-    memory, the model's distribution is mixed with it before the mask (as the realtime step does)."""
+def stream_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray, device: str | torch.device = "cpu",
+                     chunk: int = 4096, memory: MemoryConfig | None = None) -> torch.Tensor:
+    """(len-1, vocab) log-probabilities of the token after each of tokens[:-1], before the grammar mask.
+    The whole piece runs through one carried LSTM state; with a session memory, the model's distribution
+    is mixed with it (as the realtime step does)."""
     model.eval()
-    if masks is None:
-        masks = grammar_masks(tokens)
     x = torch.as_tensor(tokens[:-1].astype(np.int64), device=device)[None]
     pos = torch.as_tensor(positions[:-1].astype(np.int64), device=device)[None]
-    y = torch.as_tensor(tokens[1:].astype(np.int64), device=device)
-    m = torch.as_tensor(masks, device=device)
     snd = rel = None
     if model.reads_pitches:
         snd, rel = (torch.from_numpy(a).to(device)[None] for a in pitch_context(tokens[:-1]))
@@ -46,10 +42,40 @@ def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray,
         if memory is not None:
             outputs.append(out[0])
     logits = torch.cat(logits)
-    if memory is not None:
-        logits = memory_log_probs(logits, torch.cat(outputs), y, memory)
-    lp = torch.log_softmax(logits.masked_fill(~m, float("-inf")), dim=-1)
+    if memory is None:
+        return torch.log_softmax(logits, dim=-1)
+    y = torch.as_tensor(tokens[1:].astype(np.int64), device=device)
+    return memory_log_probs(logits, torch.cat(outputs), y, memory)
+
+
+def masked_scores(log_probs: torch.Tensor, tokens: np.ndarray, masks: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probability of each of tokens[1:] under the grammar mask, and whether the masked argmax was it."""
+    if masks is None:
+        masks = grammar_masks(tokens)
+    y = torch.as_tensor(tokens[1:].astype(np.int64), device=log_probs.device)
+    m = torch.as_tensor(masks, device=log_probs.device)
+    lp = torch.log_softmax(log_probs.masked_fill(~m, float("-inf")), dim=-1)
     return lp.gather(1, y[:, None])[:, 0].cpu().numpy(), (lp.argmax(dim=-1) == y).cpu().numpy()
+
+
+def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray, masks: np.ndarray | None = None,
+                    device: str | torch.device = "cpu", chunk: int = 4096,
+                    memory: MemoryConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Natural-log probability of each of tokens[1:] given its past, masked by the grammar; and whether
+    the masked argmax was right."""
+    return masked_scores(stream_log_probs(model, tokens, positions, device, chunk, memory), tokens, masks)
+
+
+def style_token_log_probs(style, tokens: np.ndarray, positions: np.ndarray, device: str | torch.device = "cpu",
+                          memory: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """token_log_probs for a style: an ensemble's members mixed with their weights; memory=False scores
+    the LSTMs alone."""
+    members = style.members or [Member(style.model, style.memory, 1.0)]
+    parts = [stream_log_probs(m.model, tokens, positions, device, memory=m.memory if memory else None)
+             for m in members]
+    mixed = parts[0] if len(parts) == 1 else mixture_log_probs(parts, [m.weight for m in members])
+    return masked_scores(mixed, tokens)
 
 
 def summarize(logps: list[np.ndarray], hits: list[np.ndarray]) -> dict:

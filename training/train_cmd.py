@@ -96,6 +96,8 @@ def run(args) -> int:
         from engine.style import load_style
 
         parent = load_style(args.init)
+        if parent.is_ensemble:
+            raise ValueError(f"--init {args.init}: an ensemble; fine-tune one of its members instead")
         init, base = parent.model.state_dict(), parent.config
         meta["init"] = {"style": args.init, "name": parent.name, "data": parent.meta.get("data"),
                         "command": parent.meta.get("command")}
