@@ -14,7 +14,7 @@ from training import sources
 from training.sources import frame_count, load_pieces, read_jsb_quarter, read_midi_mido, read_midi_symusic
 from training.splits import assign_split, piece_key
 
-JSB = Path("/work/shared/benchmarks/jsb/jsb-chorales-quarter.trainvalid.json")
+JSB = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "jsb-chorales-quarter.trainvalid.json"
 
 
 # ------------------------------------------------------------------------------------------ fixtures
