@@ -10,6 +10,7 @@ COMMANDS = {
     "train": ("training.train_cmd", "train a style (an LSTM) on MIDI data"),
     "eval": ("training.eval_cmd", "score a style (or a Markov baseline) on held-out data"),
     "tune-memory": ("training.tune_memory_cmd", "choose a style's session memory on held-out data"),
+    "calibrate": ("training.calibrate_cmd", "choose a style's temperature on held-out data (then its memory)"),
     "ensemble": ("training.ensemble_cmd", "combine trained styles into one that plays their mixture"),
     "generate": ("training.generate_cmd", "continue a MIDI file offline"),
     "live": ("plugin.live_cmd", "play live: virtual MIDI ports, clock sync, panel"),

@@ -18,11 +18,11 @@ from .scoring import grammar_masks
 
 THETAS = (8.0, 16.0, 24.0, 32.0)
 GATES = (0.0, 4.0, 8.0, 16.0, 24.0)
-MIXES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95)
+MIXES = (0.05, 0.1, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9, 0.95, 0.98)
 
 
 @torch.no_grad()
-def _piece_outputs(model, tokens: np.ndarray, positions: np.ndarray, device):
+def piece_outputs(model, tokens: np.ndarray, positions: np.ndarray, device):
     x = torch.as_tensor(tokens[:-1].astype(np.int64), device=device)[None]
     pos = torch.as_tensor(positions[:-1].astype(np.int64), device=device)[None]
     snd = rel = None
@@ -35,7 +35,7 @@ def _piece_outputs(model, tokens: np.ndarray, positions: np.ndarray, device):
     return logits, out[0], y, mask
 
 
-def _nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
+def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> float:
     lp = torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
     return float(-lp.gather(1, y[:, None]).sum())
 
@@ -46,17 +46,17 @@ def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int 
     style = load_style(str(style_path), str(device))
     if style.is_ensemble:
         raise ValueError(f"{style_path} is an ensemble: tune its members' memories, then combine them again")
-    pieces = [_piece_outputs(style.model, t, p, device) for t, p in split.pieces]
+    pieces = [piece_outputs(style.model, t, p, device) for t, p in split.pieces]
     n = sum(len(y) for _, _, y, _ in pieces)
     if n == 0:
         raise ValueError("no events to tune the session memory on")
-    plain = sum(_nll(lg, y, m) for lg, _, y, m in pieces) / n
+    plain = sum(masked_nll(lg, y, m) for lg, _, y, m in pieces) / n
     best, best_nll = None, plain
     for theta in THETAS:
         recalled = [memory_recall(out, y, theta, window) for _, out, y, _ in pieces]
         for gate in GATES:
             for mix in MIXES:
-                nll = sum(_nll(mix_in(lg, p_mem, top, mix, gate), y, m)
+                nll = sum(masked_nll(mix_in(lg, p_mem, top, mix, gate), y, m)
                           for (lg, _, y, m), (p_mem, top) in zip(pieces, recalled)) / n
                 if nll < best_nll:
                     best, best_nll = MemoryConfig(theta, mix, gate, window), nll

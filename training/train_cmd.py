@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
     p.add_argument("--no-memory", action="store_true",
                    help="do not choose a session memory on valid after training (see `antiphon tune-memory`)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="do not choose a temperature on valid after training (see `antiphon calibrate`)")
     p.add_argument("--masked-loss", action="store_true",
                    help="train on the grammar-masked distribution (the one eval scores and sampling draws from)")
     for name in ("embed", "hidden", "layers"):
@@ -108,10 +110,14 @@ def run(args) -> int:
                  log=lambda s: print(s, flush=True), init=init)
     if hist.best_epoch and out.exists():
         tuned = {}
+        if valid_pieces and not args.no_calibrate:
+            from .calibrate import calibrate
+
+            tuned["calibration"] = calibrate(out, data["valid"], pick_device(args.device))
         if valid_pieces and not args.no_memory:
             from .memory_tune import tune_memory
 
-            tuned = {"memory_tuning": tune_memory(out, data["valid"], pick_device(args.device))}
+            tuned["memory_tuning"] = tune_memory(out, data["valid"], pick_device(args.device))
         figures = evaluate.record_figures(out, data, args.device)
         print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **tuned, **figures}))
     return 0

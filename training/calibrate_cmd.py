@@ -1,0 +1,37 @@
+"""`antiphon calibrate --style FILE --data DATA [--split valid]`: choose a style's temperature on held-out
+data and fold it into its weights (training/calibrate.py), then choose its session memory again for the
+calibrated model, and score its held-out figures again."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--style", required=True, help="style file to calibrate (rewritten in place)")
+    p.add_argument("--data", nargs="+", required=True, metavar="DATA",
+                   help="files, folders, corpus:NAME or jsb-quarter:PATH (the style's own data)")
+    p.add_argument("--split", default="valid", choices=["train", "valid", "test"],
+                   help="held-out split to choose on (never the split you report)")
+    p.add_argument("--no-memory", action="store_true", help="leave the session memory as it is")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--cache", help="prepared-data cache folder")
+
+
+def run(args) -> int:
+    from .calibrate import calibrate
+    from .data import load_data
+    from .evaluate import record_figures
+    from .memory_tune import tune_memory
+    from .train import pick_device
+
+    data = load_data(args.data, args.cache)
+    if not data[args.split].pieces:
+        raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
+    device = pick_device(args.device)
+    result = {"calibration": calibrate(args.style, data[args.split], device)}
+    if not args.no_memory:
+        result["memory_tuning"] = tune_memory(args.style, data[args.split], device)
+    result["held_out"] = record_figures(args.style, data, args.device)
+    print(json.dumps(result))
+    return 0
