@@ -8,7 +8,7 @@ import torch
 
 from antiphon_cli import main as antiphon
 from engine.style import load_style
-from tests.test_train import TINY, jsb_subset
+from tests.test_train import TINY, jsb_subset, live_step_log_probs
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_an_overconfident_style_is_cooled_and_scores_better(trained, tmp_path, c
 
 def test_the_live_step_plays_the_calibrated_model(trained, tmp_path, capsys):
     from training.data import load_data
-    from training.scoring import grammar_masks, token_log_probs
+    from training.scoring import token_log_probs
 
     spec, path = trained
     mine = tmp_path / "m.style"
@@ -59,13 +59,6 @@ def test_the_live_step_plays_the_calibrated_model(trained, tmp_path, capsys):
     style = load_style(str(mine))
     tokens, positions = load_data([spec])["valid"].pieces[0]
     expected, _ = token_log_probs(style.model, tokens, positions, memory=style.memory)
-    runtime = style.runtime()
-    state = runtime.initial_state()
-    masks = grammar_masks(tokens)
-    got = []
-    for i in range(len(tokens) - 1):
-        logits = runtime.step(int(tokens[i]), int(positions[i]), state).astype(np.float64)
-        logits[~masks[i]] = -np.inf
-        got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
+    got = live_step_log_probs(style.runtime(), tokens, positions)
     np.testing.assert_allclose(got, expected, atol=2e-4)
     assert _valid(spec, mine, capsys)["nll_per_event"] <= style.meta["calibration"]["nll_per_event_before"] + 1e-4

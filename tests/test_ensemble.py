@@ -12,7 +12,7 @@ from engine.ensemble import EnsembleRuntime, Member, fit_weights
 from engine.memory import MemoryConfig
 from engine.model import EventLSTM, ModelConfig
 from engine.style import StyleError, load_style, pack, save_ensemble, unpack
-from tests.test_train import TINY, jsb_subset
+from tests.test_train import TINY, jsb_subset, live_step_log_probs
 
 
 def _members():
@@ -36,17 +36,9 @@ def test_the_realtime_step_equals_offline_scoring_through_the_memory_window(tmp_
     tokens, positions = load_data([spec])["valid"].pieces[0]
     assert len(tokens) > 64 + 10  # the memory's window fills and slides
     expected, _ = style_token_log_probs(style, tokens, positions)
-    from training.scoring import grammar_masks
-
-    masks = grammar_masks(tokens)
     runtime = style.runtime()
     assert isinstance(runtime, EnsembleRuntime)
-    state = runtime.initial_state()
-    got = []
-    for i in range(len(tokens) - 1):
-        logits = runtime.step(int(tokens[i]), int(positions[i]), state).astype(np.float64)
-        logits[~masks[i]] = -np.inf
-        got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
+    got = live_step_log_probs(runtime, tokens, positions)
     np.testing.assert_allclose(got, expected, atol=2e-4)
 
 

@@ -24,6 +24,23 @@ def jsb_subset(tmp_path_factory, n_train: int, n_valid: int) -> str:
     return f"jsb-quarter:{path}"
 
 
+def live_step_log_probs(runtime, tokens, positions) -> list[float]:
+    """The log-probability the realtime step gives each of tokens[1:], under the grammar mask."""
+    import numpy as np
+    import torch
+
+    from training.scoring import grammar_masks
+
+    state = runtime.initial_state()
+    masks = grammar_masks(tokens)
+    got = []
+    for i in range(len(tokens) - 1):
+        logits = runtime.step(int(tokens[i]), int(positions[i]), state).astype(np.float64)
+        logits[~masks[i]] = -np.inf
+        got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
+    return got
+
+
 @pytest.fixture(scope="module")
 def jsb_small(tmp_path_factory):
     return jsb_subset(tmp_path_factory, 12, 4)
@@ -108,11 +125,10 @@ def test_masked_loss_with_the_sounding_input_and_transposition(jsb_small, tmp_pa
 
 def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(jsb_small, tmp_path, capsys):
     import numpy as np
-    import torch
 
     from engine.runtime import StepRuntime
     from training.data import load_data
-    from training.scoring import grammar_masks, token_log_probs
+    from training.scoring import token_log_probs
 
     out = tmp_path / "i.style"
     assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--interval-head", "--interval-roles", "--sounding-input",
@@ -123,14 +139,7 @@ def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(js
     assert style.config.interval_head and "interval_proj.weight" in style.model.state_dict()
     tokens, positions = load_data([jsb_small])["valid"].pieces[0]
     expected, _ = token_log_probs(style.model, tokens, positions, memory=style.memory)
-    runtime = StepRuntime(style.model, style.memory)
-    state = runtime.initial_state()
-    masks = grammar_masks(tokens)
-    got = []
-    for i in range(len(tokens) - 1):
-        logits = runtime.step(int(tokens[i]), int(positions[i]), state).astype(np.float64)
-        logits[~masks[i]] = -np.inf
-        got.append(torch.log_softmax(torch.from_numpy(logits), 0)[int(tokens[i + 1])].item())
+    got = live_step_log_probs(StepRuntime(style.model, style.memory), tokens, positions)
     np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
