@@ -8,14 +8,10 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", required=True, help="style file to calibrate (rewritten in place)")
-    p.add_argument("--data", nargs="+", required=True, metavar="DATA",
-                   help="files, folders, corpus:NAME or jsb-quarter:PATH (the style's own data)")
-    p.add_argument("--split", default="valid", choices=["train", "valid", "test"],
-                   help="held-out split to choose on (never the split you report)")
+    from .tune_memory_cmd import add_held_out_arguments
+
+    add_held_out_arguments(p)
     p.add_argument("--no-memory", action="store_true", help="leave the session memory as it is")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--cache", help="prepared-data cache folder")
 
 
 def run(args) -> int:

@@ -6,15 +6,20 @@ import argparse
 import json
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_held_out_arguments(p: argparse.ArgumentParser) -> None:
+    """What every command that tunes a style on held-out data takes."""
     p.add_argument("--style", required=True, help="style file to tune (rewritten in place)")
     p.add_argument("--data", nargs="+", required=True, metavar="DATA",
                    help="files, folders, corpus:NAME or jsb-quarter:PATH (the style's own data)")
     p.add_argument("--split", default="valid", choices=["train", "valid", "test"],
                    help="held-out split to choose on (never the split you report)")
-    p.add_argument("--window", type=int, default=2048, help="past events the memory looks at")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--cache", help="prepared-data cache folder")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_held_out_arguments(p)
+    p.add_argument("--window", type=int, default=2048, help="past events the memory looks at")
 
 
 def run(args) -> int:
