@@ -61,8 +61,8 @@ def run(args) -> int:
     for m, w in zip(members, weights):
         m.weight = max(w, 1e-6)
     out = Path(args.out)
-    keep = ("name", "data", "command", "train_config", "parameters", "epoch", "valid", "init", "memory_tuning",
-            "held_out")
+    keep = ("name", "data", "command", "train_config", "parameters", "epoch", "valid", "init", "calibration",
+            "memory_tuning", "held_out")
     member_meta = [dict({k: s.meta[k] for k in keep if k in s.meta}, source=path)
                    for s, path in zip(styles, args.styles)]
     meta = {"name": args.name or out.stem, "data": args.data,
