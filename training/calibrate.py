@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
+from engine.style import atomic_write_bytes, pack, resolve_style, unpack
 
 from .data import Split
-from .memory_tune import masked_nll, piece_outputs
+from .memory_tune import masked_nll, single_style_outputs
 
 TEMPERATURES = tuple(round(float(t), 3) for t in np.arange(0.8, 2.0001, 0.02))
 OUTPUT_LAYERS = ("head.weight", "head.bias", "interval_proj.weight", "interval_proj.bias")
@@ -22,13 +22,7 @@ OUTPUT_LAYERS = ("head.weight", "head.bias", "interval_proj.weight", "interval_p
 def calibrate(style_path: str | Path, split: Split, device="cpu") -> dict:
     """Chooses T on `split` (valid) and writes the scaled style; T = 1 (no change) unless it helps.
     Returns {"temperature": T, "nll_per_event": with it, "nll_per_event_before": without}."""
-    style = load_style(str(style_path), str(device))
-    if style.is_ensemble:
-        raise ValueError(f"{style_path} is an ensemble: calibrate its members, then combine them again")
-    pieces = [piece_outputs(style.model, t, p, device) for t, p in split.pieces]
-    n = sum(len(y) for _, _, y, _ in pieces)
-    if n == 0:
-        raise ValueError("no events to calibrate on")
+    pieces, n = single_style_outputs(style_path, split, device, "calibrate its members")
     scores = {t: sum(masked_nll(lg / t, y, m) for lg, _, y, m in pieces) / n for t in TEMPERATURES + (1.0,)}
     best = min(scores, key=scores.get)
     path = resolve_style(str(style_path))

@@ -40,16 +40,22 @@ def masked_nll(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> flo
     return float(-lp.gather(1, y[:, None]).sum())
 
 
-def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int = 2048) -> dict:
-    """Grid-searches the memory on `split` (valid); writes the winner (or no memory) into the style.
-    Returns {"memory": config or None, "nll_per_event": with it, "nll_per_event_without": model alone}."""
+def single_style_outputs(style_path, split: Split, device, what: str) -> tuple[list, int]:
+    """piece_outputs for every piece of `split` under a single (not ensemble) style, and the event count."""
     style = load_style(str(style_path), str(device))
     if style.is_ensemble:
-        raise ValueError(f"{style_path} is an ensemble: tune its members' memories, then combine them again")
+        raise ValueError(f"{style_path} is an ensemble: {what}, then combine them again")
     pieces = [piece_outputs(style.model, t, p, device) for t, p in split.pieces]
     n = sum(len(y) for _, _, y, _ in pieces)
     if n == 0:
-        raise ValueError("no events to tune the session memory on")
+        raise ValueError(f"no events in the held-out split to {what.split()[0]} on")
+    return pieces, n
+
+
+def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int = 2048) -> dict:
+    """Grid-searches the memory on `split` (valid); writes the winner (or no memory) into the style.
+    Returns {"memory": config or None, "nll_per_event": with it, "nll_per_event_without": model alone}."""
+    pieces, n = single_style_outputs(style_path, split, device, "tune its members' memories")
     plain = sum(masked_nll(lg, y, m) for lg, _, y, m in pieces) / n
     best, best_nll = None, plain
     for theta in THETAS:
