@@ -1,7 +1,9 @@
 """An ensemble of styles as one: the next-token distribution is the weighted mixture of its members'
 (each with its own session memory), p = sum_k w_k p_k. Members may differ in size and inputs; they read
-the same token stream. `EnsembleRuntime` is the realtime step, `mixture_log_probs` the offline one, and
-they compute the same numbers."""
+the same token stream. A member may also hear that stream transposed (`Member.shift`, a `Transposition`
+view): its model reads every pitch `shift` semitones away and its distribution is moved back, so one
+trained model gives several members that err differently. `EnsembleRuntime` is the realtime step,
+`mixture_log_probs` the offline one, and they compute the same numbers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +14,11 @@ import torch
 from .memory import MemoryConfig
 from .model import EventLSTM
 from .runtime import StepRuntime, StepState
+from .tokens import N_PITCHES, NOTE_OFF, NOTE_ON, VOCAB_SIZE
 
-MAX_MEMBERS = 8
+MAX_MEMBERS = 8  # distinct models in one ensemble
+MAX_VIEWS = 32  # members in all, transposed views included
+MAX_VIEW_SHIFT = 12
 
 
 @dataclass
@@ -21,12 +26,51 @@ class Member:
     model: EventLSTM
     memory: MemoryConfig | None
     weight: float
+    shift: int = 0  # semitones: the model hears the stream transposed by this (see Transposition)
 
 
-def mixture_log_probs(member_log_probs: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
-    """(T, V) normalised log-probabilities of each member -> those of their weighted mixture."""
+class Transposition:
+    """A model hearing the stream `shift` semitones away. `inputs[token]` is what it reads for a played
+    token (a pitch pushed past 0..127 is folded back by an octave, so it keeps its pitch class);
+    `outcomes` moves its next-token distribution back to played pitches: a played pitch whose
+    transposition leaves 0..127 gets probability 0 from this view, and the rest is renormalised."""
+
+    def __init__(self, shift: int):
+        if not (type(shift) is int and abs(shift) <= MAX_VIEW_SHIFT):
+            raise ValueError(f"a transposition is an integer within ±{MAX_VIEW_SHIFT} semitones, got {shift!r}")
+        self.shift = shift
+        pitches = np.arange(N_PITCHES)
+        moved = pitches + shift
+        self.pitch_map = np.where(moved >= N_PITCHES, moved - 12, np.where(moved < 0, moved + 12, moved))
+        self.inputs = np.arange(VOCAB_SIZE)
+        self.source = np.arange(VOCAB_SIZE)
+        inside = (moved >= 0) & (moved < N_PITCHES)
+        for base in (NOTE_ON, NOTE_OFF):
+            self.inputs[base:base + N_PITCHES] = base + self.pitch_map
+            self.source[base:base + N_PITCHES] = base + np.clip(moved, 0, N_PITCHES - 1)
+        self.unreachable = np.concatenate([base + pitches[~inside] for base in (NOTE_ON, NOTE_OFF)])
+
+    def hear(self, sounding: np.ndarray) -> np.ndarray:
+        """The view's copy of a 128-bool 'what sounds' array."""
+        out = np.zeros(N_PITCHES, dtype=bool)
+        out[self.pitch_map[np.asarray(sounding, dtype=bool)]] = True
+        return out
+
+    def outcomes(self, view_log_probs: torch.Tensor) -> torch.Tensor:
+        """(T, V) log-probabilities over the view's tokens -> over played tokens, normalised."""
+        out = view_log_probs[:, torch.as_tensor(self.source, device=view_log_probs.device)]
+        out[:, torch.as_tensor(self.unreachable, device=out.device, dtype=torch.long)] = float("-inf")
+        return torch.log_softmax(out, dim=-1)
+
+
+def mixture_log_probs(member_log_probs: list[torch.Tensor], weights: list[float],
+                      temperature: float = 1.0) -> torch.Tensor:
+    """(T, V) normalised log-probabilities of each member -> the log of their weighted mixture, divided
+    by the mixture's temperature (below 1 sharpens it: a mixture of calibrated members is underconfident).
+    The grammar mask's softmax normalises the result."""
     w = torch.log(torch.tensor(weights, dtype=torch.float32, device=member_log_probs[0].device))
-    return torch.logsumexp(torch.stack([lp.float() for lp in member_log_probs]) + w[:, None, None], dim=0)
+    mixed = torch.logsumexp(torch.stack([lp.float() for lp in member_log_probs]) + w[:, None, None], dim=0)
+    return mixed if temperature == 1.0 else mixed / temperature
 
 
 def fit_weights(member_log_probs: list[np.ndarray], iterations: int = 200) -> list[float]:
@@ -68,11 +112,18 @@ class EnsembleRuntime:
     """Steps every member and returns the log of the mixture of their distributions (a buffer the next
     call overwrites), as StepRuntime returns logits: sampling and masking treat both alike."""
 
-    def __init__(self, members: list[Member]):
-        if not 2 <= len(members) <= MAX_MEMBERS:
-            raise ValueError(f"an ensemble has 2 to {MAX_MEMBERS} members, got {len(members)}")
-        self.runtimes = [StepRuntime(m.model, m.memory) for m in members]
+    def __init__(self, members: list[Member], temperature: float = 1.0):
+        if not 2 <= len(members) <= MAX_VIEWS:
+            raise ValueError(f"an ensemble has 2 to {MAX_VIEWS} members, got {len(members)}")
+        shared: dict = {}  # views of one model share its refolded weights (their states stay apart)
+        for m in members:
+            key = (id(m.model), m.memory)
+            if key not in shared:
+                shared[key] = StepRuntime(m.model, m.memory)
+        self.runtimes = [shared[(id(m.model), m.memory)] for m in members]
+        self.views = [Transposition(m.shift) if m.shift else None for m in members]
         self.config = self.runtimes[0].config
+        self.inverse_temperature = np.float32(1.0 / temperature)
         total = sum(m.weight for m in members)
         self.log_weights = np.log(np.array([m.weight / total for m in members], dtype=np.float32))
         self.parts = np.empty((len(members), self.config.vocab_size), dtype=np.float32)
@@ -81,22 +132,29 @@ class EnsembleRuntime:
 
     @property
     def weight_bytes(self) -> int:
+        """Bytes a step reads: every member's matrices once per member (views re-read theirs)."""
         return sum(rt.weight_bytes for rt in self.runtimes)
 
     def initial_state(self) -> EnsembleState:
         return EnsembleState([rt.initial_state() for rt in self.runtimes])
 
     def sync_sounding(self, state: EnsembleState, sounding: np.ndarray) -> None:
-        for rt, s in zip(self.runtimes, state.members):
-            rt.sync_sounding(s, sounding)
+        for rt, view, s in zip(self.runtimes, self.views, state.members):
+            rt.sync_sounding(s, sounding if view is None else view.hear(sounding))
 
     def step(self, token: int, position: int, state: EnsembleState) -> np.ndarray:
-        for k, (rt, s) in enumerate(zip(self.runtimes, state.members)):
+        for k, (rt, view, s) in enumerate(zip(self.runtimes, self.views, state.members)):
             part = self.parts[k]
-            np.copyto(part, rt.step(token, position, s))
+            if view is None:
+                np.copyto(part, rt.step(token, position, s))
+            else:
+                np.take(rt.step(int(view.inputs[token]), position, s), view.source, out=part)
+                part[view.unreachable] = -np.inf
             part -= part.max()
             np.exp(part, out=self.probs)
             part -= np.float32(np.log(self.probs.sum()))
             part += self.log_weights[k]
         np.logaddexp.reduce(self.parts, axis=0, out=self.logits)
+        if self.inverse_temperature != 1.0:
+            self.logits *= self.inverse_temperature
         return self.logits

@@ -18,13 +18,13 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
-from .ensemble import MAX_MEMBERS, EnsembleRuntime, Member
+from .ensemble import MAX_MEMBERS, MAX_VIEWS, EnsembleRuntime, Member, Transposition
 from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
 from .tokens import VOCABULARY
 
 FORMAT = "antiphon-style"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: ensemble members may list transposed views; files without them are written as 1
 SHIPPED_DIR = Path(__file__).parent / "styles"
 SUFFIX = ".style"
 MAX_HEADER = 16 * 1024 * 1024
@@ -41,6 +41,7 @@ class Style:
     meta: dict = field(default_factory=dict)
     memory: MemoryConfig | None = None  # the session memory chosen for this style (engine/memory.py)
     members: list[Member] = field(default_factory=list)  # an ensemble's; `model` and `memory` are the first's
+    mixture_temperature: float = 1.0  # an ensemble's: its mixture's log-probabilities are divided by it
 
     @property
     def config(self) -> ModelConfig:
@@ -54,12 +55,16 @@ class Style:
         """The realtime step for this style: a StepRuntime, or an EnsembleRuntime for an ensemble."""
         from .runtime import StepRuntime
 
-        return EnsembleRuntime(self.members) if self.is_ensemble else StepRuntime(self.model, self.memory)
+        if self.is_ensemble:
+            return EnsembleRuntime(self.members, self.mixture_temperature)
+        return StepRuntime(self.model, self.memory)
 
 
 def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
-    """Tensors + JSON metadata -> safetensors bytes."""
-    header = {"format": FORMAT, "version": str(FORMAT_VERSION), "antiphon": json.dumps(meta)}
+    """Tensors + JSON metadata -> safetensors bytes, marked with the oldest format version that reads them."""
+    members = meta.get("members")
+    views = isinstance(members, list) and any(isinstance(m, dict) and "views" in m for m in members)
+    header = {"format": FORMAT, "version": "2" if views else "1", "antiphon": json.dumps(meta)}
     return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=header)
 
 
@@ -104,13 +109,31 @@ def save_style(path: str | os.PathLike, model: EventLSTM, meta: dict) -> None:
 
 
 def save_ensemble(path: str | os.PathLike, members: list[Member], meta: dict, member_meta: list[dict]) -> None:
-    """One style file holding every member's weights (prefixed m0., m1., ...), config, memory and weight."""
-    meta = dict(meta)
-    meta["vocabulary"] = VOCABULARY
-    meta["members"] = [dict(extra, model_config=m.model.config.to_dict(), weight=m.weight,
-                            memory=m.memory.to_dict() if m.memory else None)
-                       for m, extra in zip(members, member_meta)]
-    tensors = {f"m{k}.{name}": v for k, m in enumerate(members) for name, v in m.model.state_dict().items()}
+    """One style file holding every distinct model's weights once (prefixed m0., m1., ...) with its
+    config, memory and member weight; members that share a model are its transposed views, listed
+    under it with their shifts and weights. `member_meta`: one dict per distinct model, in order."""
+    models: list[list[Member]] = []
+    for m in members:
+        group = next((g for g in models if g[0].model is m.model), None)
+        if group is None:
+            models.append([m])
+        elif group[0].memory != m.memory:
+            raise ValueError("views of one model share its session memory")
+        else:
+            group.append(m)
+    if len(member_meta) != len(models):
+        raise ValueError(f"{len(models)} distinct models but {len(member_meta)} metadata entries")
+    entries = []
+    for group, extra in zip(models, member_meta):
+        entry = dict(extra, model_config=group[0].model.config.to_dict(),
+                     memory=group[0].memory.to_dict() if group[0].memory else None)
+        if len(group) == 1 and group[0].shift == 0:
+            entry["weight"] = group[0].weight
+        else:
+            entry["views"] = [{"shift": m.shift, "weight": m.weight} for m in group]
+        entries.append(entry)
+    meta = dict(meta, vocabulary=VOCABULARY, members=entries)
+    tensors = {f"m{k}.{name}": v for k, g in enumerate(models) for name, v in g[0].model.state_dict().items()}
     atomic_write_bytes(path, pack(tensors, meta))
 
 
@@ -129,8 +152,9 @@ def shipped_styles() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob(f"*{SUFFIX}"))
 
 
-def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, MemoryConfig | None, float]]:
-    """(tensor prefix, model config, memory, weight) of each model the style holds, checked."""
+def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, MemoryConfig | None, list]]:
+    """(tensor prefix, model config, memory, [(shift, weight) of each view]) of each model the style
+    holds, checked."""
     def config_of(d, where):
         try:
             config = ModelConfig.from_dict(d)
@@ -149,19 +173,34 @@ def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, Memory
     if "members" not in meta:
         if "model_config" not in meta:
             raise StyleError(f"{path}: bad model config in the metadata (none given)")
-        return [("", config_of(meta["model_config"], ""), memory_of(meta.get("memory"), ""), 1.0)]
+        return [("", config_of(meta["model_config"], ""), memory_of(meta.get("memory"), ""), [(0, 1.0)])]
     members = meta["members"]
-    if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
-        raise StyleError(f"{path}: an ensemble style lists 2 to {MAX_MEMBERS} members")
+    if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
+        raise StyleError(f"{path}: an ensemble style lists 1 to {MAX_MEMBERS} models")
     parts = []
     for k, m in enumerate(members):
         where = f" of member {k}"
         if not isinstance(m, dict) or "model_config" not in m:
             raise StyleError(f"{path}: member {k} is not an object with a model config")
-        w = m.get("weight")
-        if not (type(w) in (int, float) and 0 < w <= 1):
-            raise StyleError(f"{path}: member {k}'s weight must be a number in (0, 1], got {w!r}"[:200])
-        parts.append((f"m{k}.", config_of(m["model_config"], where), memory_of(m.get("memory"), where), float(w)))
+        views = m["views"] if "views" in m else [{"shift": 0, "weight": m.get("weight")}]
+        if not isinstance(views, list) or not 1 <= len(views) <= MAX_VIEWS:
+            raise StyleError(f"{path}: member {k} lists 1 to {MAX_VIEWS} views")
+        checked = []
+        for v in views:
+            w, shift = (v.get("weight"), v.get("shift")) if isinstance(v, dict) else (None, None)
+            if not (type(w) in (int, float) and 0 < w <= 1):
+                raise StyleError(f"{path}: member {k}'s weight must be a number in (0, 1], got {w!r}"[:200])
+            try:
+                Transposition(shift)
+            except ValueError as exc:
+                raise StyleError(f"{path}: member {k}: {exc}"[:200]) from None
+            checked.append((shift, float(w)))
+        if len({sh for sh, _ in checked}) != len(checked):
+            raise StyleError(f"{path}: member {k} lists one transposition twice")
+        parts.append((f"m{k}.", config_of(m["model_config"], where), memory_of(m.get("memory"), where), checked))
+    views = sum(len(p[3]) for p in parts)
+    if not 2 <= views <= MAX_VIEWS:
+        raise StyleError(f"{path}: an ensemble style has 2 to {MAX_VIEWS} members in all, got {views}")
     return parts
 
 
@@ -179,9 +218,19 @@ def load_style(name_or_path: str, device: str = "cpu") -> Style:
     if found != expected:
         raise StyleError(f"{path}: weights do not match the style's model config")
     members = []
-    for prefix, config, memory, weight in parts:
+    for prefix, config, memory, views in parts:
         model = EventLSTM(config)
         model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
-        members.append(Member(model.to(device).eval(), memory, weight))
+        model = model.to(device).eval()
+        members += [Member(model, memory, weight, shift) for shift, weight in views]
     first = members[0]
-    return Style(str(meta.get("name", path.stem)), first.model, meta, first.memory, members)
+    return Style(str(meta.get("name", path.stem)), first.model, meta, first.memory, members,
+                 _mixture_temperature(path, meta))
+
+
+def _mixture_temperature(path: Path, meta: dict) -> float:
+    mixture = meta.get("mixture", {})
+    t = mixture.get("temperature", 1.0) if isinstance(mixture, dict) else None
+    if not (type(t) in (int, float) and 0.25 <= t <= 4.0):
+        raise StyleError(f"{path}: the mixture's temperature must be a number in [0.25, 4], got {t!r}"[:200])
+    return float(t)

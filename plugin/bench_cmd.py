@@ -90,7 +90,8 @@ def bench_step(style, quick: bool) -> dict:
         for _ in range(max(m.memory.window if m.memory else 0 for m in style.members)):
             floor_rt.step(next(tokens), 0, ens_state)
         memory["step_first_member_us"] = round(step_us, 1)
-        memory["members"] = len(style.members)
+        memory["members"] = len(style.members)  # transposed views included
+        memory["models"] = len({id(m.model) for m in style.members})
         step_us = median_us(lambda: floor_rt.step(next(tokens), 0, ens_state), n)
     bw = matvec_bandwidth()
     torch_state = model.initial_state()

@@ -34,8 +34,8 @@ def score_style(style_name: str, split: Split, device: str = "auto", memory: boo
         hits.append(hit)
     out = _figures(logps, hits, split)
     if style.is_ensemble:
-        out["members"] = [{"weight": m.weight, "memory": m.memory.to_dict() if m.memory and memory else None}
-                          for m in style.members]
+        out["members"] = [{"weight": m.weight, "shift": m.shift,
+                           "memory": m.memory.to_dict() if m.memory and memory else None} for m in style.members]
     else:
         out["memory"] = style.memory.to_dict() if style.memory and memory else None
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.ensemble import Member, mixture_log_probs
+from engine.ensemble import Member, Transposition, mixture_log_probs
 from engine.memory import MemoryConfig, memory_log_probs
 from engine.model import EventLSTM, pitch_context
 from engine.tokens import VOCAB_SIZE, Grammar
@@ -67,14 +67,24 @@ def token_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray,
     return masked_scores(stream_log_probs(model, tokens, positions, device, chunk, memory), tokens, masks)
 
 
+def member_log_probs(member: Member, tokens: np.ndarray, positions: np.ndarray,
+                     device: str | torch.device = "cpu", memory: bool = True) -> torch.Tensor:
+    """stream_log_probs of one ensemble member, through its transposition if it has one."""
+    mem = member.memory if memory else None
+    if not member.shift:
+        return stream_log_probs(member.model, tokens, positions, device, memory=mem)
+    view = Transposition(member.shift)
+    return view.outcomes(stream_log_probs(member.model, view.inputs[tokens], positions, device, memory=mem))
+
+
 def style_token_log_probs(style, tokens: np.ndarray, positions: np.ndarray, device: str | torch.device = "cpu",
                           memory: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """token_log_probs for a style: an ensemble's members mixed with their weights; memory=False scores
     the LSTMs alone."""
     members = style.members or [Member(style.model, style.memory, 1.0)]
-    parts = [stream_log_probs(m.model, tokens, positions, device, memory=m.memory if memory else None)
-             for m in members]
-    mixed = parts[0] if len(parts) == 1 else mixture_log_probs(parts, [m.weight for m in members])
+    parts = [member_log_probs(m, tokens, positions, device, memory) for m in members]
+    mixed = parts[0] if len(parts) == 1 else mixture_log_probs(parts, [m.weight for m in members],
+                                                               style.mixture_temperature)
     return masked_scores(mixed, tokens)
 
 
