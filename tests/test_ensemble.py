@@ -172,6 +172,15 @@ def test_antiphon_ensemble_fits_weights_on_valid_and_beats_its_members_there(tmp
     assert mixture["nll_per_event"] <= mixture["nll_per_event_before"]
     assert report["valid"]["nll_per_event"] == pytest.approx(mixture["nll_per_event"], abs=1e-4)
     assert report["valid"]["nll_per_frame"] <= mixed["nll_per_frame"] + 1e-3
+    # a lighter one: the three members (of those six views) that mix best on valid, one unshifted at least
+    light = tmp_path / "light.style"
+    assert antiphon(["ensemble", str(ens), "--views", "1", "--max-members", "3", "--data", spec,
+                     "--out", str(light)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(report["shifts"]) == 3 and 0 in report["shifts"]
+    style = load_style(str(light))
+    assert len(style.members) == 3 and len(style.meta["members"]) == len({id(m.model) for m in style.members})
+    assert report["valid"]["nll_per_frame"] <= min(members) + 1e-3
 
 
 def test_a_session_answers_with_an_ensemble_style(tmp_path, capsys):

@@ -15,7 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="trained styles (each keeps its memory); an ensemble given here adds its models")
     p.add_argument("--views", type=int, default=0, metavar="N",
                    help="each model also plays transposed by ±1..±N semitones, as members of their own "
-                        "(2N + 1 a model; default 0: none); views whose fit weight is under 0.001 are left out")
+                        "(2N + 1 a model; default 0: none); transposed views whose fit weight is under 0.001 are left out")
+    p.add_argument("--max-members", type=int, default=0, metavar="N",
+                   help="keep only N members (views included), chosen one at a time for the mixture that "
+                        "scores best on valid: a lighter live step (default: all)")
     p.add_argument("--data", nargs="+", required=True, metavar="DATA",
                    help="the data the weights are fit on (its valid split) and scored on")
     p.add_argument("--out", required=True, help="ensemble style file to write")
@@ -27,24 +30,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 MIN_VIEW_WEIGHT = 1e-3
 
 
-def fit_member_weights(members, split, device) -> list[float]:
-    """EM on the valid split: each member's probability of every token that came."""
+def member_target_log_probs(members, split, device) -> list:
+    """Each member's log-probability (under the grammar mask) of every token that came in `split`, one
+    array per member."""
     import numpy as np
     import torch
 
-    from engine.ensemble import fit_weights
+    from .scoring import grammar_masks, masked_scores, member_log_probs
 
-    from .scoring import member_log_probs
-
+    masks = [grammar_masks(tokens) for tokens, _ in split.pieces]
     per_member = []
     for m in members:
-        rows = []
-        for tokens, positions in split.pieces:
-            lp = member_log_probs(m, tokens, positions, device)
-            y = torch.as_tensor(tokens[1:].astype(np.int64), device=lp.device)
-            rows.append(lp.gather(1, y[:, None])[:, 0].cpu().numpy())
+        rows = [masked_scores(member_log_probs(m, tokens, positions, device), tokens, mask)[0]
+                for (tokens, positions), mask in zip(split.pieces, masks)]
         per_member.append(np.concatenate(rows))
-    return fit_weights(per_member)
+    return per_member
+
+
+def mixture_nll(per_member: list) -> float:
+    import numpy as np
+
+    from engine.ensemble import fit_weights
+
+    lp = np.stack(per_member).astype(np.float64)
+    w = np.asarray(fit_weights(list(lp)))
+    return float(-np.logaddexp.reduce(lp + np.log(np.maximum(w, 1e-300))[:, None], axis=0).sum())
+
+
+def choose_members(members, per_member: list, limit: int) -> list[int]:
+    """Forward selection: the member whose addition gives the best EM mixture on valid, one at a time,
+    up to `limit`; at least one unshifted view (it gives every pitch of the keyboard a probability)."""
+    chosen: list[int] = []
+    while len(chosen) < min(limit, len(members)):
+        candidates = [i for i in range(len(members)) if i not in chosen]
+        if len(chosen) == limit - 1 and all(members[i].shift for i in chosen):
+            candidates = [i for i in candidates if members[i].shift == 0]
+        chosen.append(min(candidates, key=lambda i: mixture_nll([per_member[j] for j in chosen + [i]])))
+    return sorted(chosen)
 
 
 def fit_mixture_temperature(members, split, device) -> dict:
@@ -74,7 +96,7 @@ def fit_mixture_temperature(members, split, device) -> dict:
 
 
 def run(args) -> int:
-    from engine.ensemble import MAX_MEMBERS, MAX_VIEW_SHIFT, MAX_VIEWS, Member
+    from engine.ensemble import MAX_MEMBERS, MAX_VIEW_SHIFT, MAX_VIEWS, Member, fit_weights
     from engine.style import load_style, save_ensemble
 
     from . import evaluate
@@ -106,18 +128,23 @@ def run(args) -> int:
     data = load_data(args.data, args.cache)
     if not data["valid"].pieces:
         raise ValueError(f"no valid split in {' '.join(args.data)} to fit the weights on")
-    weights = fit_member_weights(members, data["valid"], device)
-    best: dict[int, int] = {}  # each model keeps at least its best view
-    for i, (m, w) in enumerate(zip(members, weights)):
-        if id(m.model) not in best or w > weights[best[id(m.model)]]:
-            best[id(m.model)] = i
-    kept = [(m, w) for i, (m, w) in enumerate(zip(members, weights))
-            if w >= MIN_VIEW_WEIGHT or best[id(m.model)] == i]
+    per_member = member_target_log_probs(members, data["valid"], device)
+    if args.max_members:
+        if args.max_members < 2:
+            raise ValueError("--max-members is at least 2")
+        chosen = choose_members(members, per_member, args.max_members)
+        members, per_member = [members[i] for i in chosen], [per_member[i] for i in chosen]
+    weights = fit_weights(per_member)
+    # the unshifted views stay whatever their weight: they give every pitch of the keyboard a probability
+    kept = [(m, w) for m, w in zip(members, weights) if w >= MIN_VIEW_WEIGHT or m.shift == 0]
     total = sum(w for _, w in kept)
     members = []
     for m, w in kept:
         m.weight = max(w / total, 1e-6)
         members.append(m)
+    used = {id(m.model) for m in members}  # a model none of whose views was kept is left out
+    member_meta = [meta for (model, _), meta in zip(models, member_meta) if id(model) in used]
+    models = [(model, memory) for model, memory in models if id(model) in used]
     out = Path(args.out)
     meta = {"name": args.name or out.stem, "data": args.data,
             "command": "antiphon ensemble " + " ".join(shlex.quote(a) for a in sys.argv[2:])
