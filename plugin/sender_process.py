@@ -40,9 +40,16 @@ def _realtime_priority() -> str:
 
 
 def _child(conn, stats, backend, port_name, release_channels) -> None:
+    import signal
+
     from .ports import open_output
     from .sender import TimedSender, release_every_note
 
+    # Ctrl-C in a terminal (or a kill of the process group) reaches this process too: the engine process
+    # answers it with Panic and then "close" through the pipe, so this one must outlive the signal to send
+    # them; it leaves on "close", when the pipe closes (the engine died) or by SIGKILL
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _realtime_priority()
 
     try:

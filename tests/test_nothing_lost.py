@@ -149,6 +149,36 @@ def test_sender_releases_at_once_when_its_parent_dies(tmp_path):
     assert exit_s < 1.0
 
 
+@pytest.mark.jack
+def test_sender_outlives_a_ctrl_c_to_the_process_group_and_panics_through_it():
+    """Ctrl-C in a terminal signals the whole process group: the sender process must stay up so that the
+    engine's Panic (note-offs, then CC 123) still goes out through it."""
+    from plugin.sender_process import ProcessSender
+    from tests.jack import JackServer, jack_env
+
+    with JackServer(sync=True, period=256) as jack, jack_env(jack):
+        dump = jack.midi_dump("ctrlc_rec")
+        s = ProcessSender("jack", release_channels=(0,))
+        try:
+            jack.connect(s.name, dump.port)
+            time.sleep(0.2)
+            s.send_now(bytes([0x90, 64, 100]))
+            wait_until(lambda: s.stats().sounding == 1, 5, "the note to sound")
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                os.kill(s.pid, sig)
+            time.sleep(0.3)
+            assert s.alive and s.sounding() == [(0, 64)]
+            s.panic()
+        finally:
+            s.close()
+        time.sleep(0.2)
+        events = dump.stop()
+    c = count(events)
+    assert c["note_ons"] == 1 and not hanging(events, all_notes_off=False) and c["cc123"] >= 1
+    msgs = [m for _, m in events]
+    assert msgs.index(bytes([0x80, 64, 0])) < msgs.index(bytes([0xB0, 123, 0]))  # Panic: note-off, then CC 123
+
+
 @pytest.fixture(scope="module")
 def jsb_medium(tmp_path_factory):
     """150 JSB chorales: a TINY epoch lasts a few seconds, long enough to be killed in the middle of one."""
