@@ -198,9 +198,9 @@ def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, Memory
         if len({sh for sh, _ in checked}) != len(checked):
             raise StyleError(f"{path}: member {k} lists one transposition twice")
         parts.append((f"m{k}.", config_of(m["model_config"], where), memory_of(m.get("memory"), where), checked))
-    views = sum(len(p[3]) for p in parts)
-    if not 2 <= views <= MAX_VIEWS:
-        raise StyleError(f"{path}: an ensemble style has 2 to {MAX_VIEWS} members in all, got {views}")
+    total = sum(len(p[3]) for p in parts)
+    if not 2 <= total <= MAX_VIEWS:
+        raise StyleError(f"{path}: an ensemble style has 2 to {MAX_VIEWS} members in all, got {total}")
     return parts
 
 

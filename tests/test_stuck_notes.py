@@ -117,7 +117,6 @@ def test_switch_mid_answer(jack, tmp_path, switch):
     # the answer ends by itself (2 bars at 180 BPM), then a second call and answer on the new style/mode
     wait_until(lambda: rig.engine.session.state == "listening" and rig.engine.sender.stats().sounding == 0, 15,
                "the answer to end")
-    mark = time.monotonic()
     rig.call_and_wait_answer(1)
     wait_until(lambda: rig.engine.session.state == "listening" and rig.engine.sender.stats().sounding == 0, 15,
                "the second answer to end")
@@ -188,7 +187,6 @@ def test_transport_stop_mid_answer(jack):
     time.sleep(0.6)
     sounding = rig.engine.sender.sounding()
     events, _ = rig.finish(0.0)
-    stop = next(f for f, m in events if m[0] == 0xFC) if any(m[0] == 0xFC for _, m in events) else None
     report("transport Stop", events, f"(sender sounding after Stop: {sounding})")
     assert sounding == []
     assert not hanging(events, all_notes_off=False)
@@ -206,7 +204,6 @@ def test_locate_while_rolling_mid_answer(jack, target):
     sounding = rig.engine.sender.sounding()
     state = rig.engine.session.state
     events, _ = rig.finish(0.0)
-    transport = [m.hex() for _, m in events if m[0] in (0xFA, 0xFB, 0xFC)]
     report(f"locate {target} while rolling", events,
            f"(sounding before {before}, 0.6 s after {sounding}; session {state})")
     assert before and sounding == [], "the locate must release the answer's notes"

@@ -34,7 +34,6 @@ def member_target_log_probs(members, split, device) -> list:
     """Each member's log-probability (under the grammar mask) of every token that came in `split`, one
     array per member."""
     import numpy as np
-    import torch
 
     from .scoring import grammar_masks, masked_scores, member_log_probs
 
@@ -105,6 +104,8 @@ def run(args) -> int:
 
     if not 0 <= args.views <= MAX_VIEW_SHIFT:
         raise ValueError(f"--views is 0 to {MAX_VIEW_SHIFT} semitones, got {args.views}")
+    if args.max_members and args.max_members < 2:
+        raise ValueError(f"--max-members is at least 2, got {args.max_members}")
     shifts = range(-args.views, args.views + 1)
     device = pick_device(args.device)
     keep = ("name", "data", "command", "train_config", "parameters", "epoch", "valid", "init", "calibration",
@@ -130,8 +131,6 @@ def run(args) -> int:
         raise ValueError(f"no valid split in {' '.join(args.data)} to fit the weights on")
     per_member = member_target_log_probs(members, data["valid"], device)
     if args.max_members:
-        if args.max_members < 2:
-            raise ValueError("--max-members is at least 2")
         chosen = choose_members(members, per_member, args.max_members)
         members, per_member = [members[i] for i in chosen], [per_member[i] for i in chosen]
     weights = fit_weights(per_member)
