@@ -10,29 +10,21 @@ import pytest
 from tests.jack import JackServer, jack_env
 
 
-def _module_server(sync: bool):
-    server = JackServer(sync=sync, period=int(os.environ.get("ANTIPHON_JACK_PERIOD", "64"))).start()
-    try:
-        with jack_env(server):
-            yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def jack_server():
     """A fresh JACK server per test module, also made the default for this process
     (JACK_DEFAULT_SERVER, which python-rtmidi's JACK backend honours).
 
-    Period 64 frames (1.33 ms) unless ANTIPHON_JACK_PERIOD says otherwise: on a loaded machine the
-    --no-realtime dummy driver cannot keep wall time at 64 (we measured its sample clock 10-20 %
-    slow while other jobs ran); 256 keeps up. Asynchronous, as a user's server runs: a client late
-    for a cycle loses that cycle's MIDI (see JackServer.sync)."""
-    yield from _module_server(sync=False)
-
-
-@pytest.fixture(scope="module")
-def lossless_jack_server():
-    """As `jack_server`, but synchronous (jackd -S): no client ever misses a cycle's MIDI, for tests
-    that send a single message and wait for its effect."""
-    yield from _module_server(sync=True)
+    Synchronous (jackd -S): an asynchronous server drops a cycle's MIDI for a client that is late (the
+    rtmidi callback waits for the GIL), and the tests here send single messages and wait for their
+    effect: a CC that binds MIDI learn, a clock's Start and Stop. One passing GUI run logged 210 such
+    dropped cycles; one clock run in three lost its Start or its Stop. Period 64 frames (1.33 ms)
+    unless ANTIPHON_JACK_PERIOD says otherwise: on a loaded machine the --no-realtime dummy driver
+    cannot keep wall time at 64 (we measured its sample clock 10-20 % slow while other jobs ran); 256
+    keeps up."""
+    server = JackServer(sync=True, period=int(os.environ.get("ANTIPHON_JACK_PERIOD", "64"))).start()
+    try:
+        with jack_env(server):
+            yield server
+    finally:
+        server.stop()

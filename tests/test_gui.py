@@ -35,13 +35,6 @@ def tiny_engine(config: LiveConfig) -> LiveEngine:
     return LiveEngine(config, runtime=_RUNTIME, style_name="test")
 
 
-@pytest.fixture(scope="module")
-def jack_server(lossless_jack_server):
-    """One CC binds MIDI learn: on an asynchronous server a cycle in which the engine's client is late
-    (the rtmidi callback waits for the GIL) drops it; 210 such cycles were logged in one passing run."""
-    return lossless_jack_server
-
-
 @pytest.fixture(autouse=True)
 def private_settings(tmp_path):
     """QSettings in a temp dir: tests never read or write the user's settings."""

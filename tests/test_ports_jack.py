@@ -61,7 +61,11 @@ def _clock_run(jack_server, antiphon_ports, bpm: float, jitter: float = 0.0, sec
         time.sleep(seconds)
         snap = follower.snapshot()
         jack_server.transport("stop")
-        time.sleep(0.1)
+        # jack_midi_clock sends Stop a cycle or more after jack_transport's: wait for it, not a fixed time
+        deadline = time.monotonic() + 3.0
+        while not any(d[0] == STOP for d, _ in list(events)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)
         stopped = follower.snapshot()
     finally:
         clock.stop()
