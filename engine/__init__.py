@@ -1,4 +1,3 @@
-"""Antiphon's engine: musical events, tokens, the stateful LSTM, sampling and the session logic.
-
-Imports no MIDI I/O, no Qt and no training code; runs from tests with fake time.
-"""
+"""antiphon.engine: tokens, the stateful LSTM and its realtime step, sampling, the session, reading and writing
+MIDI files, the fake-time driver. Imports none of the other parts (no ports, no Qt, no training code); runs
+from tests with fake time."""

@@ -39,7 +39,7 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
     _platform_for(screenshot)
     from PyQt6.QtCore import QTimer
 
-    from plugin.live import LiveEngine
+    from antiphon.plugin.live import LiveEngine
 
     from .panel import Panel
     from .settings import load_config

@@ -16,9 +16,9 @@ from PyQt6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox,
                              QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton,
                              QSpinBox, QVBoxLayout, QWidget)
 
-from engine.session import ACCOMPANY, ANSWERING, CALL_RESPONSE, LISTENING
-from engine.style import shipped_styles
-from plugin.live import LiveConfig, LiveEngine, LiveSnapshot
+from antiphon.engine.session import ACCOMPANY, ANSWERING, CALL_RESPONSE, LISTENING
+from antiphon.engine.style import shipped_styles
+from antiphon.plugin.live import LiveConfig, LiveEngine, LiveSnapshot
 
 from .knob import Knob
 from .learn import LearnMenus
@@ -327,7 +327,7 @@ class Panel(QMainWindow):
 
     # ------------------------------------------------------------------ ports and restart
     def _fill_ports(self, backend: str | None = None) -> None:
-        from plugin.ports import available_backends, list_ports
+        from antiphon.plugin.ports import available_backends, list_ports
 
         snap = self.engine.snapshot()
         current_backend = snap.backend

@@ -9,7 +9,7 @@ from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QPainter, QPen
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
-from engine.events import Meter
+from antiphon.engine.events import Meter
 
 PLAYER_COLOUR = QColor("#4fa3ff")
 ANTIPHON_COLOUR = QColor("#ff9a3c")

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 from PyQt6.QtCore import QSettings
 
-from engine.session import MODES, PHRASE_END_RULES, SessionParams
-from engine.style import resolve_style
-from plugin.live import LEARNABLE, LiveConfig
+from antiphon.engine.session import MODES, PHRASE_END_RULES, SessionParams
+from antiphon.engine.style import resolve_style
+from antiphon.plugin.live import LEARNABLE, LiveConfig
 
 ORGANISATION = APPLICATION = "Antiphon"
 PARAM_KEYS = ("mode", "temperature", "top_p", "response_bars", "phrase_end")

@@ -1,1 +1,2 @@
-"""Antiphon's MIDI side: ports, the clock follower, the timed sender, the live runner. Owns every thread."""
+"""antiphon.plugin: ports, the clock follower, the timed sender and the live runner; owns every thread and
+port. Imports antiphon.engine only."""

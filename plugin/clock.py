@@ -33,7 +33,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from engine.events import TICKS_PER_QUARTER, Meter
+from antiphon.engine.events import TICKS_PER_QUARTER, Meter
 
 CLOCK = 0xF8
 START = 0xFA

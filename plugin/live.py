@@ -18,11 +18,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from engine.events import Meter
-from engine.recorder import Recorder
-from engine.runtime import StepRuntime
-from engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
-from engine.style import load_style
+from antiphon.engine.events import Meter
+from antiphon.engine.recorder import Recorder
+from antiphon.engine.runtime import StepRuntime
+from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
+from antiphon.engine.style import load_style
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
 from .sender import SenderStats, TimedSender, release_every_note

@@ -412,7 +412,7 @@ def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
     import sys
 
     exe = os.path.join(os.path.dirname(sys.executable), "antiphon")
-    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon_cli"]
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon"]
     mode = [] if panel else ["--headless"]
     p = server.spawn([*cmd, "live", "--backend", "jack", *mode, *args], "antiphon")
     p.stop_signal = signal.SIGINT

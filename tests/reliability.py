@@ -17,8 +17,8 @@ def tiny_runtime():
     if _RUNTIME is None:
         import torch
 
-        from engine.model import PRESETS, EventLSTM
-        from engine.runtime import StepRuntime
+        from antiphon.engine.model import PRESETS, EventLSTM
+        from antiphon.engine.runtime import StepRuntime
 
         torch.manual_seed(0)
         _RUNTIME = StepRuntime(EventLSTM(PRESETS["tiny"]))
@@ -28,8 +28,8 @@ def tiny_runtime():
 def tiny_style(path: Path, name: str = "tiny") -> Path:
     import torch
 
-    from engine.model import PRESETS, EventLSTM
-    from engine.style import save_style
+    from antiphon.engine.model import PRESETS, EventLSTM
+    from antiphon.engine.style import save_style
 
     torch.manual_seed(1)
     save_style(path, EventLSTM(PRESETS["tiny"]), {"name": name})
@@ -37,8 +37,8 @@ def tiny_style(path: Path, name: str = "tiny") -> Path:
 
 
 def make_engine(bpm: float = 180.0, response_bars: int = 2, **params):
-    from engine.session import SessionParams
-    from plugin.live import LiveConfig, LiveEngine
+    from antiphon.engine.session import SessionParams
+    from antiphon.plugin.live import LiveConfig, LiveEngine
 
     cfg = LiveConfig(backend="jack", bpm=bpm, seed=3,
                      params=SessionParams(response_bars=response_bars, silence_beats=0.5, **params))

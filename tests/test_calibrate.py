@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from antiphon_cli import main as antiphon
-from engine.style import load_style
+from antiphon.cli import main as antiphon
+from antiphon.engine.style import load_style
 from tests.test_train import TINY, jsb_subset, live_step_log_probs
 
 
@@ -27,7 +27,7 @@ def _valid(spec, style, capsys):
 
 
 def test_an_overconfident_style_is_cooled_and_scores_better(trained, tmp_path, capsys):
-    from engine.style import atomic_write_bytes, pack, unpack
+    from antiphon.engine.style import atomic_write_bytes, pack, unpack
 
     spec, path = trained
     hot = tmp_path / "hot.style"
@@ -49,8 +49,8 @@ def test_an_overconfident_style_is_cooled_and_scores_better(trained, tmp_path, c
 
 
 def test_the_live_step_plays_the_calibrated_model(trained, tmp_path, capsys):
-    from training.data import load_data
-    from training.scoring import token_log_probs
+    from antiphon.training.data import load_data
+    from antiphon.training.scoring import token_log_probs
 
     spec, path = trained
     mine = tmp_path / "m.style"

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from engine.events import Meter
-from plugin.clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower
+from antiphon.engine.events import Meter
+from antiphon.plugin.clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower
 
 
 def period(bpm: float) -> float:

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from antiphon_cli import main as antiphon
-from engine.ensemble import EnsembleRuntime, Member, Transposition, fit_weights
-from engine.memory import MemoryConfig
-from engine.events import Note
-from engine.model import EventLSTM, ModelConfig
-from engine.runtime import StepRuntime
-from engine.tokens import NOTE_OFF, NOTE_ON, encode_notes, transpose_tokens
-from engine.style import StyleError, load_style, pack, save_ensemble, unpack
+from antiphon.cli import main as antiphon
+from antiphon.engine.ensemble import EnsembleRuntime, Member, Transposition, fit_weights
+from antiphon.engine.memory import MemoryConfig
+from antiphon.engine.events import Note
+from antiphon.engine.model import EventLSTM, ModelConfig
+from antiphon.engine.runtime import StepRuntime
+from antiphon.engine.tokens import NOTE_OFF, NOTE_ON, encode_notes, transpose_tokens
+from antiphon.engine.style import StyleError, load_style, pack, save_ensemble, unpack
 from tests.test_train import TINY, jsb_subset, live_step_log_probs
 
 
@@ -28,8 +28,8 @@ def _members():
 
 
 def test_the_realtime_step_equals_offline_scoring_through_the_memory_window(tmp_path_factory, tmp_path):
-    from training.data import load_data
-    from training.scoring import style_token_log_probs
+    from antiphon.training.data import load_data
+    from antiphon.training.scoring import style_token_log_probs
 
     members = _members()
     path = tmp_path / "e.style"
@@ -90,8 +90,8 @@ def test_transposition_folds_what_leaves_the_keyboard_by_an_octave():
 
 @pytest.mark.parametrize("piece", ["chorale", "keyboard edges"])
 def test_views_play_as_eval_scores_them_and_share_their_model_in_the_file(tmp_path_factory, tmp_path, piece):
-    from training.data import load_data
-    from training.scoring import style_token_log_probs
+    from antiphon.training.data import load_data
+    from antiphon.training.scoring import style_token_log_probs
 
     path = tmp_path / "v.style"
     save_ensemble(path, _views(), {"name": "v", "mixture": {"temperature": 0.9}}, [{}, {}])

@@ -197,7 +197,7 @@ def test_random_bytes_through_the_input_port(engine, messages):
 @given(st.lists(st.tuples(st.sampled_from([0xF8, 0xFA, 0xFB, 0xFC, 0xF2]), st.binary(max_size=3),
                           st.floats(-1.0, 1.0, allow_nan=False)), min_size=1, max_size=60))
 def test_random_clock_messages_into_the_follower(messages):
-    from plugin.clock import ClockFollower
+    from antiphon.plugin.clock import ClockFollower
 
     c = ClockFollower(internal_bpm=120)
     c.start()
@@ -213,7 +213,7 @@ def test_random_clock_messages_into_the_follower(messages):
 
 
 def test_inbox_is_bounded_and_counts_drops():
-    from plugin.live import INBOX_LIMIT
+    from antiphon.plugin.live import INBOX_LIMIT
 
     eng = make_engine()  # not started: nothing drains the inbox
     for i in range(INBOX_LIMIT + 500):

@@ -5,9 +5,9 @@ import mido
 import pytest
 import torch
 
-from antiphon_cli import main as antiphon
-from engine.model import PRESETS, EventLSTM
-from engine.style import save_style
+from antiphon.cli import main as antiphon
+from antiphon.engine.model import PRESETS, EventLSTM
+from antiphon.engine.style import save_style
 
 
 @pytest.fixture(scope="module")

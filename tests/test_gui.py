@@ -16,14 +16,14 @@ from PyQt6.QtCore import QPoint, QSettings, Qt  # noqa: E402
 from PyQt6.QtGui import QContextMenuEvent  # noqa: E402
 from PyQt6.QtWidgets import QApplication  # noqa: E402
 
-from engine.model import PRESETS, EventLSTM  # noqa: E402
-from engine.runtime import StepRuntime  # noqa: E402
-from engine.session import ACCOMPANY, SessionParams  # noqa: E402
-from gui import settings as gui_settings  # noqa: E402
-from gui.learn import LEARN_TEXT  # noqa: E402
-from gui.panel import Panel  # noqa: E402
-from gui.pianoroll import PLAYER_COLOUR  # noqa: E402
-from plugin.live import LiveConfig, LiveEngine  # noqa: E402
+from antiphon.engine.model import PRESETS, EventLSTM  # noqa: E402
+from antiphon.engine.runtime import StepRuntime  # noqa: E402
+from antiphon.engine.session import ACCOMPANY, SessionParams  # noqa: E402
+from antiphon.gui import settings as gui_settings  # noqa: E402
+from antiphon.gui.learn import LEARN_TEXT  # noqa: E402
+from antiphon.gui.panel import Panel  # noqa: E402
+from antiphon.gui.pianoroll import PLAYER_COLOUR  # noqa: E402
+from antiphon.plugin.live import LiveConfig, LiveEngine  # noqa: E402
 
 _RUNTIME = None
 
@@ -166,7 +166,7 @@ def test_midi_learn_binds_cc_from_real_port(panel, player, qtbot):
 
 def test_settings_persist_and_run_panel_screenshot(jack_server, qtbot, tmp_path, private_settings):
     png = tmp_path / "panel.png"
-    from gui.app import run_panel
+    from antiphon.gui.app import run_panel
 
     engines = []
 

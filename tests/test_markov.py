@@ -6,9 +6,9 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from engine.events import Meter, Note
-from engine.tokens import BOS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE, Grammar, encode_notes, transpose_tokens
-from training.markov import MarkovModel, _chen_goodman
+from antiphon.engine.events import Meter, Note
+from antiphon.engine.tokens import BOS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE, Grammar, encode_notes, transpose_tokens
+from antiphon.training.markov import MarkovModel, _chen_goodman
 
 
 def melody(pitches, dur=12):

@@ -99,8 +99,8 @@ def test_sigkill_live_recording_survives_and_no_note_hangs(tmp_path):
 _PARENT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from plugin.ports import open_input
-from plugin.sender_process import ProcessSender
+from antiphon.plugin.ports import open_input
+from antiphon.plugin.sender_process import ProcessSender
 if __name__ == "__main__":
     s = ProcessSender("jack", release_channels=(0,))
     inp = open_input("jack", callback=lambda d, t: None)
@@ -153,7 +153,7 @@ def test_sender_releases_at_once_when_its_parent_dies(tmp_path):
 def test_sender_outlives_a_ctrl_c_to_the_process_group_and_panics_through_it():
     """Ctrl-C in a terminal signals the whole process group: the sender process must stay up so that the
     engine's Panic (note-offs, then CC 123) still goes out through it."""
-    from plugin.sender_process import ProcessSender
+    from antiphon.plugin.sender_process import ProcessSender
     from tests.jack import JackServer, jack_env
 
     with JackServer(sync=True, period=256) as jack, jack_env(jack):
@@ -193,7 +193,7 @@ def test_training_killed_mid_epoch_resumes(jsb_medium, tmp_path):
     out = tmp_path / "k.style"
     ckpt = tmp_path / "k.style.ckpt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "antiphon_cli", "train", jsb_small, "--out", str(out), *TINY]
+    cmd = [sys.executable, "-m", "antiphon", "train", jsb_small, "--out", str(out), *TINY]
     log = tmp_path / "train.log"
     with open(log, "w") as f:
         proc = subprocess.Popen([*cmd, "--epochs", "50"], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -225,7 +225,7 @@ def test_training_killed_mid_epoch_resumes(jsb_medium, tmp_path):
 
 
 def _checkpoint(jsb, tmp_path) -> Path:
-    from antiphon_cli import main as antiphon
+    from antiphon.cli import main as antiphon
 
     out = tmp_path / "c.style"
     assert antiphon(["train", jsb, "--out", str(out), "--epochs", "1", *TINY]) == 0
@@ -234,8 +234,8 @@ def _checkpoint(jsb, tmp_path) -> Path:
 
 @pytest.mark.slow
 def test_damaged_checkpoints_are_reported_not_loaded(jsb_small, tmp_path, capsys):  # noqa: F811
-    from antiphon_cli import main as antiphon
-    from engine.style import pack, unpack
+    from antiphon.cli import main as antiphon
+    from antiphon.engine.style import pack, unpack
 
     ckpt = _checkpoint(jsb_small, tmp_path)
     good = ckpt.read_bytes()

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from plugin import ports
-from plugin.clock import CLOCK, START, STOP, ClockFollower
-from plugin.sender import TimedSender
+from antiphon.plugin import ports
+from antiphon.plugin.clock import CLOCK, START, STOP, ClockFollower
+from antiphon.plugin.sender import TimedSender
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import antiphon_cli
-from engine.events import Note
-from engine.tokens import BOS, VOCABULARY, bin_velocity, clean_notes, decode_tokens, encode_notes, velocity_bin
-from training import dataset
-from training.dataset import load_split, load_split_arrays, prepare, prepare_or_load, read_manifest
-from training.sources import load_pieces
+from antiphon import cli as antiphon_cli
+from antiphon.engine.events import Note
+from antiphon.engine.tokens import BOS, VOCABULARY, bin_velocity, clean_notes, decode_tokens, encode_notes, velocity_bin
+from antiphon.training import dataset
+from antiphon.training.dataset import load_split, load_split_arrays, prepare, prepare_or_load, read_manifest
+from antiphon.training.sources import load_pieces
 
 from .test_sources import JSB, MELODY, chorale_midi, mixed_folder, write_midi  # noqa: F401 (fixtures)
 

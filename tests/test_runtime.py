@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.model import EventLSTM, ModelConfig
-from engine.runtime import StepRuntime
+from antiphon.engine.model import EventLSTM, ModelConfig
+from antiphon.engine.runtime import StepRuntime
 
 
 @pytest.mark.parametrize("cfg", [ModelConfig(embed=32, hidden=48, layers=1), ModelConfig(embed=40, hidden=64, layers=3),
@@ -14,8 +14,8 @@ from engine.runtime import StepRuntime
                                  ModelConfig(embed=24, hidden=32, layers=2, interval_head=True, interval_roles=True),
                                  ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, shift_input=True)])
 def test_fused_step_matches_batched_forward(cfg):
-    from engine.events import Note
-    from engine.tokens import encode_notes
+    from antiphon.engine.events import Note
+    from antiphon.engine.tokens import encode_notes
 
     torch.manual_seed(0)
     model = EventLSTM(cfg).eval()
@@ -84,9 +84,9 @@ def _chorale_stream(repeats: int):
     """bach/bwv66.6's soprano and bass, played `repeats` times in a row: (tokens, positions)."""
     from music21 import corpus
 
-    from engine.events import Note
-    from engine.tokens import encode_notes
-    from training.sources import score_notes
+    from antiphon.engine.events import Note
+    from antiphon.engine.tokens import encode_notes
+    from antiphon.engine.reading import score_notes
 
     notes, _ = score_notes(corpus.parse("bach/bwv66.6"))
     span = max(n.end for n in notes) + 24
@@ -95,7 +95,7 @@ def _chorale_stream(repeats: int):
 
 
 def _runtime_log_probs(rt, tokens, positions):
-    from training.scoring import grammar_masks
+    from antiphon.training.scoring import grammar_masks
 
     state, masks, out = rt.initial_state(), grammar_masks(tokens), []
     for i in range(len(tokens) - 1):
@@ -105,8 +105,8 @@ def _runtime_log_probs(rt, tokens, positions):
 
 
 def test_memory_step_matches_offline_scoring_across_the_window_and_the_ring():
-    from engine.memory import ROLLBACK_SLACK, MemoryConfig
-    from training.scoring import token_log_probs
+    from antiphon.engine.memory import ROLLBACK_SLACK, MemoryConfig
+    from antiphon.training.scoring import token_log_probs
 
     torch.manual_seed(0)
     model = EventLSTM(ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, interval_head=True)).eval()
@@ -121,8 +121,8 @@ def test_memory_step_matches_offline_scoring_across_the_window_and_the_ring():
 
 
 def test_memory_recalls_a_repeated_phrase():
-    from engine.memory import MemoryConfig
-    from training.scoring import token_log_probs
+    from antiphon.engine.memory import MemoryConfig
+    from antiphon.training.scoring import token_log_probs
 
     torch.manual_seed(0)
     model = EventLSTM(ModelConfig(embed=24, hidden=32, layers=1)).eval()
@@ -135,7 +135,7 @@ def test_memory_recalls_a_repeated_phrase():
 
 
 def test_memory_checkpoint_restores_the_past_exactly():
-    from engine.memory import MemoryConfig
+    from antiphon.engine.memory import MemoryConfig
 
     torch.manual_seed(0)
     model = EventLSTM(ModelConfig(embed=24, hidden=32, layers=1)).eval()

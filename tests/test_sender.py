@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from plugin.sender import TimedSender
+from antiphon.plugin.sender import TimedSender
 
 
 class Recorder:

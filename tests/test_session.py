@@ -3,10 +3,10 @@ stop and style switches; every note-on that would be sent has its note-off."""
 import pytest
 import torch
 
-from engine.events import Meter, Note
-from engine.model import PRESETS, EventLSTM
-from engine.runtime import StepRuntime
-from engine.session import ACCOMPANY, ANSWERING, LISTENING, Session, SessionParams
+from antiphon.engine.events import Meter, Note
+from antiphon.engine.model import PRESETS, EventLSTM
+from antiphon.engine.runtime import StepRuntime
+from antiphon.engine.session import ACCOMPANY, ANSWERING, LISTENING, Session, SessionParams
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,12 @@ import mido
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.events import Meter, Note
-from training import sources
-from training.sources import frame_count, load_pieces, read_jsb_quarter, read_midi_mido, read_midi_symusic
-from training.splits import assign_split, piece_key
+from antiphon.engine.events import Meter, Note
+from antiphon.training import sources
+from antiphon.engine import reading
+from antiphon.engine.reading import read_midi_mido, read_midi_symusic
+from antiphon.training.sources import frame_count, load_pieces, read_jsb_quarter
+from antiphon.training.splits import assign_split, piece_key
 
 JSB = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "jsb-chorales-quarter.trainvalid.json"
 
@@ -280,7 +282,7 @@ def test_a_file_reached_by_two_specs_is_read_once(tmp_path):
 
 def test_ties_merge_per_pitch_like_strip_ties():
     from music21 import chord, note, stream, tie
-    from engine.tokens import clean_notes
+    from antiphon.engine.tokens import clean_notes
 
     part = stream.Part()
     a, b = note.Note("C4", quarterLength=1), note.Note("C4", quarterLength=2)
@@ -291,7 +293,7 @@ def test_ties_merge_per_pitch_like_strip_ties():
     wrong.tie = tie.Tie("start")  # a tie into a different pitch (seen in corpus ABC): two notes
     for n in (a, b, c, d, wrong, next_):
         part.append(n)
-    notes, _ = sources.score_notes(stream.Score([part]))
+    notes, _ = reading.score_notes(stream.Score([part]))
     assert sorted(notes) == sorted([Note(0, 72, 60, 80), Note(72, 120, 64, 80), Note(72, 96, 67, 80),
                                     Note(96, 120, 69, 80), Note(120, 144, 62, 80), Note(144, 168, 65, 80)])
 
@@ -302,4 +304,4 @@ def test_ties_merge_per_pitch_like_strip_ties():
     pad = float(chorale.recurse().getElementsByClass("Measure").first().paddingLeft or 0)
     expected = [Note(round((float(e.offset) + pad) * 24), round((float(e.offset + e.quarterLength) + pad) * 24),
                      p.midi, 80) for e in flat for p in e.pitches]
-    assert clean_notes(sources.score_notes(chorale)[0]) == clean_notes(expected)
+    assert clean_notes(reading.score_notes(chorale)[0]) == clean_notes(expected)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.session import ACCOMPANY, CALL_RESPONSE
+from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE
 from tests.jack import JackServer
 from tests.reliability import Keyboard, answering, count, hanging, jack_env, make_engine, tiny_style, wait_until
 

@@ -6,8 +6,8 @@ import zipfile
 import pytest
 import torch
 
-from engine.model import EventLSTM, ModelConfig
-from engine.style import StyleError, load_style, save_style, shipped_styles
+from antiphon.engine.model import EventLSTM, ModelConfig
+from antiphon.engine.style import StyleError, load_style, save_style, shipped_styles
 
 
 class WritesAFile:
@@ -71,7 +71,7 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
     model = EventLSTM(ModelConfig(embed=16, hidden=24, layers=2))
     path = tmp_path / "bad.style"
     save_style(path, model, {"name": "bad"})
-    from engine.style import pack, unpack
+    from antiphon.engine.style import pack, unpack
 
     tensors, meta = unpack(path.read_bytes())
     meta["model_config"]["hidden"] = 32

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.model import EventLSTM, ModelConfig
-from engine.style import StyleError, load_style, pack, save_style, unpack
+from antiphon.engine.model import EventLSTM, ModelConfig
+from antiphon.engine.style import StyleError, load_style, pack, save_style, unpack
 from tests.test_style import WritesAFile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_antiphon_live_refuses_a_pickled_style(tmp_path, suffix):
     marker = tmp_path / "pwned"
     evil = tmp_path / f"evil{suffix}"
     evil.write_bytes(pickle.dumps({"state_dict": WritesAFile(str(marker))}))
-    r = subprocess.run([sys.executable, "-m", "antiphon_cli", "live", "--headless", "--backend", "jack", "--style",
+    r = subprocess.run([sys.executable, "-m", "antiphon", "live", "--headless", "--backend", "jack", "--style",
                         str(evil), "--duration", "1"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     print(f"\nantiphon live --style evil{suffix}: exit {r.returncode}: {r.stderr.strip()[-200:]}")
     assert r.returncode == 1

@@ -2,8 +2,8 @@
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from engine.events import Meter, Note
-from engine.tokens import (BOS, MAX_SHIFT, TIME_SHIFT, VOCAB_SIZE, Grammar, StreamEncoder, bin_velocity,
+from antiphon.engine.events import Meter, Note
+from antiphon.engine.tokens import (BOS, MAX_SHIFT, TIME_SHIFT, VOCAB_SIZE, Grammar, StreamEncoder, bin_velocity,
                            clean_notes, decode_tokens, encode_notes, transpose_tokens, velocity_bin)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from antiphon_cli import main as antiphon
-from engine.style import load_style
+from antiphon.cli import main as antiphon
+from antiphon.engine.style import load_style
 
 JSB = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "jsb" / "jsb-chorales-quarter.trainvalid.json"
 
@@ -29,7 +29,7 @@ def live_step_log_probs(runtime, tokens, positions) -> list[float]:
     import numpy as np
     import torch
 
-    from training.scoring import grammar_masks
+    from antiphon.training.scoring import grammar_masks
 
     state = runtime.initial_state()
     masks = grammar_masks(tokens)
@@ -92,7 +92,7 @@ def test_ddp_two_cpu_processes_on_gloo(jsb_small, tmp_path):
     out = tmp_path / "ddp.style"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29611",
-           "-m", "antiphon_cli", "train", jsb_small, "--out", str(out), "--epochs", "1", "--device", "cpu", *TINY]
+           "-m", "antiphon", "train", jsb_small, "--out", str(out), "--epochs", "1", "--device", "cpu", *TINY]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -126,9 +126,9 @@ def test_masked_loss_with_the_sounding_input_and_transposition(jsb_small, tmp_pa
 def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(jsb_small, tmp_path, capsys):
     import numpy as np
 
-    from engine.runtime import StepRuntime
-    from training.data import load_data
-    from training.scoring import token_log_probs
+    from antiphon.engine.runtime import StepRuntime
+    from antiphon.training.data import load_data
+    from antiphon.training.scoring import token_log_probs
 
     out = tmp_path / "i.style"
     assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--interval-head", "--interval-roles", "--sounding-input",
@@ -146,7 +146,7 @@ def test_interval_head_trains_and_the_live_step_scores_a_chorale_as_eval_does(js
 def test_ema_weights_are_the_ones_validated_saved_and_resumed(jsb_small, tmp_path, capsys):
     import torch
 
-    from engine.style import unpack
+    from antiphon.engine.style import unpack
 
     out = tmp_path / "e.style"
     assert antiphon(["train", jsb_small, "--out", str(out), "--epochs", "2", "--ema", "0.9", "--no-calibrate", *TINY]) == 0
@@ -196,9 +196,9 @@ def test_each_batch_row_carries_the_transposition_it_was_given(jsb_small):
 
     import numpy as np
 
-    from engine.tokens import transpose_tokens
-    from training.data import load_data
-    from training.train import TrainConfig, batches, chunks
+    from antiphon.engine.tokens import transpose_tokens
+    from antiphon.training.data import load_data
+    from antiphon.training.train import TrainConfig, batches, chunks
 
     pieces = load_data([jsb_small])["train"].pieces
     windows = chunks(pieces, 10_000)

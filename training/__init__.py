@@ -1,1 +1,2 @@
-"""Offline: read music, prepare token arrays, train, evaluate, write style files."""
+"""antiphon.training: offline work: read music, prepare token arrays, train, calibrate, evaluate, fit
+ensembles, write style files. Imports antiphon.engine only."""

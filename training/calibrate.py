@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.style import atomic_write_bytes, pack, resolve_style, unpack
+from antiphon.engine.style import atomic_write_bytes, pack, resolve_style, unpack
 
 from .data import Split
 from .memory_tune import masked_nll, single_style_outputs

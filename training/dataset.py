@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.atomic import atomic_write_bytes
-from engine.tokens import VOCABULARY, encode_notes
+from antiphon.engine.atomic import atomic_write_bytes
+from antiphon.engine.tokens import VOCABULARY, encode_notes
 
 from .sources import EXTENSIONS, Piece, load_pieces
 from .splits import SPLITS
@@ -34,11 +34,11 @@ def tokenizer_version() -> str:
     the readers' source code, and this file format."""
     h = hashlib.sha1(json.dumps(VOCABULARY, sort_keys=True).encode())
     h.update(str(FORMAT_VERSION).encode())
-    import engine.tokens
-    import engine.events
+    from antiphon.engine import events, reading, tokens
+
     from . import sources, splits
 
-    for mod in (engine.tokens, engine.events, sources, splits):
+    for mod in (tokens, events, reading, sources, splits):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()[:16]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
-from engine.tokens import transpose_tokens
+from antiphon.engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
+from antiphon.engine.tokens import transpose_tokens
 
 from .data import Split
 from .scoring import style_token_log_probs, summarize

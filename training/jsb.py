@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.events import TICKS_PER_QUARTER, Note
-from engine.tokens import DEFAULT_VELOCITY
+from antiphon.engine.events import TICKS_PER_QUARTER, Note
+from antiphon.engine.tokens import DEFAULT_VELOCITY
 
 SPLITS = ("train", "valid", "test")
 
@@ -38,7 +38,7 @@ def read_jsb(path: str | Path) -> dict[str, list[list[list[int]]]]:
 
 def scored_length(tokens, n_frames: int) -> int:
     """How many tokens after BOS encode the piece's frames: up to the shift that reaches its end."""
-    from engine.tokens import Grammar, TIME_SHIFT, VELOCITY
+    from antiphon.engine.tokens import Grammar, TIME_SHIFT, VELOCITY
 
     g = Grammar()
     end = n_frames * TICKS_PER_QUARTER
@@ -53,7 +53,7 @@ def encode_piece(frames: list[list[int]]):
     """(tokens, positions) of a piece, running to the end of its last frame even if that is silent."""
     import numpy as np
 
-    from engine.tokens import Grammar, encode_notes, positions_for, shift_tokens
+    from antiphon.engine.tokens import Grammar, encode_notes, positions_for, shift_tokens
 
     tokens, _ = encode_notes(frames_to_notes(frames))
     g = Grammar()

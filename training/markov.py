@@ -45,7 +45,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from engine.tokens import BOS, VOCAB_SIZE, Grammar
+from antiphon.engine.tokens import BOS, VOCAB_SIZE, Grammar
 
 _CHUNK = 2048  # positions per dense block when scoring
 

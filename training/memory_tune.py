@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.memory import MemoryConfig, memory_recall, mix_in
-from engine.model import pitch_context
-from engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
+from antiphon.engine.memory import MemoryConfig, memory_recall, mix_in
+from antiphon.engine.model import pitch_context
+from antiphon.engine.style import atomic_write_bytes, load_style, pack, resolve_style, unpack
 
 from .data import Split
 from .scoring import grammar_masks

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.ensemble import Member, Transposition, mixture_log_probs
-from engine.memory import MemoryConfig, memory_log_probs
-from engine.model import EventLSTM, pitch_context
-from engine.tokens import VOCAB_SIZE, Grammar
+from antiphon.engine.ensemble import Member, Transposition, mixture_log_probs
+from antiphon.engine.memory import MemoryConfig, memory_log_probs
+from antiphon.engine.model import EventLSTM, pitch_context
+from antiphon.engine.tokens import VOCAB_SIZE, Grammar
 
 
 def grammar_masks(tokens: np.ndarray) -> np.ndarray:

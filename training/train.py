@@ -20,9 +20,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.model import EventLSTM, ModelConfig, pitch_context
-from engine.style import atomic_write_bytes, pack, save_style, unpack
-from engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
+from antiphon.engine.model import EventLSTM, ModelConfig, pitch_context
+from antiphon.engine.style import atomic_write_bytes, pack, save_style, unpack
+from antiphon.engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
 
 from .scoring import grammar_masks, summarize, token_log_probs
 

@@ -8,9 +8,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from engine.model import PRESETS, ModelConfig
+from antiphon.engine.model import PRESETS, ModelConfig
 
-from .train import TrainConfig
+from antiphon.training.train import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,9 +71,9 @@ def model_config(args, base: ModelConfig | None = None) -> ModelConfig:
 
 
 def run(args) -> int:
-    from . import evaluate
-    from .data import load_data
-    from .train import pick_device, train
+    from antiphon.training import evaluate
+    from antiphon.training.data import load_data
+    from antiphon.training.train import pick_device, train
 
     out = Path(args.out)
     data = load_data(args.data, args.cache)
@@ -95,7 +95,7 @@ def run(args) -> int:
     init = None
     base = None
     if args.init:
-        from engine.style import load_style
+        from antiphon.engine.style import load_style
 
         parent = load_style(args.init)
         if parent.is_ensemble:
@@ -111,11 +111,11 @@ def run(args) -> int:
     if hist.best_epoch and out.exists():
         tuned = {}
         if valid_pieces and not args.no_calibrate:
-            from .calibrate import calibrate
+            from antiphon.training.calibrate import calibrate
 
             tuned["calibration"] = calibrate(out, data["valid"], pick_device(args.device))
         if valid_pieces and not args.no_memory:
-            from .memory_tune import tune_memory
+            from antiphon.training.memory_tune import tune_memory
 
             tuned["memory_tuning"] = tune_memory(out, data["valid"], pick_device(args.device))
         figures = evaluate.record_figures(out, data, args.device)

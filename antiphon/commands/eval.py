@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .data import load_data
-    from .evaluate import score_markov, score_style
+    from antiphon.training.data import load_data
+    from antiphon.training.evaluate import score_markov, score_style
 
     if bool(args.style) == bool(args.baseline):
         raise ValueError("give exactly one of --style and --baseline")

@@ -5,8 +5,8 @@ import argparse
 import json
 import sys
 
-from .dataset import prepare
-from .sources import CORPUS_SETS
+from antiphon.training.dataset import prepare
+from antiphon.training.sources import CORPUS_SETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

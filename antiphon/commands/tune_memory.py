@@ -23,10 +23,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from .data import load_data
-    from .evaluate import record_figures
-    from .memory_tune import tune_memory
-    from .train import pick_device
+    from antiphon.training.data import load_data
+    from antiphon.training.evaluate import record_figures
+    from antiphon.training.memory_tune import tune_memory
+    from antiphon.training.train import pick_device
 
     data = load_data(args.data, args.cache)
     if not data[args.split].pieces:

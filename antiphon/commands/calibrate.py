@@ -8,18 +8,18 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .tune_memory_cmd import add_held_out_arguments
+    from antiphon.commands.tune_memory import add_held_out_arguments
 
     add_held_out_arguments(p)
     p.add_argument("--no-memory", action="store_true", help="leave the session memory as it is")
 
 
 def run(args) -> int:
-    from .calibrate import calibrate
-    from .data import load_data
-    from .evaluate import record_figures
-    from .memory_tune import tune_memory
-    from .train import pick_device
+    from antiphon.training.calibrate import calibrate
+    from antiphon.training.data import load_data
+    from antiphon.training.evaluate import record_figures
+    from antiphon.training.memory_tune import tune_memory
+    from antiphon.training.train import pick_device
 
     data = load_data(args.data, args.cache)
     if not data[args.split].pieces:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import ports
+from antiphon.plugin import ports
 
 
 def add_arguments(parser) -> None:

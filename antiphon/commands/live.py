@@ -33,10 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from(args):
-    from engine.events import Meter
-    from engine.session import SessionParams
+    from antiphon.engine.events import Meter
+    from antiphon.engine.session import SessionParams
 
-    from .live import LiveConfig
+    from antiphon.plugin.live import LiveConfig
 
     if not 1 <= args.channel <= 16:
         raise ValueError("--channel must be 1..16")
@@ -50,11 +50,11 @@ def config_from(args):
 
 
 def run(args) -> int:
-    from .live import LiveEngine, status_line
+    from antiphon.plugin.live import LiveEngine, status_line
 
     config = config_from(args)
     if not args.headless:
-        from gui.app import run_panel
+        from antiphon.gui.app import run_panel
 
         return run_panel(config, screenshot=args.screenshot, duration=args.duration)
     stop = threading.Event()

@@ -20,13 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from engine.generator import Generator, continue_notes, prime
-    from engine.midifile import first_tempo, write_midi
-    from engine.sampler import SamplingParams
-    from engine.style import load_style
-    from engine.tokens import clean_notes
+    from antiphon.engine.generator import Generator, continue_notes, prime
+    from antiphon.engine.midifile import first_tempo, write_midi
+    from antiphon.engine.sampler import SamplingParams
+    from antiphon.engine.style import load_style
+    from antiphon.engine.tokens import clean_notes
 
-    from .sources import read_midi
+    from antiphon.engine.reading import read_midi
 
     if args.bars < 1 or args.variations < 1:
         raise ValueError("--bars and --variations must be at least 1")
