@@ -31,6 +31,7 @@ MODES = (CALL_RESPONSE, ACCOMPANY)
 PHRASE_END_RULES = ("silence", "bar", "pedal", "cc")
 
 PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
+ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 
 LISTENING = "listening"
 ANSWERING = "answering"
@@ -53,6 +54,8 @@ class SessionParams:
     high: int = 108
     max_note_beats: float = 8.0  # a generated note held longer is released
     max_polyphony: int = 8
+    stale_hold_bars: float = 2.0  # a player's note (or pedal) held this long with nothing else played no
+    # longer holds the phrase open: its note-off may have been lost
 
     def validated(self) -> "SessionParams":
         if self.mode not in MODES:
@@ -65,6 +68,7 @@ class SessionParams:
                        top_p=float(min(max(self.top_p, 0.05), 1.0)),
                        response_bars=int(min(max(self.response_bars, 1), 64)),
                        silence_beats=float(min(max(self.silence_beats, 0.25), 16.0)),
+                       stale_hold_bars=float(min(max(self.stale_hold_bars, 0.5), 64.0)),
                        lookahead_beats=float(min(max(self.lookahead_beats, 0.25), 8.0)))
 
 
@@ -169,6 +173,17 @@ class Session:
 
     def control_change(self, song_tick: float, cc: int, value: int) -> Output:
         tick = self._stream_tick(song_tick)
+        if cc in (ALL_SOUND_OFF, ALL_NOTES_OFF):  # the DAW's panic or a Stop: whatever the player held ends
+            out = Output()
+            for pitch in sorted(self._player_sounding):
+                more = self.note_off(song_tick, pitch)
+                out.notes += more.notes
+                out.cancel_from = more.cancel_from if out.cancel_from is None else out.cancel_from
+            self._pedal = False
+            return out
+        if cc == RESET_CONTROLLERS:
+            self._pedal = False
+            return Output()
         if cc == 64:
             was = self._pedal
             self._pedal = value >= 64
@@ -242,8 +257,8 @@ class Session:
                     out.notes += end.notes
                     self.answers += 1
         else:
-            playing = bool(self._player_sounding) or (
-                self._last_player_tick is not None and now - self._last_player_tick < self.meter.ticks_per_bar)
+            recent = self._last_player_tick is not None and now - self._last_player_tick < self.meter.ticks_per_bar
+            playing = recent or (bool(self._player_sounding) and not self._holding_is_stale(now))
             if playing and not self.encoder.pending:
                 self._generate(now + p.lookahead_beats * tpb, None, out)
             elif not playing and self._ours:
@@ -275,10 +290,10 @@ class Session:
             return None
         unit = self.meter.ticks_per_bar if p.answer_on == "bar" else self.meter.ticks_per_beat
         if self._trigger:
-            if self._player_sounding and p.phrase_end != "cc":
+            if self._player_sounding and p.phrase_end != "cc" and not self._holding_is_stale(now):
                 return None
             return int(math.ceil((now + 1) / unit) * unit)
-        if self._player_sounding or self._pedal:
+        if (self._player_sounding or self._pedal) and not self._holding_is_stale(now):
             return None
         if p.phrase_end == "silence":
             due = self._last_player_tick + p.silence_beats * self.meter.ticks_per_beat
@@ -288,7 +303,14 @@ class Session:
         else:
             return None
         start = int(math.ceil(due / unit) * unit)
+        if start < now:  # the rule was met long ago (a stale hold): the next beat (or bar) from now
+            start = int(math.ceil((now + 1) / unit) * unit)
         return start if now >= start - PREPARE_TICKS else None
+
+    def _holding_is_stale(self, now: int) -> bool:
+        """Held notes or pedal with nothing else played for `stale_hold_bars`: the phrase is over (a lost
+        note-off must not keep the session listening for ever)."""
+        return now - self._last_player_tick >= self.params.stale_hold_bars * self.meter.ticks_per_bar
 
     def _start_answer(self, start: int) -> None:
         self.encoder.flush()

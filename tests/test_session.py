@@ -156,3 +156,35 @@ def test_other_phrase_end_rules(runtime, rule):
     fp.run_to(150 + 96 + 48)
     ons = [t for t, _, v in fp.sent if v]
     assert ons and min(ons) >= 168 and not fp.hanging()  # the next beat after the pedal/CC
+
+
+def test_a_lost_note_off_does_not_keep_the_session_listening(runtime):
+    """The player's last note-off never arrives (lost in a flood): after `stale_hold_bars` of nothing else
+    the phrase counts as over and is answered; the late note-off, when it comes, changes nothing."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1, temperature=1.0, stale_hold_bars=2), seed=3)
+    fp = FakePlugin(s)
+    fp.play(PHRASE[:-1])
+    fp.take(s.note_on(72, 67, 90))  # held, its note-off lost
+    fp.run_to(72 + 2 * 96 - 1)
+    assert s.state == LISTENING, "answered before the hold went stale"
+    fp.run_to(72 + 2 * 96 + 24)
+    assert s.state == ANSWERING
+    fp.take(s.note_off(fp.now, 67))
+    assert s.state == ANSWERING  # a note-off never interrupts an answer
+    fp.run_to(fp.now + 2 * 96)
+    assert s.answers == 1 and not fp.hanging()
+
+
+@pytest.mark.parametrize("cc", [120, 123])
+def test_all_notes_off_from_the_daw_releases_what_the_player_held(runtime, cc):
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1, temperature=1.0), seed=4)
+    fp = FakePlugin(s)
+    fp.play(PHRASE[:-1])
+    fp.take(s.note_on(72, 67, 90))
+    fp.take(s.note_on(72, 71, 90))
+    fp.take(s.control_change(64, 64, 127))  # sustain down, never released
+    fp.run_to(100)
+    fp.take(s.control_change(100, cc, 0))
+    assert not s._player_sounding and not s._pedal
+    fp.run_to(100 + 48)  # one beat of silence after the All Notes Off, then the next beat
+    assert s.state == ANSWERING
