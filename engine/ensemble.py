@@ -13,7 +13,7 @@ import torch
 
 from .memory import MemoryConfig
 from .model import EventLSTM
-from .runtime import StepRuntime, StepState
+from .runtime import BatchState, StepRuntime, StepState
 from .tokens import N_PITCHES, NOTE_OFF, NOTE_ON, VOCAB_SIZE
 
 MAX_MEMBERS = 8  # distinct models in one ensemble
@@ -108,6 +108,22 @@ class EnsembleState:
             mine.copy_from(theirs)
 
 
+class EnsembleBatchState:
+    """K streams of every member, forked from one EnsembleState (see StepRuntime.fork)."""
+
+    __slots__ = ("members",)
+
+    def __init__(self, members: list[BatchState]):
+        self.members = members
+
+    @property
+    def k(self) -> int:
+        return self.members[0].k
+
+    def stream(self, k: int) -> EnsembleState:
+        return EnsembleState([m.stream(k) for m in self.members])
+
+
 class EnsembleRuntime:
     """Steps every member and returns the log of the mixture of their distributions (a buffer the next
     call overwrites), as StepRuntime returns logits: sampling and masking treat both alike."""
@@ -158,3 +174,24 @@ class EnsembleRuntime:
         if self.inverse_temperature != 1.0:
             self.logits *= self.inverse_temperature
         return self.logits
+
+    def fork(self, state: EnsembleState, k: int, max_tokens: int = 1024) -> EnsembleBatchState:
+        return EnsembleBatchState([rt.fork(s, k, max_tokens) for rt, s in zip(self.runtimes, state.members)])
+
+    def step_batch(self, tokens: np.ndarray, positions: np.ndarray, state: EnsembleBatchState) -> np.ndarray:
+        """`step` for K streams: (K, vocab) log-probabilities of the mixture (a new array)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        parts = np.empty((len(self.runtimes), len(tokens), self.config.vocab_size), dtype=np.float32)
+        for k, (rt, view, s) in enumerate(zip(self.runtimes, self.views, state.members)):
+            if view is None:
+                part = rt.step_batch(tokens, positions, s)
+            else:
+                part = rt.step_batch(view.inputs[tokens], positions, s)[:, view.source]
+                part[:, view.unreachable] = -np.inf
+            part -= part.max(axis=1, keepdims=True)
+            part -= np.log(np.exp(part).sum(axis=1, keepdims=True))
+            parts[k] = part + self.log_weights[k]
+        logits = np.logaddexp.reduce(parts, axis=0)
+        if self.inverse_temperature != 1.0:
+            logits *= self.inverse_temperature
+        return logits

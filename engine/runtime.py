@@ -61,6 +61,47 @@ class StepState:
         self.length, self.stepped = other.length, other.stepped
 
 
+class BatchState:
+    """K streams forked from one StepState, stepped together by `StepRuntime.step_batch`: hidden and cell
+    vectors (layers, K, hidden), the sounding input (K, 4 hidden) and the pitch rows (K, 4, padded
+    pitches); with a session memory, the parent's trace (read only: its keys serve every stream) and each
+    stream's own keys and values since the fork."""
+
+    __slots__ = ("h", "c", "sound", "pitches", "trace", "length", "stepped", "new_keys", "new_values", "written")
+
+    def __init__(self, parent: StepState, k: int, max_tokens: int = 1024):
+        self.h = np.ascontiguousarray(np.repeat(parent.h[:, None], k, axis=1))
+        self.c = np.ascontiguousarray(np.repeat(parent.c[:, None], k, axis=1))
+        self.sound = np.repeat(parent.sound[None], k, axis=0)
+        self.pitches = np.repeat(parent.pitches[None], k, axis=0)
+        self.trace = parent.trace
+        self.length = parent.length  # the parent's: entries at or after it are this batch's own
+        self.stepped = parent.stepped
+        hidden = parent.h.shape[1]
+        self.new_keys = np.zeros((k, max_tokens, hidden), dtype=np.float32) if parent.trace is not None else None
+        self.new_values = np.zeros((k, max_tokens), dtype=np.int64) if parent.trace is not None else None
+        self.written = 0
+
+    @property
+    def k(self) -> int:
+        return self.h.shape[1]
+
+    def stream(self, k: int) -> StepState:
+        """Stream k as a StepState of its own (with its own copy of the memory: parent's past + its keys)."""
+        s = StepState(self.h.shape[0], self.h.shape[2])
+        s.h[:], s.c[:] = self.h[:, k], self.c[:, k]
+        s.sound[:], s.pitches[:] = self.sound[k], self.pitches[k]
+        s.length, s.stepped = self.length + self.written, self.stepped
+        if self.trace is not None:
+            s.trace = self.trace.copy()
+            for i in range(self.written):
+                slot = (self.length + i) % s.trace.capacity
+                s.trace.keys[slot] = self.new_keys[k, i]
+                s.trace.values[slot] = self.new_values[k, i]
+            s.trace.high = s.length
+        return s
+
+
 class StepRuntime:
     def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()
@@ -187,6 +228,139 @@ class StepRuntime:
         if state.trace is not None:
             self._mix_memory(state)
         return self.logits
+
+    # ------------------------------------------------------------------ K streams at once
+    def fork(self, state: StepState, k: int, max_tokens: int = 1024) -> BatchState:
+        """K copies of `state` to step together (the planner's candidates)."""
+        return BatchState(state, k, max_tokens)
+
+    def step_batch(self, tokens: np.ndarray, positions: np.ndarray, state: BatchState) -> np.ndarray:
+        """`step` for K streams, one token each: one matrix-matrix product per layer instead of K
+        matrix-vector products. Returns (K, vocab) logits (a new array)."""
+        H = self.config.hidden
+        tokens = np.asarray(tokens, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        if state.trace is not None and state.stepped:
+            self._write_batch(state, tokens)
+        state.stepped = True
+        if self.w_int is not None:
+            self._follow_pitches_batch(tokens, state.pitches)
+        on = (tokens >= NOTE_ON) & (tokens < NOTE_OFF)
+        off = (tokens >= NOTE_OFF) & (tokens < TIME_SHIFT)
+        for layer in range(self.config.layers):
+            if layer == 0:
+                g = state.h[0] @ self.w_hh0.T
+                g += self.tok_table[tokens]
+                g += self.pos_table[positions]
+                if self.sound_table is not None:
+                    if on.any():
+                        state.sound[on] += self.sound_table[tokens[on] - NOTE_ON]
+                    if off.any():
+                        state.sound[off] -= self.sound_table[tokens[off] - NOTE_OFF]
+                    g += state.sound
+            else:
+                g = np.concatenate([state.h[layer - 1], state.h[layer]], axis=1) @ self.w[layer - 1].T
+                g += self.b[layer - 1]
+            cand = np.tanh(g[:, 2 * H:3 * H])
+            g *= 0.5
+            np.tanh(g, out=g)
+            g *= 0.5
+            g += 0.5
+            c = state.c[layer]
+            c *= g[:, H:2 * H]
+            cand *= g[:, :H]
+            c += cand
+            np.tanh(c, out=state.h[layer])
+            state.h[layer] *= g[:, 3 * H:]
+        logits = state.h[-1] @ self.w_head.T
+        logits += self.b_head
+        if self.w_int is not None:
+            self._add_interval_scores_batch(state, logits)
+        if state.trace is not None:
+            self._mix_memory_batch(state, logits)
+        return logits
+
+    def _write_batch(self, state: BatchState, tokens: np.ndarray) -> None:
+        i = state.written
+        if i == state.new_keys.shape[1]:  # a longer plan than foreseen: grow
+            state.new_keys = np.concatenate([state.new_keys, np.zeros_like(state.new_keys)], axis=1)
+            state.new_values = np.concatenate([state.new_values, np.zeros_like(state.new_values)], axis=1)
+        out = state.h[-1]
+        norms = np.sqrt(np.einsum("kh,kh->k", out, out))
+        state.new_keys[:, i] = out / np.maximum(norms, 1e-12)[:, None]
+        state.new_values[:, i] = tokens
+        state.written += 1
+
+    def _follow_pitches_batch(self, tokens: np.ndarray, pitches: np.ndarray) -> None:
+        rows = np.arange(len(tokens))
+        on = (tokens >= NOTE_ON) & (tokens < NOTE_OFF)
+        off = (tokens >= NOTE_OFF) & (tokens < TIME_SHIFT)
+        new_tick = ((tokens >= TIME_SHIFT) & (tokens < TIME_SHIFT + MAX_SHIFT)) | (tokens == BOS)
+        pitches[rows[on], 0, INTERVAL_REACH + tokens[on] - NOTE_ON] = 1.0
+        pitches[rows[off], 0, INTERVAL_REACH + tokens[off] - NOTE_OFF] = 0.0
+        pitches[rows[off], 1, INTERVAL_REACH + tokens[off] - NOTE_OFF] = 1.0
+        pitches[new_tick, 1] = 0.0
+        if self.rows == 4:
+            pitches[:, 2] = 0.0
+            sounding = pitches[:, 0] > 0
+            low = np.argmax(sounding, axis=1)
+            any_sounding = sounding[rows, low]
+            pitches[rows[any_sounding], 2, low[any_sounding]] = 1.0
+            pitches[:, 3] = 0.0
+            pitches[rows[on], 3, INTERVAL_REACH + tokens[on] - NOTE_ON] = 1.0
+
+    def _add_interval_scores_batch(self, state: BatchState, logits: np.ndarray) -> None:
+        K = state.k
+        profiles = (state.h[-1] @ self.w_int.T + self.b_int).reshape(K, self.rows, 2, INTERVAL_SPAN)
+        notes = np.zeros((K, 2, N_PITCHES), dtype=np.float32)
+        for r in range(self.rows):
+            row = state.pitches[:, r]
+            if not row.any():
+                continue
+            windows = np.lib.stride_tricks.sliding_window_view(row, INTERVAL_SPAN, axis=1)  # (K, 128, SPAN)
+            notes += np.einsum("kos,kps->kop", profiles[:, r], windows, optimize=True)
+        logits[:, NOTE_ON:NOTE_ON + 2 * N_PITCHES] += notes.reshape(K, -1)
+
+    def _mix_memory_batch(self, state: BatchState, logits: np.ndarray) -> None:
+        """_mix_memory for every stream: the parent's keys read once (one product for all K queries), each
+        stream's own keys since the fork on top."""
+        trace, cfg = state.trace, state.trace.cfg
+        K, V = state.k, self.config.vocab_size
+        length = state.length + state.written
+        lo = max(0, length - cfg.window, trace.high - trace.capacity)
+        if length - lo <= 0:
+            return
+        h = state.h[-1]
+        q = h * (np.float32(cfg.theta) / np.maximum(np.sqrt(np.einsum("kh,kh->k", h, h)), 1e-12))[:, None]
+        parts, values = [], []
+        if lo < state.length:  # the shared past, [lo, fork point)
+            a, b = lo % trace.capacity, state.length % trace.capacity
+            idx = np.arange(a, a + state.length - lo) % trace.capacity if b <= a else slice(a, b)
+            keys = trace.keys[idx]
+            parts.append(q @ keys.T)
+            values.append(np.broadcast_to(trace.values[idx], (K, keys.shape[0])))
+        own_lo = max(lo, state.length) - state.length
+        if own_lo < state.written:
+            parts.append(np.einsum("kth,kh->kt", state.new_keys[:, own_lo:state.written], q))
+            values.append(state.new_values[:, own_lo:state.written])
+        sims = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        vals = np.concatenate(values, axis=1) if len(values) > 1 else values[0]
+        top = sims.max(axis=1)
+        share = cfg.mix * np.maximum(top / cfg.theta, 0.0) ** cfg.gate
+        live = share > 0.0
+        if not live.any():
+            return
+        w = np.exp(sims - top[:, None])
+        flat = (np.arange(K)[:, None] * V + vals).ravel()
+        p_mem = np.bincount(flat, weights=w.ravel(), minlength=K * V).reshape(K, V)
+        with np.errstate(divide="ignore"):
+            log_mem = np.log(p_mem).astype(np.float32)
+            log_mem += np.log(np.where(live, share, 1.0) / p_mem.sum(axis=1)).astype(np.float32)[:, None]
+            logits_max = logits.max(axis=1, keepdims=True)
+            z = logits - logits_max
+            log_model = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) + np.log1p(-np.where(live, share, 0.0))[:, None]
+        mixed = np.logaddexp(log_model, log_mem).astype(np.float32)
+        logits[live] = mixed[live]
 
     @staticmethod
     def _follow_pitches(token: int, pitches: np.ndarray) -> None:
