@@ -5,7 +5,7 @@ import threading
 import time
 
 from antiphon.engine.generator import Generator
-from antiphon.engine.measure import generate_flat_out
+from antiphon.engine.step_bench import generate_flat_out
 from antiphon.engine.sampler import SamplingParams
 
 

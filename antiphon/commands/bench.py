@@ -10,7 +10,7 @@ train_tokens_per_s              training throughput of the style's model config
 prepare_files_per_s             MIDI files read + tokenised per second by `prepare`'s reader
 music21_files_per_s             the same files parsed by music21 (as the seed pipelines did)
 
-Each part measures itself (antiphon.engine.measure, antiphon.plugin.sender_bench,
+Each part measures itself (antiphon.engine.step_bench, antiphon.plugin.sender_bench,
 antiphon.training.throughput); this command assembles the report.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ def run(args) -> int:
 
     import torch
 
-    from antiphon.engine.measure import bench_generation, bench_step
+    from antiphon.engine.step_bench import bench_generation, bench_step
     from antiphon.engine.style import load_style
     from antiphon.plugin.sender_bench import bench_sender_under_load
     from antiphon.training.throughput import bench_prepare, bench_train
