@@ -18,10 +18,31 @@ class Split:
     scored: list[int] | None = None  # per piece: tokens after BOS that encode its frames
 
 
-def load_data(specs: list[str], cache_root: str | None = None) -> dict[str, Split]:
+class Data(dict):
+    """split name -> Split, plus what reading the data had to say: `skipped` files with their reasons
+    and `warnings` about small or empty splits (one line each, from the prepared cache's manifest)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skipped: list[dict] = []
+        self.warnings: list[str] = []
+
+    def why_empty(self, split: str, specs: list[str]) -> str:
+        """The line for a command that needs pieces in `split` and found none."""
+        text = f"no pieces in the {split} split of {' '.join(specs)}"
+        if self.skipped:
+            first = "; ".join(f"{s['path']}: {s['reason']}" for s in self.skipped[:3])
+            more = f" (and {len(self.skipped) - 3} more skipped)" if len(self.skipped) > 3 else ""
+            text += f": {first}{more}"
+        elif self.warnings:
+            text += f": {self.warnings[0]}"
+        return text
+
+
+def load_data(specs: list[str], cache_root: str | None = None) -> Data:
     jsb_specs = [s for s in specs if s.startswith(JSB_PREFIX)]
     other = [s for s in specs if not s.startswith(JSB_PREFIX)]
-    out = {name: Split() for name in jsb.SPLITS}
+    out = Data({name: Split() for name in jsb.SPLITS})
     if jsb_specs:
         for name in jsb.SPLITS:
             out[name].frames, out[name].scored = [], []
@@ -36,7 +57,9 @@ def load_data(specs: list[str], cache_root: str | None = None) -> dict[str, Spli
         from .dataset import load_split, prepare_or_load
 
         for spec in other:  # one cache per source: sources combine without re-reading
-            cache_dir, _ = prepare_or_load([spec], cache_root, progress=True)
+            cache_dir, manifest = prepare_or_load([spec], cache_root, progress=True)
+            out.skipped += manifest.get("skipped", [])
+            out.warnings += [f"{spec}: {w}" for w in manifest.get("warnings", [])]
             for name in jsb.SPLITS:
                 pieces = load_split(cache_dir, name)
                 out[name].pieces += pieces

@@ -23,10 +23,11 @@ from antiphon.engine.atomic import atomic_write_bytes
 from antiphon.engine.tokens import VOCABULARY, encode_notes
 
 from .sources import EXTENSIONS, Piece, load_pieces
-from .splits import SPLITS
+from .splits import SMALL_SPLIT_EVENTS, SPLITS, small_data_splits
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+JSB_KEY = "jsb:"  # the keys of JSB pieces (training.sources.read_jsb_quarter): split by the file, not the hash
 
 
 def tokenizer_version() -> str:
@@ -78,15 +79,18 @@ def prepare(specs: list[str], out_dir: str | Path, jobs: int | None = None, corp
     """Reads `specs`, tokenises every piece, writes the per-split arrays and the manifest to `out_dir`.
 
     Returns {"files": pieces kept, "events": tokens excluding BOS, "seconds", "skipped", "splits": per
-    split {"pieces", "tokens", "events"}, "out": folder}.
+    split {"pieces", "tokens", "events"}, "warnings": lines about small or empty splits, "out": folder}.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
     pieces, skipped = load_pieces(list(specs), jobs=jobs, corpus_limit=corpus_limit, progress=progress)
+    warnings = apply_small_data_rule(pieces)
     by_split: dict[str, list[Piece]] = {s: [] for s in SPLITS}
     for piece in pieces:
         by_split[piece.split].append(piece)
     counts = {s: _write_split(out / f"{s}.npz", by_split[s]) for s in SPLITS}
+    if any(not p.key.startswith(JSB_KEY) for p in pieces):
+        warnings += small_split_warnings(counts)
     seconds = time.perf_counter() - t0
     manifest = {
         "format": FORMAT_VERSION,
@@ -98,12 +102,35 @@ def prepare(specs: list[str], out_dir: str | Path, jobs: int | None = None, corp
         "seconds": round(seconds, 3),
         "splits": counts,
         "skipped": skipped,
+        "warnings": warnings,
         "vocabulary": VOCABULARY,
     }
     data = json.dumps(manifest, indent=1).encode()
     _atomic_write(out / MANIFEST, lambda f: f.write(data))
     return {"files": manifest["files"], "events": manifest["events"], "seconds": seconds,
-            "skipped": skipped, "splits": counts, "out": str(out)}
+            "skipped": skipped, "splits": counts, "warnings": warnings, "out": str(out)}
+
+
+def apply_small_data_rule(pieces: list[Piece]) -> list[str]:
+    """training.splits.small_data_splits on the hash-split pieces (JSB pieces keep their file's split);
+    returns the line saying what it did, if anything."""
+    hashed = [p for p in pieces if not p.key.startswith(JSB_KEY)]
+    splits, line = small_data_splits([p.key for p in hashed], [p.split for p in hashed])
+    for piece, split in zip(hashed, splits):
+        piece.split = split
+    return [line] if line else []
+
+
+def small_split_warnings(counts: dict) -> list[str]:
+    """A line for each held-out split too small to judge a model by."""
+    out = []
+    for split in ("valid", "test"):
+        c = counts[split]
+        if 0 < c["events"] < SMALL_SPLIT_EVENTS:
+            out.append(f"the {split} split is small ({c['pieces']} piece{'s' if c['pieces'] != 1 else ''}, "
+                       f"{c['events']} events, under {SMALL_SPLIT_EVENTS}): figures on it are noisy"
+                       + ("; train will not tune a session memory on it" if split == "valid" else ""))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- reading

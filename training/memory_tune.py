@@ -15,6 +15,7 @@ from antiphon.engine.style import atomic_write_bytes, load_style, pack, resolve_
 
 from .data import Split
 from .scoring import grammar_masks
+from .splits import SMALL_SPLIT_EVENTS
 
 THETAS = (8.0, 16.0, 24.0, 32.0)
 GATES = (0.0, 4.0, 8.0, 16.0, 24.0)
@@ -52,9 +53,17 @@ def single_style_outputs(style_path, split: Split, device, what: str) -> tuple[l
     return pieces, n
 
 
-def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int = 2048) -> dict:
+def tune_memory(style_path: str | Path, split: Split, device="cpu", window: int = 2048,
+                min_events: int = SMALL_SPLIT_EVENTS) -> dict:
     """Grid-searches the memory on `split` (valid); writes the winner (or no memory) into the style.
-    Returns {"memory": config or None, "nll_per_event": with it, "nll_per_event_without": model alone}."""
+    Returns {"memory": config or None, "nll_per_event": with it, "nll_per_event_without": model alone}.
+
+    On fewer than `min_events` held-out events nothing is chosen and the style is left as it was (returns
+    {"skipped": the reason}): a grid of 200 settings picked on a few hundred events fits their noise."""
+    events = sum(len(t) - 1 for t, _ in split.pieces)
+    if events < min_events:
+        return {"skipped": f"session memory not tuned: {events} held-out events, fewer than {min_events} "
+                           f"(antiphon tune-memory --min-events N chooses one anyway)", "split_events": events}
     pieces, n = single_style_outputs(style_path, split, device, "tune its members' memories")
     plain = sum(masked_nll(lg, y, m) for lg, _, y, m in pieces) / n
     best, best_nll = None, plain

@@ -55,3 +55,40 @@ def assign_split(key: str) -> str:
     if u < TEST_FRACTION + VALID_FRACTION:
         return "valid"
     return "train"
+
+
+# ---------------------------------------------------------------------------------------------- small data
+# The hash split is a contract: a big corpus keeps it exactly. Only when it leaves a split empty does a
+# small set of pieces get the small-data rule instead.
+MIN_PIECES_TO_HOLD_OUT = 10  # with fewer pieces nothing is held out: every piece trains
+SMALL_SPLIT_EVENTS = 2000  # a held-out split below this many events gives noisy figures (and no memory tuning)
+
+
+def small_data_splits(keys: list[str], splits: list[str]) -> tuple[list[str], str | None]:
+    """The splits of one prepared set of hash-split pieces, with the small-data rule applied where the
+    hash split leaves train, valid or test empty; and a line saying what the rule did (None: nothing).
+
+    10 or more pieces: each empty held-out split takes one piece from train, the train pieces whose
+    hash is lowest (the held-out ranges are the lowest hashes), test first, then valid.
+    Fewer than 10: every piece trains (one held-out piece would be all noise and a tenth of the data)."""
+    if not keys or all(s in splits for s in SPLITS):
+        return list(splits), None
+    n = len(keys)
+    if n < MIN_PIECES_TO_HOLD_OUT:
+        if all(s == "train" for s in splits):
+            return list(splits), (f"only {n} piece{'s' if n > 1 else ''}: all train, none held out "
+                                  f"(valid and test need {MIN_PIECES_TO_HOLD_OUT} or more pieces)")
+        return ["train"] * n, (f"only {n} pieces: all train, none held out (valid and test need "
+                               f"{MIN_PIECES_TO_HOLD_OUT} or more pieces; the hash split had "
+                               f"{', '.join(f'{splits.count(s)} {s}' for s in SPLITS)})")
+    out = list(splits)
+    train = sorted((i for i, s in enumerate(out) if s == "train"), key=lambda i: split_fraction(keys[i]))
+    moved = []
+    for split in ("test", "valid"):
+        if split not in out and len(train) > 1:
+            out[train.pop(0)] = split
+            moved.append(split)
+    if not moved:
+        return out, None
+    return out, (f"{n} pieces and the hash split left {' and '.join(moved)} empty: moved one train piece to each "
+                 f"(small-data rule), now {', '.join(f'{out.count(s)} {s}' for s in SPLITS)}")
