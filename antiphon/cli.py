@@ -8,8 +8,10 @@ running); no traceback unless ANTIPHON_DEBUG=1.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
+import re
 import sys
 
 from antiphon import __version__
@@ -30,7 +32,8 @@ COMMANDS = {
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each flag's default (where it has one worth showing)."""
+    """Shows each flag's default (where it has one worth showing: not for switches that are off, nor
+    for flags whose absence the help line itself explains)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -42,41 +45,60 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: `antiphon live: --temperature: must be in 0.05..3, got 100`."""
+    """argparse with one-line errors: `antiphon live: --temperature: must be within 0.05..3, got 100`."""
 
     def error(self, message: str):
+        message = re.sub(r"^argument ([^:]+): ", lambda m: m.group(1).split("/")[-1] + ": ", message)
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+    def unrecognized(self, extra: list[str]):
+        """Unknown arguments, reported by this (sub)command's parser, with the closest flag it knows."""
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for arg in extra:
+            close = difflib.get_close_matches(arg.split("=")[0], known, n=1) if arg.startswith("--") else []
+            if close:
+                hints.append(f"did you mean {close[0]}?")
+        self.error(f"unrecognized arguments: {' '.join(extra)}" + (f" ({'; '.join(hints)})" if hints else ""))
 
 
 def command_module(name: str):
     return importlib.import_module(f"antiphon.commands.{name.replace('-', '_')}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The whole parser; with `commands`, only those subcommands get their arguments (and their modules
+    imported): `antiphon live ...` never imports what `train` needs."""
     parser = Parser(prog="antiphon", description="A live AI duet partner over MIDI.", formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"antiphon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
-        mod = command_module(name)
-        mod.add_arguments(p)
-        p.set_defaults(_module=mod, _parser=p)
+        if commands is None or name in commands:
+            mod = command_module(name)
+            mod.add_arguments(p)
+            p.set_defaults(_module=mod, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser([first] if first in COMMANDS else [])
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's own parser, so its usage is the one shown
-        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args._parser.unrecognized(extra)
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, OSError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the one rule: one line, non-zero exit
         if os.environ.get("ANTIPHON_DEBUG"):
             raise
-        print(f"antiphon {args.command}: {one_line(exc)}", file=sys.stderr)
+        expected = isinstance(exc, (ValueError, OSError, RuntimeError))
+        text = one_line(exc) if expected else f"internal error, {type(exc).__name__}: {one_line(exc)} " \
+                                                "(ANTIPHON_DEBUG=1 shows where)"
+        print(f"antiphon {args.command}: {text}", file=sys.stderr)
         return 1
 
 

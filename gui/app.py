@@ -11,10 +11,43 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import replace
 
 SCREENSHOT_AFTER_S = 2.0
+
+
+_PROBE = "from PyQt6.QtGui import QGuiApplication; QGuiApplication([])"
+
+
+def display_problem() -> str | None:
+    """Why Qt could not open a window here, or None. Qt aborts the whole process (a core dump) when its
+    platform plugin cannot start, so where a display is named the check runs Qt in a child process."""
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith(("linux", "freebsd", "openbsd")):
+        return None  # the user chose a platform (offscreen, vnc...), or macOS/Windows: Qt has its own
+    names = [f"{k}={os.environ[k]}" for k in ("WAYLAND_DISPLAY", "DISPLAY") if os.environ.get(k)]
+    if not names:
+        return "no display (DISPLAY and WAYLAND_DISPLAY are unset)"
+    try:
+        probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot check the display ({type(exc).__name__})"
+    if probe.returncode == 0:
+        return None
+    lines = [ln for ln in probe.stderr.splitlines() if "could not connect" in ln or "cannot open" in ln.lower()]
+    detail = f" ({lines[0].strip()})" if lines else ""
+    return f"Qt cannot open the display {', '.join(names)}{detail}"
+
+
+def panel_unavailable(screenshot: str | None = None) -> str | None:
+    """Why `antiphon live` must run headless here, or None. A --screenshot run needs no display: it
+    draws offscreen instead."""
+    problem = display_problem()
+    if problem and screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        return None
+    return problem
 
 
 def _platform_for(screenshot: str | None) -> None:

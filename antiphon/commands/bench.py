@@ -21,11 +21,11 @@ import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", default="default")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--style", default="default", help="style name or file to measure")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (for tests)")
     p.add_argument("--skip", nargs="*", default=[], choices=["sender", "train", "prepare"],
-                   help="leave out these measurements")
+                   help="leave out these measurements (default: none)")
     p.add_argument("--sender", default="process", choices=["process", "thread"],
                    help="which sender to measure under load (the live engine uses the process sender)")
 

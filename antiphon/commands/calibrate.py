@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,11 +24,13 @@ def run(args) -> int:
 
     data = load_data(args.data, args.cache)
     if not data[args.split].pieces:
-        raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
+        raise ValueError(data.why_empty(args.split, args.data))
     device = pick_device(args.device)
     result = {"calibration": calibrate(args.style, data[args.split], device)}
     if not args.no_memory:
-        result["memory_tuning"] = tune_memory(args.style, data[args.split], device)
+        result["memory_tuning"] = tune_memory(args.style, data[args.split], device, min_events=args.min_events)
+        if "skipped" in result["memory_tuning"]:
+            print(f"antiphon calibrate: {result['memory_tuning']['skipped']}", file=sys.stderr, flush=True)
     result["held_out"] = record_figures(args.style, data, args.device)
     print(json.dumps(result))
     return 0

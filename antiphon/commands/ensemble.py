@@ -9,22 +9,26 @@ import shlex
 import sys
 from pathlib import Path
 
+from antiphon import arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("styles", nargs="+", metavar="STYLE",
                    help="trained styles (each keeps its memory); an ensemble given here adds its models")
-    p.add_argument("--views", type=int, default=0, metavar="N",
+    # 12 is engine.ensemble.MAX_VIEW_SHIFT (not imported here: parsing stays free of torch)
+    p.add_argument("--views", type=arguments.int_in(0, 12), default=0, metavar="N",
                    help="each model also plays transposed by ±1..±N semitones, as members of their own "
-                        "(2N + 1 a model; default 0: none); transposed views whose fit weight is under 0.001 are left out")
-    p.add_argument("--max-members", type=int, default=0, metavar="N",
-                   help="keep only N members (views included), chosen one at a time for the mixture that "
-                        "scores best on valid: a lighter live step (default: all)")
+                        "(2N + 1 a model; 0: none); transposed views whose fit weight is under 0.001 are left out")
+    p.add_argument("--max-members", type=arguments.int_in(0), default=0, metavar="N",
+                   help="keep only N members (views included, N >= 2), chosen one at a time for the mixture that "
+                        "scores best on valid: a lighter live step (0: all)")
     p.add_argument("--data", nargs="+", required=True, metavar="DATA",
                    help="the data the weights are fit on (its valid split) and scored on")
-    p.add_argument("--out", required=True, help="ensemble style file to write")
+    p.add_argument("--out", required=True, type=arguments.writable_file, help="ensemble style file to write")
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--cache", help="prepared-data cache folder")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to score (auto: CUDA when torch sees a GPU)")
+    p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
 
 
 def run(args) -> int:
@@ -63,7 +67,7 @@ def run(args) -> int:
                          f"(models x views); got {len(models)} x {len(shifts)}")
     data = load_data(args.data, args.cache)
     if not data["valid"].pieces:
-        raise ValueError(f"no valid split in {' '.join(args.data)} to fit the weights on")
+        raise ValueError(data.why_empty("valid", args.data) + ": the weights are fit on it")
     per_member = member_target_log_probs(members, data["valid"], device)
     if args.max_members:
         chosen = choose_members(members, per_member, args.max_members)

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from antiphon import arguments
+import sys
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", help="style name (e.g. default) or style file")
@@ -11,13 +14,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "data's train split instead of a style")
     p.add_argument("--data", nargs="+", required=True, metavar="DATA",
                    help="files, folders, corpus:NAME or jsb-quarter:PATH")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--transpose", type=int, default=6,
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="which split to score")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to score (auto: CUDA when torch sees a GPU)")
+    p.add_argument("--transpose", type=arguments.int_in(0, 12), default=6,
                    help="Markov baseline: transposition augmentation of its train split (semitones)")
     p.add_argument("--no-memory", action="store_true",
                    help="score the LSTM alone, without the style's session memory")
-    p.add_argument("--cache", help="prepared-data cache folder")
+    p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -28,8 +32,10 @@ def run(args) -> int:
     if bool(args.style) == bool(args.baseline):
         raise ValueError("give exactly one of --style and --baseline")
     data = load_data(args.data, args.cache)
+    for line in data.warnings:
+        print(f"antiphon eval: warning: {line}", file=sys.stderr, flush=True)
     if not data[args.split].pieces:
-        raise ValueError(f"no pieces in the {args.split} split of {' '.join(args.data)}")
+        raise ValueError(data.why_empty(args.split, args.data))
     if args.style:
         result = score_style(args.style, data[args.split], args.device, memory=not args.no_memory)
         result["style"] = args.style

@@ -6,17 +6,24 @@ from __future__ import annotations
 import argparse
 import json
 
+from antiphon import arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--style", default="default", help="style name or file (default: the shipped style)")
-    p.add_argument("--input", required=True, help="MIDI file to continue")
-    p.add_argument("--bars", type=int, default=4, help="bars to add (default 4)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--variations", type=int, default=1)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", required=True, help="MIDI file to write")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--style", default="default", help="style name or file")
+    p.add_argument("--input", required=True, type=arguments.existing_file, help="MIDI file to continue")
+    p.add_argument("--bars", type=arguments.bars, default=4,
+                   help="bars to generate after the input, 1..64 (as in demo; live calls them --response-bars)")
+    p.add_argument("--temperature", type=arguments.temperature, default=arguments.DEFAULT_TEMPERATURE,
+                   help="sampling temperature, 0.05..3: higher is wilder")
+    p.add_argument("--top-p", type=arguments.top_p, default=arguments.DEFAULT_TOP_P,
+                   help="nucleus sampling, 0.05..1: sample only from the likeliest notes that make up this share")
+    p.add_argument("--variations", type=arguments.int_in(1, 32), default=1,
+                   help="continuations to write, each on its own track, 1..32")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sampling seed (variation k uses seed + k; default: random)")
+    p.add_argument("--out", required=True, type=arguments.writable_file, help="MIDI file to write")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
 def run(args) -> int:
@@ -26,14 +33,15 @@ def run(args) -> int:
     from antiphon.engine.style import load_style
     from antiphon.engine.tokens import clean_notes
 
-    from antiphon.engine.reading import read_midi
+    from antiphon.engine.reading import read_midi, reason
 
-    if args.bars < 1 or args.variations < 1:
-        raise ValueError("--bars and --variations must be at least 1")
-    notes, meter = read_midi(args.input)
+    try:
+        notes, meter = read_midi(args.input)
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's fault: say why, as prepare does
+        raise ValueError(f"--input {args.input}: {reason(exc)}") from None
     notes = clean_notes(notes)
     if not notes:
-        raise ValueError(f"{args.input}: no notes to continue")
+        raise ValueError(f"--input {args.input}: no notes to continue")
     style = load_style(args.style)
     gen = Generator(style.runtime(), meter, seed=args.seed)
     prime(gen, notes)

@@ -3,33 +3,51 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 import time
 
+from antiphon import arguments
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi"])
+    p.add_argument("--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi"],
+                   help="MIDI backend (auto: ALSA, then CoreMIDI, then a running JACK server)")
     p.add_argument("--in-port", help="connect to this existing input port instead of creating 'Antiphon In'")
     p.add_argument("--out-port", help="connect to this existing output port instead of creating 'Antiphon Out'")
-    p.add_argument("--bpm", type=float, default=120.0, help="internal clock tempo when no MIDI clock arrives")
-    p.add_argument("--meter", default="4/4")
+    p.add_argument("--bpm", type=arguments.bpm, default=120.0,
+                   help=f"internal clock tempo when no MIDI clock arrives, {arguments.BPM_RANGE[0]:g}.."
+                        f"{arguments.BPM_RANGE[1]:g}")
+    p.add_argument("--meter", type=arguments.meter, default="4/4", help="time signature of the bar grid")
     p.add_argument("--style", default="default", help="shipped style name or style file")
-    p.add_argument("--channel", type=int, default=1, help="output MIDI channel 1..16 (default 1)")
-    p.add_argument("--mode", default="call_response", choices=["call_response", "accompany"])
-    p.add_argument("--temperature", type=float, default=0.9)
-    p.add_argument("--top-p", type=float, default=0.95)
-    p.add_argument("--response-bars", type=int, default=2)
-    p.add_argument("--phrase-end", default="silence", choices=["silence", "bar", "pedal", "cc"])
-    p.add_argument("--silence-beats", type=float, default=1.0)
-    p.add_argument("--answer-on", default="beat", choices=["beat", "bar"])
-    p.add_argument("--lookahead", type=float, default=1.0, help="beats generated ahead of the playhead")
+    p.add_argument("--channel", type=arguments.int_in(1, 16), default=1, help="output MIDI channel, 1..16")
+    p.add_argument("--mode", default="call_response", choices=["call_response", "accompany"],
+                   help="answer each phrase you play, or play along while you play")
+    p.add_argument("--temperature", type=arguments.temperature, default=arguments.DEFAULT_TEMPERATURE,
+                   help="sampling temperature, 0.05..3: higher is wilder")
+    p.add_argument("--top-p", type=arguments.top_p, default=arguments.DEFAULT_TOP_P,
+                   help="nucleus sampling, 0.05..1: sample only from the likeliest notes that make up this share")
+    p.add_argument("--response-bars", type=arguments.bars, default=2, help="length of each answer in bars, 1..64")
+    p.add_argument("--phrase-end", default="silence", choices=["silence", "bar", "pedal", "cc"],
+                   help="what ends your phrase and cues the answer: a rest, a bar line, lifting the sustain "
+                        "pedal, or CC 80")
+    p.add_argument("--silence-beats", type=arguments.float_in(0.25, 16.0), default=1.0,
+                   help="with --phrase-end silence: beats of rest that end a phrase, 0.25..16")
+    p.add_argument("--answer-on", default="beat", choices=["beat", "bar"],
+                   help="the answer starts on the next beat or the next bar line")
+    p.add_argument("--lookahead", type=arguments.float_in(0.25, 8.0), default=1.0,
+                   help="beats generated ahead of the playhead, 0.25..8")
     p.add_argument("--key-lock", action="store_true", help="answer only in the call's key")
     p.add_argument("--passthrough", action="store_true", help="echo the player's notes to the output")
-    p.add_argument("--record", metavar="FILE.mid", help="record call and answer (saved every second)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--headless", action="store_true", help="no panel: print a status line")
-    p.add_argument("--screenshot", metavar="PNG", help="render the panel after a moment, write PNG, exit")
-    p.add_argument("--duration", type=float, help="exit after this many seconds")
+    p.add_argument("--record", metavar="FILE.mid", type=arguments.writable_file,
+                   help="record call and answer (saved every second)")
+    p.add_argument("--seed", type=int, help="sampling seed, for answers that repeat run to run (default: random)")
+    p.add_argument("--headless", action="store_true",
+                   help="no panel: print a status line (the default where there is no display)")
+    p.add_argument("--screenshot", metavar="PNG", type=arguments.writable_file,
+                   help="render the panel after a moment, write PNG, exit")
+    p.add_argument("--duration", type=arguments.float_in(0.0, lo_open=True),
+                   help="exit after this many seconds (default: run until Ctrl-C)")
 
 
 def config_from(args):
@@ -38,8 +56,6 @@ def config_from(args):
 
     from antiphon.plugin.live import LiveConfig
 
-    if not 1 <= args.channel <= 16:
-        raise ValueError("--channel must be 1..16")
     params = SessionParams(mode=args.mode, temperature=args.temperature, top_p=args.top_p,
                            response_bars=args.response_bars, phrase_end=args.phrase_end,
                            silence_beats=args.silence_beats, answer_on=args.answer_on,
@@ -52,8 +68,15 @@ def config_from(args):
 def run(args) -> int:
     from antiphon.plugin.live import LiveEngine, status_line
 
+    from antiphon.gui.app import panel_unavailable
+    from antiphon.plugin.ports import resolve_backend
+
     config = config_from(args)
-    if not args.headless:
+    resolve_backend(args.backend)  # no backend: the ports module's one actionable line, before anything opens
+    problem = None if args.headless else panel_unavailable(args.screenshot)
+    if problem:
+        print(f"antiphon live: {problem}: running headless (as with --headless)", file=sys.stderr, flush=True)
+    if not args.headless and not problem:
         from antiphon.gui.app import run_panel
 
         return run_panel(config, screenshot=args.screenshot, duration=args.duration)

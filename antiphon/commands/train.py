@@ -8,28 +8,35 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from antiphon import arguments
 from antiphon.engine.model import PRESETS, ModelConfig
 
 from antiphon.training.train import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    A = arguments
     p.add_argument("data", nargs="+", metavar="DATA",
                    help="files, folders, corpus:bach|folk|broad, or jsb-quarter:PATH")
-    p.add_argument("--out", required=True, help="style file to write (e.g. mystyle.style)")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size (default small)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", required=True, type=A.writable_file, help="style file to write (e.g. mystyle.style)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size")
+    p.add_argument("--epochs", type=A.int_in(1), default=20, help="passes over the training split")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (auto: CUDA when torch sees a GPU)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     p.add_argument("--init", metavar="STYLE", help="fine-tune: start from this style's weights and model size")
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--seq-len", type=int, default=TrainConfig.seq_len)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--transpose", type=int, default=TrainConfig.transpose,
+    p.add_argument("--batch-size", type=A.int_in(1), default=TrainConfig.batch_size,
+                   help="windows per optimiser step")
+    p.add_argument("--seq-len", type=A.int_in(2), default=TrainConfig.seq_len,
+                   help="events per training window (backpropagation through time)")
+    p.add_argument("--lr", type=A.float_in(0.0, 1.0, lo_open=True), default=TrainConfig.lr,
+                   help="peak learning rate of the cosine schedule (AdamW)")
+    p.add_argument("--transpose", type=A.int_in(0, 12), default=TrainConfig.transpose,
                    help="random transposition range in semitones (0 = no augmentation)")
-    p.add_argument("--patience", type=int, default=0, help="stop after N epochs without a better valid NLL")
-    p.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="AdamW weight decay")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+    p.add_argument("--patience", type=A.int_in(0), default=0,
+                   help="stop after N epochs without a better valid NLL (0 = never)")
+    p.add_argument("--weight-decay", type=A.float_in(0.0), default=TrainConfig.weight_decay, help="AdamW weight decay")
+    p.add_argument("--ema", type=A.float_in(0.0, 1.0, hi_open=True), default=0.0, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights (e.g. 0.999; 0 = off)")
     p.add_argument("--no-memory", action="store_true",
                    help="do not choose a session memory on valid after training (see `antiphon tune-memory`)")
@@ -38,10 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masked-loss", action="store_true",
                    help="train on the grammar-masked distribution (the one eval scores and sampling draws from)")
     for name in ("embed", "hidden", "layers"):
-        p.add_argument(f"--{name}", type=int, help=f"override the preset's {name}")
-    p.add_argument("--dropout", type=float, help="override the preset's dropout")
-    p.add_argument("--embed-dropout", type=float, help="override the preset's embedding dropout")
-    p.add_argument("--weight-drop", type=float, help="DropConnect on the LSTM's recurrent weights (e.g. 0.3)")
+        p.add_argument(f"--{name}", type=A.int_in(1), help=f"override the preset's {name} size")
+    unit = A.float_in(0.0, 1.0, hi_open=True)
+    p.add_argument("--dropout", type=unit, help="override the preset's dropout")
+    p.add_argument("--embed-dropout", type=unit, help="override the preset's embedding dropout")
+    p.add_argument("--weight-drop", type=unit, help="DropConnect on the LSTM's recurrent weights (e.g. 0.3)")
     p.add_argument("--sounding-input", action="store_true", default=None,
                    help="the model also reads which pitches sound (helps polyphonic data)")
     p.add_argument("--interval-head", action="store_true", default=None,
@@ -53,8 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift-input", action="store_true", default=None,
                    help="with --transpose, the model is told each training piece's transposition (and reads 0 "
                         "when played): it learns from every key what they share without losing the data's key")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=A.int_in(0), default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
     p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
 
@@ -77,9 +85,11 @@ def run(args) -> int:
 
     out = Path(args.out)
     data = load_data(args.data, args.cache)
+    for line in data.warnings:
+        print(f"antiphon train: warning: {line}", file=sys.stderr, flush=True)
     train_pieces, valid_pieces = data["train"].pieces, data["valid"].pieces
     if not train_pieces:
-        raise ValueError("no training pieces in " + " ".join(args.data))
+        raise ValueError(data.why_empty("train", args.data))
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
                       transpose=args.transpose, patience=args.patience, seed=args.seed, device=args.device,
                       threads=args.threads, masked_loss=args.masked_loss, weight_decay=args.weight_decay,
@@ -118,6 +128,8 @@ def run(args) -> int:
             from antiphon.training.memory_tune import tune_memory
 
             tuned["memory_tuning"] = tune_memory(out, data["valid"], pick_device(args.device))
+            if "skipped" in tuned["memory_tuning"]:
+                print(f"antiphon train: {tuned['memory_tuning']['skipped']}", file=sys.stderr, flush=True)
         figures = evaluate.record_figures(out, data, args.device)
         print(json.dumps({"style": str(out), "best_epoch": hist.best_epoch, **tuned, **figures}))
     return 0
