@@ -1,8 +1,25 @@
 """Piano rolls of notes as PNG pictures (matplotlib, no display needed): the demo's and the benchmarks'."""
 from __future__ import annotations
 
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_NATURALS = {0, 2, 4, 5, 7, 9, 11}
 
-def piano_roll_png(path: str, parts: list[tuple[str, list, str]], meter, title: str) -> None:
+
+def note_name(pitch: int) -> str:
+    """MIDI pitch -> scientific pitch name: 60 -> C4, 78 -> F#5, 21 -> A0."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def pitch_ticks(lo: int, hi: int) -> list[int]:
+    """The pitches labelled on a roll from lo to hi: every one on a narrow roll, the naturals on a
+    middling one, C, E and G on a wide one."""
+    span = hi - lo
+    keep = (set(range(12)) if span <= 14 else _NATURALS if span <= 30 else {0, 4, 7})
+    return [p for p in range(lo, hi + 1) if p % 12 in keep]
+
+
+def piano_roll_png(path: str, parts: list[tuple[str, list, str]], meter, title: str) -> list[str]:
+    """Writes the picture; returns the pitch axis's labels, bottom to top."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,15 +34,24 @@ def piano_roll_png(path: str, parts: list[tuple[str, list, str]], meter, title: 
                                    alpha=0.85, lw=0))
             lo, hi, end = min(lo, n.pitch), max(hi, n.pitch), max(end, n.end)
         ax.plot([], [], color=colour, lw=6, label=f"{label} ({len(notes)} notes)")
+    if lo > hi:  # no notes at all: show middle C's octave
+        lo, hi = 60, 72
     beats_per_bar = meter.ticks_per_bar / 24
     for b in range(0, int(end / 24 / beats_per_bar) + 2):
         ax.axvline(b * beats_per_bar, color="#999", lw=0.6)
     ax.set_xlim(0, end / 24 + 0.5)
     ax.set_ylim(lo - 2, hi + 2)
+    ticks = pitch_ticks(lo - 1, hi + 1)
+    labels = [note_name(p) for p in ticks]
+    ax.set_yticks(ticks, labels)
+    for p in ticks:
+        if p % 12 == 0:
+            ax.axhline(p, color="#ddd", lw=0.5, zorder=0)
     ax.set_xlabel("quarter notes")
-    ax.set_ylabel("MIDI pitch")
+    ax.set_ylabel("pitch")
     ax.set_title(title)
     ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return labels
