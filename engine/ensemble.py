@@ -128,6 +128,8 @@ class EnsembleRuntime:
     """Steps every member and returns the log of the mixture of their distributions (a buffer the next
     call overwrites), as StepRuntime returns logits: sampling and masking treat both alike."""
 
+    critic_weights: dict | None = None
+
     def __init__(self, members: list[Member], temperature: float = 1.0):
         if not 2 <= len(members) <= MAX_VIEWS:
             raise ValueError(f"an ensemble has 2 to {MAX_VIEWS} members, got {len(members)}")

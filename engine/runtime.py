@@ -67,7 +67,8 @@ class BatchState:
     pitches); with a session memory, the parent's trace (read only: its keys serve every stream) and each
     stream's own keys and values since the fork."""
 
-    __slots__ = ("h", "c", "sound", "pitches", "trace", "length", "stepped", "new_keys", "new_values", "written")
+    __slots__ = ("h", "c", "sound", "pitches", "trace", "length", "stepped", "new_keys", "new_values", "written",
+                 "past")
 
     def __init__(self, parent: StepState, k: int, max_tokens: int = 1024):
         self.h = np.ascontiguousarray(np.repeat(parent.h[:, None], k, axis=1))
@@ -81,6 +82,7 @@ class BatchState:
         self.new_keys = np.zeros((k, max_tokens, hidden), dtype=np.float32) if parent.trace is not None else None
         self.new_values = np.zeros((k, max_tokens), dtype=np.int64) if parent.trace is not None else None
         self.written = 0
+        self.past = None  # the shared past the memory reads, gathered once (see StepRuntime._memory_past)
 
     @property
     def k(self) -> int:
@@ -103,6 +105,8 @@ class BatchState:
 
 
 class StepRuntime:
+    critic_weights: dict | None = None  # the style's critic weights (engine/critic.py), set by Style.runtime
+
     def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()
         cfg: ModelConfig = model.config
@@ -129,6 +133,10 @@ class StepRuntime:
             self.w.append(np.ascontiguousarray(w, dtype=np.float32))
             self.b.append(sd[f"lstm.bias_ih_l{layer}"] + sd[f"lstm.bias_hh_l{layer}"])
         self.w_head = np.ascontiguousarray(sd["head.weight"], dtype=np.float32)
+        # the batched step multiplies (K, n) rows by (n, m) matrices: BLAS is fastest on them stored that way
+        self.w_hh0_t = np.ascontiguousarray(self.w_hh0.T)
+        self.w_t = [np.ascontiguousarray(w.T) for w in self.w]
+        self.w_head_t = np.ascontiguousarray(self.w_head.T)
         self.b_head = sd["head.bias"].astype(np.float32)
         if cfg.interval_head:
             # profiles reversed along the interval axis, so that profile[j] pairs with the window of
@@ -249,7 +257,7 @@ class StepRuntime:
         off = (tokens >= NOTE_OFF) & (tokens < TIME_SHIFT)
         for layer in range(self.config.layers):
             if layer == 0:
-                g = state.h[0] @ self.w_hh0.T
+                g = state.h[0] @ self.w_hh0_t
                 g += self.tok_table[tokens]
                 g += self.pos_table[positions]
                 if self.sound_table is not None:
@@ -259,7 +267,7 @@ class StepRuntime:
                         state.sound[off] -= self.sound_table[tokens[off] - NOTE_OFF]
                     g += state.sound
             else:
-                g = np.concatenate([state.h[layer - 1], state.h[layer]], axis=1) @ self.w[layer - 1].T
+                g = np.concatenate([state.h[layer - 1], state.h[layer]], axis=1) @ self.w_t[layer - 1]
                 g += self.b[layer - 1]
             cand = np.tanh(g[:, 2 * H:3 * H])
             g *= 0.5
@@ -272,7 +280,7 @@ class StepRuntime:
             c += cand
             np.tanh(c, out=state.h[layer])
             state.h[layer] *= g[:, 3 * H:]
-        logits = state.h[-1] @ self.w_head.T
+        logits = state.h[-1] @ self.w_head_t
         logits += self.b_head
         if self.w_int is not None:
             self._add_interval_scores_batch(state, logits)
@@ -321,6 +329,24 @@ class StepRuntime:
             notes += np.einsum("kos,kps->kop", profiles[:, r], windows, optimize=True)
         logits[:, NOTE_ON:NOTE_ON + 2 * N_PITCHES] += notes.reshape(K, -1)
 
+    @staticmethod
+    def _memory_past(state: BatchState, lo: int):
+        """The shared past a batch's memory reads, [first, fork point), gathered from the ring once per batch
+        (the window only slides forward from there): its keys, and its values grouped (an order that sorts
+        them, where each value's run starts, the values)."""
+        if state.past is None:
+            trace = state.trace
+            first = min(lo, state.length)
+            idx = np.arange(first, state.length) % trace.capacity
+            keys = np.ascontiguousarray(trace.keys[idx])
+            values = trace.values[idx]
+            order = np.argsort(values, kind="stable")
+            sorted_values = values[order]
+            starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) if len(values) else \
+                np.zeros(0, dtype=np.int64)
+            state.past = (first, keys, order, starts, sorted_values[starts])
+        return state.past
+
     def _mix_memory_batch(self, state: BatchState, logits: np.ndarray) -> None:
         """_mix_memory for every stream: the parent's keys read once (one product for all K queries), each
         stream's own keys since the fork on top."""
@@ -332,27 +358,31 @@ class StepRuntime:
             return
         h = state.h[-1]
         q = h * (np.float32(cfg.theta) / np.maximum(np.sqrt(np.einsum("kh,kh->k", h, h)), 1e-12))[:, None]
-        parts, values = [], []
-        if lo < state.length:  # the shared past, [lo, fork point)
-            a, b = lo % trace.capacity, state.length % trace.capacity
-            idx = np.arange(a, a + state.length - lo) % trace.capacity if b <= a else slice(a, b)
-            keys = trace.keys[idx]
+        past_first, keys, order, starts, groups = self._memory_past(state, lo)
+        parts = []
+        if lo < state.length:
             parts.append(q @ keys.T)
-            values.append(np.broadcast_to(trace.values[idx], (K, keys.shape[0])))
+            if lo > past_first:  # the window slid past the oldest: those no longer count
+                parts[0][:, :lo - past_first] = -np.inf
         own_lo = max(lo, state.length) - state.length
         if own_lo < state.written:
             parts.append(np.einsum("kth,kh->kt", state.new_keys[:, own_lo:state.written], q))
-            values.append(state.new_values[:, own_lo:state.written])
         sims = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        vals = np.concatenate(values, axis=1) if len(values) > 1 else values[0]
         top = sims.max(axis=1)
         share = cfg.mix * np.maximum(top / cfg.theta, 0.0) ** cfg.gate
         live = share > 0.0
         if not live.any():
             return
         w = np.exp(sims - top[:, None])
-        flat = (np.arange(K)[:, None] * V + vals).ravel()
-        p_mem = np.bincount(flat, weights=w.ravel(), minlength=K * V).reshape(K, V)
+        p_mem = np.zeros((K, V))
+        n_past = 0
+        if lo < state.length:  # the past's weights summed per token: grouped by value once, one reduceat
+            n_past = keys.shape[0]
+            p_mem[:, groups] = np.add.reduceat(w[:, :n_past][:, order], starts, axis=1)
+        if own_lo < state.written:
+            own = state.new_values[:, own_lo:state.written]
+            flat = (np.arange(K)[:, None] * V + own).ravel()
+            p_mem += np.bincount(flat, weights=w[:, n_past:].ravel(), minlength=K * V).reshape(K, V)
         with np.errstate(divide="ignore"):
             log_mem = np.log(p_mem).astype(np.float32)
             log_mem += np.log(np.where(live, share, 1.0) / p_mem.sum(axis=1)).astype(np.float32)[:, None]

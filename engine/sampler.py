@@ -56,17 +56,62 @@ class Sampler:
         return int(allowed[self.rng.choice(len(allowed), p=p)])
 
 
+class BatchSampler:
+    """Sampler for K streams at once: the same distribution per row (grammar mask narrowed by register
+    and scale, temperature, top-p), drawn with one uniform number per row."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self._pitch_class = np.arange(128) % 12
+        self._pitches = np.arange(128)
+
+    def restrict(self, masks: np.ndarray, params: SamplingParams) -> np.ndarray:
+        keep = (self._pitches >= params.low) & (self._pitches <= params.high)
+        if params.scale is not None:
+            keep &= np.isin(self._pitch_class, params.scale)
+        narrowed = masks.copy()
+        narrowed[:, NOTE_ON:NOTE_OFF] &= keep
+        empty = ~narrowed.any(axis=1)
+        narrowed[empty] = masks[empty]
+        return narrowed
+
+    def sample(self, logits: np.ndarray, masks: np.ndarray, params: SamplingParams) -> np.ndarray:
+        masks = self.restrict(masks, params)
+        z = np.where(masks, logits.astype(np.float64), -np.inf)
+        if params.temperature <= 1e-3:
+            return np.argmax(z, axis=1)
+        z /= params.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        if params.top_p < 1.0:
+            order = np.argsort(-p, axis=1, kind="stable")
+            ps = np.take_along_axis(p, order, axis=1)
+            cum = np.cumsum(ps, axis=1)
+            ps = np.where(cum - ps < params.top_p, ps, 0.0)  # the smallest set reaching top_p
+            cum = np.cumsum(ps, axis=1)
+            u = np.maximum(self.rng.random(len(p)), 1e-12) * cum[:, -1]
+            pick = np.minimum((cum < u[:, None]).sum(axis=1), p.shape[1] - 1)
+            return order[np.arange(len(p)), pick]
+        cum = np.cumsum(p, axis=1)
+        u = np.maximum(self.rng.random(len(p)), 1e-12) * cum[:, -1]
+        return np.minimum((cum < u[:, None]).sum(axis=1), p.shape[1] - 1)
+
+
+_MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# the 24 key profiles (12 major tonics, then 12 minor), each centred and scaled: one product scores them all
+_PROFILES = np.array([np.roll(p, t) for p in (_MAJOR_PROFILE, _MINOR_PROFILE) for t in range(12)])
+_PROFILES = (_PROFILES - _PROFILES.mean(axis=1, keepdims=True)) / _PROFILES.std(axis=1, keepdims=True)
+
+
 def key_of(pitch_counts: np.ndarray) -> tuple[int, tuple[int, ...]]:
-    """Krumhansl-Schmuckler key estimate from 12 pitch-class weights: (tonic, scale)."""
-    major = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-    minor = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-    best = (-2.0, 0, MAJOR)
-    if pitch_counts.sum() <= 0:
+    """Krumhansl-Schmuckler key estimate from 12 pitch-class weights: (tonic, scale). The key whose profile
+    correlates best with the weights (the first such, major before minor, on a tie)."""
+    counts = np.asarray(pitch_counts, dtype=float)
+    if counts.sum() <= 0 or counts.std() == 0:
         return 0, MAJOR
-    for tonic in range(12):
-        for profile, scale in ((major, MAJOR), (minor, MINOR)):
-            r = np.corrcoef(np.roll(profile, tonic), pitch_counts)[0, 1]
-            if r > best[0]:
-                best = (r, tonic, scale)
-    _, tonic, scale = best
+    r = _PROFILES @ ((counts - counts.mean()) / counts.std()) / 12
+    best = int(np.argmax(r))
+    tonic, scale = best % 12, (MAJOR if best < 12 else MINOR)
     return tonic, tuple(sorted((tonic + s) % 12 for s in scale))

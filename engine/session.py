@@ -22,8 +22,12 @@ import numpy as np
 from .events import Meter
 from .generator import Generator
 from .runtime import StepRuntime
+from .answer_measures import key_of_notes
+from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
+from .events import Note
+from .planner import Planner
 from .sampler import SamplingParams, key_of
-from .tokens import BOS, N_POSITIONS, NOTE_OFF, TIME_SHIFT, VELOCITY, StreamEncoder
+from .tokens import BOS, N_POSITIONS, NOTE_OFF, TIME_SHIFT, VELOCITY, StreamEncoder, shift_tokens
 
 CALL_RESPONSE = "call_response"
 ACCOMPANY = "accompany"
@@ -32,6 +36,8 @@ PHRASE_END_RULES = ("silence", "bar", "pedal", "cc")
 
 PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
 ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
+MAX_CANDIDATES = 1024
+CALL_CONTEXT_NOTES = 8  # a phrase shorter than this is heard together with the one before
 
 LISTENING = "listening"
 ANSWERING = "answering"
@@ -54,6 +60,9 @@ class SessionParams:
     high: int = 108
     max_note_beats: float = 8.0  # a generated note held longer is released
     max_polyphony: int = 8
+    candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
+    end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
+    register: str = "free"  # follow | free: the answer stays near the call's register (hard filter)
     stale_hold_bars: float = 2.0  # a player's note (or pedal) held this long with nothing else played no
     # longer holds the phrase open: its note-off may have been lost
 
@@ -64,9 +73,11 @@ class SessionParams:
             raise ValueError(f"phrase_end must be one of {PHRASE_END_RULES}")
         if self.answer_on not in ("beat", "bar"):
             raise ValueError("answer_on must be beat or bar")
+        Constraints(self.end_on, self.register, self.key_lock).validated()
         return replace(self, temperature=float(min(max(self.temperature, 0.0), 3.0)),
                        top_p=float(min(max(self.top_p, 0.05), 1.0)),
                        response_bars=int(min(max(self.response_bars, 1), 64)),
+                       candidates=int(min(max(self.candidates, 1), MAX_CANDIDATES)),
                        silence_beats=float(min(max(self.silence_beats, 0.25), 16.0)),
                        stale_hold_bars=float(min(max(self.stale_hold_bars, 0.5), 64.0)),
                        lookahead_beats=float(min(max(self.lookahead_beats, 0.25), 8.0)))
@@ -105,6 +116,8 @@ class SessionSnapshot:
     answers: int
     key: str
     roll: tuple[RollNote, ...]
+    choice: str = ""  # the critic's last choice, in one line
+    plan_ms: float = 0.0  # how long planning the last answer took
 
 
 _NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -132,6 +145,17 @@ class Session:
         self._ours: dict[int, int] = {}  # generated pitch -> stream tick it started (as scheduled)
         self._checkpoints: deque = deque()
         self._call_pcs = np.zeros(12)
+        self._phrase_notes: list[Note] = []  # the player's notes of this phrase (stream ticks)
+        self._previous_phrase: list[Note] = []
+        self._player_velocity: dict[int, int] = {}
+        self._planner: Planner | None = None  # planning the answer expected at self._plan_for
+        self._plan_for: tuple[int, int] | None = None  # (answer start, stream tokens so far) it was started at
+        self._planned: list[int] = []  # the chosen answer's tokens
+        self._plan_pos = 0  # how many of them the stream has played
+        self.last_choice: Choice | None = None
+        self.last_call: Call | None = None
+        self.last_candidates: list = []  # what the critic chose from (for the benchmarks and the panel)
+        self.last_plan_ms = 0.0
         self.phrases = 0
         self.answers = 0
         self._roll: deque[RollNote] = deque(maxlen=512)
@@ -141,12 +165,16 @@ class Session:
 
     # ------------------------------------------------------------------ inputs from the plugin
     def set_params(self, params: SessionParams) -> None:
-        self.params = params.validated()
+        params = params.validated()
+        if params != self.params:
+            self._drop_plan()
+        self.params = params
         self.gen.max_polyphony = self.params.max_polyphony
 
     def set_runtime(self, runtime: StepRuntime) -> None:
         """A new style: takes effect at the next phrase (the model replays the recent stream)."""
         self._pending_runtime = runtime
+        self._drop_plan()
 
     def note_on(self, song_tick: float, pitch: int, velocity: int) -> Output:
         if velocity == 0:
@@ -155,16 +183,21 @@ class Session:
         out = self._interrupt(tick)
         self.encoder.note_on(tick, pitch, velocity)
         self._player_sounding[pitch] = tick
+        self._player_velocity[pitch] = velocity
         self._last_player_tick = tick
         self._phrase_has_notes = True
         self._call_pcs[pitch % 12] += 1
+        self._drop_plan()
         self._roll_on("player", tick, pitch, velocity)
         return out
 
     def note_off(self, song_tick: float, pitch: int) -> Output:
         tick = self._stream_tick(song_tick)
-        if self._player_sounding.pop(pitch, None) is None:
+        started = self._player_sounding.pop(pitch, None)
+        if started is None:
             return Output()
+        self._phrase_notes.append(Note(started, max(tick, started + 1), pitch, self._player_velocity.pop(pitch, 80)))
+        self._drop_plan()
         out = self._interrupt(tick) if self.params.mode == ACCOMPANY else Output()
         self.encoder.note_off(tick, pitch)
         self._last_player_tick = tick
@@ -227,12 +260,15 @@ class Session:
             self._roll_off("antiphon", tick, p)
         self._ours.clear()
         self._feed_offs(offs)
+        self._planned, self._plan_pos = [], 0
         if self.state == ANSWERING:
             self.state = LISTENING
         return out
 
     # ------------------------------------------------------------------ the clock drives this
-    def advance(self, song_tick: float) -> Output:
+    def advance(self, song_tick: float, budget_s: float | None = None) -> Output:
+        """The clock reached `song_tick`. `budget_s`: the most time to spend planning an answer ahead in this
+        call (None: as long as it takes, as on fake time)."""
         now = self._stream_tick(song_tick)
         self._now = now
         if self.state == STOPPED:
@@ -248,6 +284,8 @@ class Session:
             self._swap_runtime()
         if p.mode == CALL_RESPONSE:
             start = self._answer_due(now) if self.state == LISTENING else None
+            if start is None and self.state == LISTENING and p.candidates > 1:
+                self._plan_ahead(now, budget_s)
             if start is not None:
                 self._start_answer(start)
             if self.state == ANSWERING:
@@ -285,6 +323,13 @@ class Session:
     def _answer_due(self, now: int) -> int | None:
         """The tick the answer should start at, once the phrase has ended (or is about to: the answer is
         prepared `PREPARE_TICKS` ahead, and withdrawn if the player plays on)."""
+        start = self._expected_start(now)
+        if start is None or not (self._trigger or now >= start - PREPARE_TICKS):
+            return None
+        return start
+
+    def _expected_start(self, now: int) -> int | None:
+        """Where the answer will start if the player plays nothing more (None: not known yet)."""
         p = self.params
         if not self._phrase_has_notes or self._last_player_tick is None:
             return None
@@ -305,7 +350,61 @@ class Session:
         start = int(math.ceil(due / unit) * unit)
         if start < now:  # the rule was met long ago (a stale hold): the next beat (or bar) from now
             start = int(math.ceil((now + 1) / unit) * unit)
-        return start if now >= start - PREPARE_TICKS else None
+        return start
+
+    # ------------------------------------------------------------------ planned answers
+    def call(self) -> Call:
+        """The call being answered: this phrase, with the one before when it is short."""
+        notes = self._phrase_notes + [Note(t, max(self._now, t + 1), p, self._player_velocity.get(p, 80))
+                                      for p, t in self._player_sounding.items()]
+        if len(notes) < CALL_CONTEXT_NOTES:
+            notes = self._previous_phrase + notes
+        return Call(sorted(notes), self.meter)
+
+    def _plan_ahead(self, now: int, budget_s: float | None) -> None:
+        """During the silence before the answer, plan it: the candidates are sampled from a copy of the
+        stream brought to the expected start, in slices of `budget_s`; any player event drops the work."""
+        if self.encoder.pending:
+            return
+        start = self._expected_start(now)
+        if start is None:
+            return
+        key = (max(start, self.gen.grammar.tick), self.gen.tokens)
+        if self._plan_for != key:
+            self._planner = self._new_planner(key[0])
+            self._plan_for = key
+        if self._planner is not None and not self._planner.done:
+            self._planner.run(budget_s)
+
+    def _new_planner(self, start: int) -> Planner:
+        fork = self.gen.fork(seed=int(self.gen.sampler.rng.integers(2**31)))
+        for token in shift_tokens(start - fork.grammar.tick):
+            fork.feed(token)
+        p = self.params
+        end = start + p.response_bars * self.meter.ticks_per_bar
+        return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng, max_polyphony=p.max_polyphony,
+                       max_note_ticks=int(p.max_note_beats * self.meter.ticks_per_beat))
+
+    def _drop_plan(self) -> None:
+        self._planner, self._plan_for = None, None
+
+    def _choose_answer(self, start: int) -> None:
+        """At the answer's start: finish the plan made for it (or make one now) and let the critic choose."""
+        key = (start, self.gen.tokens)
+        if self._plan_for != key or self._planner is None:
+            self._planner = self._new_planner(start)
+        planner = self._planner
+        planner.run()
+        call = self.call()
+        span = self.params.response_bars * self.meter.ticks_per_bar
+        candidates = planner.candidates()
+        constraints = Constraints(self.params.end_on, self.params.register, self.params.key_lock)
+        self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
+                                  getattr(self.gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints)
+        self.last_call, self.last_candidates = call, candidates
+        self.last_plan_ms = planner.seconds * 1000
+        self._planned, self._plan_pos = candidates[self.last_choice.index].tokens, 0
+        self._drop_plan()
 
     def _holding_is_stale(self, now: int) -> bool:
         """Held notes or pedal with nothing else played for `stale_hold_bars`: the phrase is over (a lost
@@ -324,10 +423,17 @@ class Session:
         self._phrase_has_notes = False
         self.phrases += 1
         self.state = ANSWERING
+        self._planned, self._plan_pos = [], 0
+        if self.params.candidates > 1:
+            self._choose_answer(start)
+        self._previous_phrase, self._phrase_notes = self.call().notes[-64:], []
 
     def _sampling(self) -> SamplingParams:
         p = self.params
-        scale = key_of(self._call_pcs)[1] if p.key_lock and self._call_pcs.sum() else None
+        scale = None
+        if p.key_lock:
+            call = self.call().notes
+            scale = key_of_notes(call).scale if call else (key_of(self._call_pcs)[1] if self._call_pcs.sum() else None)
         return SamplingParams(temperature=p.temperature, top_p=p.top_p, low=p.low, high=p.high, scale=scale)
 
     def _generate(self, horizon: float, until: int | None, out: Output) -> None:
@@ -338,9 +444,15 @@ class Session:
             limit -= 1
             if not self._checkpoints or self._checkpoints[-1][0] < g.tick:
                 self._checkpoints.append((g.tick, g.copy(), self.gen.state.checkpoint(), self.gen.logits.copy(),
-                                          dict(self._ours), len(self.history)))
-                self._release_long_notes(out)
-            token, ev = self.gen.sample(params)
+                                          dict(self._ours), len(self.history), self._plan_pos))
+                if not self._planned:  # a planned answer already holds its releases
+                    self._release_long_notes(out)
+            if self._plan_pos < len(self._planned):  # the critic's choice, token by token: the model hears it
+                token = self._planned[self._plan_pos]
+                self._plan_pos += 1
+                ev = self.gen.feed(token)
+            else:
+                token, ev = self.gen.sample(params)
             self.history.append(token)
             if ev is None:
                 continue
@@ -397,7 +509,7 @@ class Session:
             chosen = self._checkpoints.pop()
         if chosen is None:
             return
-        _, grammar, state, logits, ours, hist_len = chosen
+        _, grammar, state, logits, ours, hist_len, self._plan_pos = chosen
         self.gen.grammar.copy_from(grammar)
         self.gen.state.copy_from(state)
         np.copyto(self.gen.logits, logits)
@@ -444,4 +556,5 @@ class Session:
         key = f"{_NAMES[tonic]} {'minor' if minor else 'major'}" if self._call_pcs.sum() else "-"
         return SessionSnapshot(self.state, self.params.mode, self._now - self.offset,
                                self.gen.step_ms, self.gen.tokens, self.phrases, self.answers, key,
-                               tuple(self.recent_notes()[-256:]))
+                               tuple(self.recent_notes()[-256:]),
+                               self.last_choice.summary() if self.last_choice else "", self.last_plan_ms)

@@ -100,3 +100,93 @@ def bench_generation(style, seconds: float) -> dict:
     t0 = time.perf_counter()
     generate_flat_out(gen, params, stop, counter)
     return {"events_per_s": round(counter[0] / (time.perf_counter() - t0), 1)}
+
+
+def listened_generator(style, seed: int = 0):
+    """A generator that has heard a session's worth of music (chorales, one after another, until every
+    memory window is full), then a 4-bar call, and stands at the start of the answer: the state planning
+    meets live. Returns (generator, the call's notes, the answer's first tick)."""
+    from .events import Meter, Note
+    from .generator import Generator, prime
+    from .reading import corpus_phrase, corpus_score, score_notes
+    from .tokens import shift_tokens
+
+    meter = Meter(4, 4)
+    gen = Generator(style.runtime(), meter, seed=seed)
+    windows = [m.memory.window for m in style.members if m.memory] or [style.memory.window if style.memory else 0]
+    pieces = ["bach/bwv7.7", "bach/bwv10.7", "bach/bwv26.6", "bach/bwv40.8", "bach/bwv57.8", "bach/bwv64.2",
+              "bach/bwv65.2", "bach/bwv67.7", "bach/bwv70.7"]
+
+    def play(notes):
+        origin = (gen.grammar.tick // meter.ticks_per_bar + 1) * meter.ticks_per_bar
+        prime(gen, [Note(n.start + origin, n.end + origin, n.pitch, n.velocity) for n in notes])
+        return origin
+
+    i = 0
+    while gen.tokens < max(windows) + 64 and i < len(pieces):
+        play(score_notes(corpus_score(pieces[i]))[0])
+        i += 1
+    call, _ = corpus_phrase("bach/bwv66.6", 0, 4)
+    origin = play(call)
+    call = [Note(n.start + origin, n.end + origin, n.pitch, n.velocity) for n in call]
+    start = -(-(max(n.end for n in call) + meter.ticks_per_beat) // meter.ticks_per_beat) * meter.ticks_per_beat
+    for token in shift_tokens(start - gen.grammar.tick):
+        gen.feed(token)
+    return gen, call, start
+
+
+def memory_key_bytes(style) -> int:
+    """Bytes of session-memory keys one step reads when every window is full."""
+    members = style.members or []
+    configs = [m.memory for m in members] if members else [style.memory]
+    return sum(c.window * style.config.hidden * 4 for c in configs if c is not None)
+
+
+def bench_batch_step(style, k: int, bandwidth: float, quick: bool) -> dict:
+    """One batched step of K streams from the listened state, against the bandwidth floor of what it reads
+    (every member's weights and memory keys, once for all K)."""
+    gen, _, _ = listened_generator(style)
+    runtime = gen.runtime
+    batch = runtime.fork(gen.state, k)
+    rng = np.random.default_rng(0)
+    positions = np.zeros(k, dtype=np.int64)
+
+    def step():
+        runtime.step_batch(rng.integers(1, 300, k), positions, batch)
+
+    us = median_us(step, 60 if quick else 300, warm=5)
+    read = runtime.weight_bytes + memory_key_bytes(style)
+    floor = read / bandwidth * 1e6
+    return {"batch_k": k, "batch_step_us": round(us, 1), "batch_step_us_per_stream": round(us / k, 1),
+            "batch_floor_us_per_stream": round(floor / k, 1), "batch_bytes_read": read,
+            "batch_step_over_floor": round(us / floor, 2)}
+
+
+def bench_plan(style, k: int, quick: bool, bars: int = 2) -> dict:
+    """Planning K candidates of a `bars`-bar answer from the listened state and letting the critic choose,
+    as the session does at a phrase's end: fork, plan, choose. Wall time per plan."""
+    from .critic import DEFAULT_WEIGHTS, Call, choose
+    from .planner import Planner
+    from .sampler import SamplingParams
+    from .session import SessionParams
+
+    gen, call_notes, start = listened_generator(style)
+    p = SessionParams()
+    params = SamplingParams(temperature=p.temperature, top_p=p.top_p, low=p.low, high=p.high)
+    span = bars * gen.meter.ticks_per_bar
+    call = Call(call_notes, gen.meter)
+    weights = getattr(gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS
+    times, tokens = [], []
+    for seed in range(8 if quick else 40):
+        t0 = time.perf_counter()
+        fork = gen.fork(seed=seed)
+        planner = Planner(fork, k, start + span, params, fork.sampler.rng, max_polyphony=p.max_polyphony,
+                          max_note_ticks=int(p.max_note_beats * gen.meter.ticks_per_beat))
+        planner.run()
+        candidates = planner.candidates()
+        choose(call, [(c.notes, c.per_token) for c in candidates], span, weights)
+        times.append((time.perf_counter() - t0) * 1000)
+        tokens.append(planner.steps)
+    return {"plan_ms": {"k": k, "bars": bars, "p50": round(float(np.percentile(times, 50)), 2),
+                        "p99": round(float(np.percentile(times, 99)), 2), "max": round(max(times), 2),
+                        "plans": len(times), "steps_p50": int(np.median(tokens))}}

@@ -18,6 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
+from .critic import weights_from
 from .ensemble import MAX_MEMBERS, MAX_VIEWS, EnsembleRuntime, Member, Transposition
 from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
@@ -56,8 +57,11 @@ class Style:
         from .runtime import StepRuntime
 
         if self.is_ensemble:
-            return EnsembleRuntime(self.members, self.mixture_temperature)
-        return StepRuntime(self.model, self.memory)
+            runtime = EnsembleRuntime(self.members, self.mixture_temperature)
+        else:
+            runtime = StepRuntime(self.model, self.memory)
+        runtime.critic_weights = weights_from(self.meta)
+        return runtime
 
 
 def pack(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
@@ -223,6 +227,10 @@ def load_style(name_or_path: str, device: str = "cpu") -> Style:
         model.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, strict=True)
         model = model.to(device).eval()
         members += [Member(model, memory, weight, shift) for shift, weight in views]
+    try:
+        weights_from(meta)
+    except ValueError as exc:
+        raise StyleError(f"{path}: {exc}"[:300]) from None
     first = members[0]
     return Style(str(meta.get("name", path.stem)), first.model, meta, first.memory, members,
                  _mixture_temperature(path, meta))

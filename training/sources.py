@@ -67,6 +67,7 @@ def corpus_root() -> Path:
 CORPUS_SETS: dict[str, list[tuple[str, int | None]]] = {
     "bach": [("bach", None)],
     "folk": [("essenFolksong", 3000)],
+    "fiddle": [("ryansMammoth", 300), ("oneills1850", 400)],  # the same tunes corpus:broad holds
     "broad": [
         ("bach", None), ("essenFolksong", 1500), ("oneills1850", 400), ("ryansMammoth", 300),
         ("miscFolk", None), ("palestrina", 120), ("monteverdi", None), ("trecento", None),
@@ -188,11 +189,12 @@ def default_jobs() -> int:
 
 
 def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | None = None,
-                progress: bool = False) -> tuple[list[Piece], list[dict]]:
+                progress: bool = False, split: str | None = None) -> tuple[list[Piece], list[dict]]:
     """DATA specs -> (pieces, skipped). Pieces come back in spec order, files in sorted order.
 
     jobs: worker processes for music21 parses (default: every core; 1 parses in-process).
     corpus_limit: at most this many pieces from each corpus:NAME spec (for tests and quick runs).
+    split: read only the pieces of this split (by their hash; files and corpora, not the JSB file).
     Unknown corpus names and missing paths raise (they are mistakes in the command, not bad files).
     """
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
@@ -202,7 +204,8 @@ def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | N
         if spec.startswith("jsb-quarter:"):
             plan.append(read_jsb_quarter(spec[len("jsb-quarter:"):]))
         else:
-            plan.append(_expand(spec, skipped, corpus_limit))
+            tasks = _expand(spec, skipped, corpus_limit)
+            plan.append(tasks if split is None else [t for t in tasks if assign_split(t.key) == split])
 
     seen: set[tuple[str, str]] = set()  # the same file (or tune) reached by two specs is read once
     for i, group in enumerate(plan):

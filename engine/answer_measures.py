@@ -1,0 +1,180 @@
+"""How an answer relates to its call, measured: the terms the critic scores candidates by and the measures
+the answer benchmark reports (for Antiphon's answers and for the music's own continuations alike).
+
+Notes are in ticks on the stream's bar grid (bar positions are tick % ticks_per_bar). The melody of a
+passage is its skyline: the highest note starting at each onset tick.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .events import Meter, Note
+from .sampler import key_of
+
+LOOP_NOTES = 8  # a loop: this many melody notes in a row on two pitches or fewer
+ECHO_NOTES = 6  # an echo: this many melody notes in a row copied from the call, pitches and rhythm
+
+
+@dataclass(frozen=True)
+class Key:
+    tonic: int
+    scale: tuple[int, ...]
+    minor: bool
+
+    @property
+    def triad(self) -> tuple[int, int, int]:
+        return (self.tonic, (self.tonic + (3 if self.minor else 4)) % 12, (self.tonic + 7) % 12)
+
+    @property
+    def name(self) -> str:
+        names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+        return f"{names[self.tonic]} {'minor' if self.minor else 'major'}"
+
+
+def pitch_class_weights(notes: list[Note]) -> np.ndarray:
+    """Duration-weighted pitch-class histogram (12,)."""
+    w = np.zeros(12)
+    for n in notes:
+        w[n.pitch % 12] += n.duration
+    return w
+
+
+def key_of_notes(notes: list[Note]) -> Key:
+    """The Krumhansl-Schmuckler key of a passage (duration-weighted)."""
+    tonic, scale = key_of(pitch_class_weights(notes))
+    return Key(tonic, scale, (tonic + 3) % 12 in scale)
+
+
+def melody(notes: list[Note]) -> list[Note]:
+    """The skyline: the highest note at each onset tick, in time order."""
+    top: dict[int, Note] = {}
+    for n in notes:
+        if n.start not in top or n.pitch > top[n.start].pitch:
+            top[n.start] = n
+    return [top[t] for t in sorted(top)]
+
+
+def key_fit(notes: list[Note], key: Key) -> float:
+    """Share of the notes whose pitch class is in the key's scale (1 for no notes)."""
+    if not notes:
+        return 1.0
+    return float(np.mean([n.pitch % 12 in key.scale for n in notes]))
+
+
+def pitch_class_kinship(call: list[Note], answer: list[Note]) -> float:
+    """Pearson r of the two duration-weighted pitch-class histograms (0 where one is flat or empty)."""
+    a, b = pitch_class_weights(call), pitch_class_weights(answer)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def register_distance(call: list[Note], answer: list[Note]) -> float:
+    """Semitones between the median pitches (0 for an empty answer)."""
+    if not call or not answer:
+        return 0.0
+    return float(abs(np.median([n.pitch for n in answer]) - np.median([n.pitch for n in call])))
+
+
+def onset_share(call: list[Note], answer: list[Note], meter: Meter) -> float:
+    """Share of the answer's onsets at a bar position where the call also has an onset (1 for none)."""
+    bar = meter.ticks_per_bar
+    positions = {n.start % bar for n in call}
+    onsets = sorted({n.start for n in answer})
+    if not onsets:
+        return 1.0
+    return float(np.mean([t % bar in positions for t in onsets]))
+
+
+def density(notes: list[Note], span_ticks: int, meter: Meter) -> float:
+    """Onsets per beat over a span."""
+    return len({n.start for n in notes}) / max(span_ticks / meter.ticks_per_beat, 1e-9)
+
+
+def polyphony(notes: list[Note]) -> float:
+    """Mean number of notes sounding at each onset tick."""
+    onsets = sorted({n.start for n in notes})
+    if not onsets:
+        return 0.0
+    return float(np.mean([sum(1 for n in notes if n.start <= t < n.end) for t in onsets]))
+
+
+def loops(notes: list[Note], length: int = LOOP_NOTES) -> bool:
+    """The melody holds `length` notes in a row on two pitches or fewer (E-D#-E-D#...)."""
+    line = [n.pitch for n in melody(notes)]
+    for i in range(len(line) - length + 1):
+        if len(set(line[i:i + length])) <= 2:
+            return True
+    return False
+
+
+def longest_echo(call: list[Note], answer: list[Note]) -> int:
+    """Melody notes in the longest run of the answer that copies a run of the call: the same pitches with
+    the same time between onsets (counted in notes; 1 means no run of two)."""
+    c, a = melody(call), melody(answer)
+    if not c or not a:
+        return 0
+    cp = [n.pitch for n in c]
+    ci = [c[i + 1].start - c[i].start for i in range(len(c) - 1)]
+    ap = [n.pitch for n in a]
+    ai = [a[i + 1].start - a[i].start for i in range(len(a) - 1)]
+    best = 1 if set(ap) & set(cp) else 0
+    run = [0] * (len(c) + 1)  # run[j]: copied notes ending at answer i - 1, call j - 1 (intervals matching)
+    for i in range(len(a)):
+        new = [0] * (len(c) + 1)
+        for j in range(len(c)):
+            if ap[i] != cp[j]:
+                continue
+            if i and j and run[j] and ai[i - 1] == ci[j - 1]:
+                new[j + 1] = run[j] + 1
+            else:
+                new[j + 1] = 1
+            best = max(best, new[j + 1])
+        run = new
+    return best
+
+
+def ends_on(notes: list[Note], key: Key, degrees: str = "stable") -> bool:
+    """The last melody note is on the tonic (`tonic`) or a note of the tonic triad (`stable`)."""
+    line = melody(notes)
+    if not line:
+        return False
+    pc = line[-1].pitch % 12
+    return pc == key.tonic if degrees == "tonic" else pc in key.triad
+
+
+def ends_on_strong_beat(notes: list[Note], meter: Meter) -> bool:
+    """The last onset falls on the bar's first beat or, in an even meter, on its middle."""
+    line = melody(notes)
+    if not line:
+        return False
+    pos = line[-1].start % meter.ticks_per_bar
+    strong = {0}
+    if meter.numerator % 2 == 0 and meter.numerator >= 4:
+        strong.add(meter.ticks_per_bar // 2)
+    elif meter.numerator % 3 == 0 and meter.numerator >= 6:
+        strong.add(meter.ticks_per_bar // 2)
+    return pos in strong
+
+
+@dataclass(frozen=True)
+class AnswerMeasures:
+    """What the answer benchmark reports for one (call, answer) pair."""
+
+    key_fit: float
+    pitch_class_r: float
+    onset_share: float
+    register_distance: float
+    loops: bool
+    ends_on_tonic_triad: bool
+    echo_notes: int
+    answered: bool
+
+
+def measure(call: list[Note], answer: list[Note], meter: Meter, key: Key | None = None) -> AnswerMeasures:
+    key = key or key_of_notes(call)
+    return AnswerMeasures(key_fit(answer, key), pitch_class_kinship(call, answer), onset_share(call, answer, meter),
+                          register_distance(call, answer), loops(answer), ends_on(answer, key, "stable"),
+                          longest_echo(call, answer), bool(answer))

@@ -1,0 +1,160 @@
+"""The critic: chooses one of the planner's candidate answers, and says why.
+
+Each candidate gets a score, the weighted sum of explainable terms (every term is in `Choice.terms`):
+
+    log_likelihood       the model's own log-likelihood of the candidate, per token
+    key_fit              share of its notes in the call's key (Krumhansl key of the call)
+    pitch_class_kinship  correlation of its pitch-class histogram with the call's
+    register             minus the distance of its median pitch from the call's (octaves)
+    onsets               share of its onsets at bar positions where the call has onsets
+    density              minus |log| of its onsets per beat over the call's
+    polyphony            minus |its mean polyphony - the call's|
+    loop                 -1 when its melody loops 8+ notes on two pitches
+    echo                 -1 when it copies 6+ notes of the call unchanged (an echo is not an answer)
+    cadence              1 when it ends on a note of the tonic triad
+    strong_ending        1 when its last onset is on a strong beat
+    silent               -1 when it plays nothing
+
+Weights are fit on valid data (`antiphon fit-critic`, training/critic_fit.py) and stored in a style's
+metadata under "critic"; DEFAULT_WEIGHTS work for any style. Constraints are hard filters applied first
+(`--end-on`, `--register`, `--key-lock`), with a fallback: when no candidate passes them all, the
+candidates passing most of them compete.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import answer_measures as am
+from .events import Meter, Note
+
+TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets", "density", "polyphony", "loop",
+         "echo", "cadence", "strong_ending", "silent")
+# chosen on corpus:bach + corpus:folk valid calls with the default style (training/critic_fit.py)
+DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 2.0, "pitch_class_kinship": 1.0, "register": 2.0,
+                   "onsets": 1.0, "density": 0.5, "polyphony": 0.5, "loop": 2.0, "echo": 2.0, "cadence": 0.5,
+                   "strong_ending": 0.25, "silent": 10.0}
+END_ON = ("stable", "tonic", "any")
+REGISTER = ("follow", "free")
+FOLLOW_SEMITONES = 7.0  # --register follow: the answer's median pitch within this of the call's
+
+
+@dataclass(frozen=True)
+class Constraints:
+    end_on: str = "any"
+    register: str = "free"
+    key_lock: bool = False
+
+    def validated(self) -> "Constraints":
+        if self.end_on not in END_ON:
+            raise ValueError(f"end_on must be one of {END_ON}, got {self.end_on!r}")
+        if self.register not in REGISTER:
+            raise ValueError(f"register must be one of {REGISTER}, got {self.register!r}")
+        return self
+
+
+def weights_from(meta: dict | None) -> dict[str, float]:
+    """A style's critic weights (its metadata's "critic": {"weights": {...}}), checked; the defaults for
+    what it leaves out."""
+    weights = dict(DEFAULT_WEIGHTS)
+    critic = (meta or {}).get("critic")
+    if critic is None:
+        return weights
+    given = critic.get("weights") if isinstance(critic, dict) else None
+    if not isinstance(given, dict) or set(given) - set(TERMS):
+        raise ValueError(f"critic weights must be an object with keys from {TERMS}")
+    for name, w in given.items():
+        if not (type(w) in (int, float) and math.isfinite(w) and abs(w) <= 1000):
+            raise ValueError(f"critic weight {name} must be a finite number within ±1000, got {w!r}")
+        weights[name] = float(w)
+    return weights
+
+
+@dataclass
+class Call:
+    """What the answer answers: the player's notes (stream ticks), their meter and key."""
+
+    notes: list[Note]
+    meter: Meter
+    key: am.Key = None  # type: ignore[assignment]
+    span: int = 0  # ticks the call lasted
+
+    def __post_init__(self):
+        if self.key is None:
+            self.key = am.key_of_notes(self.notes)
+        if not self.span and self.notes:
+            self.span = max(n.end for n in self.notes) - min(n.start for n in self.notes)
+        self._density = am.density(self.notes, max(self.span, 1), self.meter)
+        self._polyphony = am.polyphony(self.notes)
+
+
+def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: int) -> dict[str, float]:
+    """The critic's terms for one candidate (unweighted)."""
+    if not notes:
+        return dict.fromkeys(TERMS, 0.0) | {"log_likelihood": per_token_log_likelihood, "silent": -1.0}
+    d = am.density(notes, span, call.meter)
+    return {
+        "log_likelihood": per_token_log_likelihood,
+        "key_fit": am.key_fit(notes, call.key),
+        "pitch_class_kinship": am.pitch_class_kinship(call.notes, notes),
+        "register": -am.register_distance(call.notes, notes) / 12.0,
+        "onsets": am.onset_share(call.notes, notes, call.meter),
+        "density": -abs(math.log((d + 0.1) / (call._density + 0.1))),
+        "polyphony": -abs(am.polyphony(notes) - call._polyphony),
+        "loop": -float(am.loops(notes)),
+        "echo": -float(am.longest_echo(call.notes, notes) >= am.ECHO_NOTES),
+        "cadence": float(am.ends_on(notes, call.key, "stable")),
+        "strong_ending": float(am.ends_on_strong_beat(notes, call.meter)),
+        "silent": 0.0,
+    }
+
+
+def passes(call: Call, notes: list[Note], c: Constraints) -> list[bool]:
+    """Each hard constraint: end_on, register, key_lock."""
+    return [c.end_on == "any" or am.ends_on(notes, call.key, c.end_on),
+            c.register == "free" or (bool(notes) and am.register_distance(call.notes, notes) <= FOLLOW_SEMITONES),
+            not c.key_lock or am.key_fit(notes, call.key) == 1.0]
+
+
+@dataclass
+class Choice:
+    index: int
+    score: float
+    terms: dict[str, float]  # weighted
+    passed: list[bool]  # the constraints the chosen candidate met (end_on, register, key_lock)
+    candidates: int
+    scores: list[float] = field(default_factory=list)
+
+    def explain(self) -> dict:
+        """JSON-ready: the chosen candidate, its weighted terms, how it stood among the others."""
+        return {"chosen": self.index, "of": self.candidates, "score": round(self.score, 4),
+                "terms": {k: round(v, 4) for k, v in self.terms.items()},
+                "constraints_met": dict(zip(("end_on", "register", "key_lock"), self.passed)),
+                "score_range": [round(min(self.scores), 4), round(max(self.scores), 4)] if self.scores else []}
+
+    def summary(self) -> str:
+        """One line for the panel: the terms that weighed most."""
+        top = sorted(self.terms.items(), key=lambda kv: -abs(kv[1]))[:3]
+        return f"#{self.index + 1}/{self.candidates} " + " ".join(f"{k.replace('_', ' ')} {v:+.2f}" for k, v in top)
+
+
+def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, weights: dict[str, float] | None = None,
+           constraints: Constraints = Constraints()) -> Choice:
+    """candidates: (notes, per-token log-likelihood) each. The best by score among those passing the most
+    constraints."""
+    weights = weights or DEFAULT_WEIGHTS
+    all_terms = [terms(call, notes, ll, span) for notes, ll in candidates]
+    scores = [sum(weights.get(k, 0.0) * v for k, v in t.items()) for t in all_terms]
+    met = [passes(call, notes, constraints) for notes, _ in candidates]
+    most = max(sum(m) for m in met)
+    pool = [i for i, m in enumerate(met) if sum(m) == most]
+    best = max(pool, key=lambda i: scores[i])
+    weighted = {k: weights.get(k, 0.0) * v for k, v in all_terms[best].items()}
+    return Choice(best, scores[best], weighted, met[best], len(candidates), scores)
+
+
+def term_matrix(call: Call, candidates: list[tuple[list[Note], float]], span: int) -> np.ndarray:
+    """(candidates, len(TERMS)): every candidate's terms, for fitting the weights."""
+    return np.array([[terms(call, n, ll, span)[k] for k in TERMS] for n, ll in candidates])

@@ -1,0 +1,128 @@
+"""Planned answers on fake time: K candidates sampled from the listened state, the critic's choice is what
+plays (and what the model hears), planning starts when the silence begins and is dropped if the player
+plays on, interruptions roll back as before, and constraints filter."""
+import numpy as np
+import pytest
+import torch
+
+from antiphon.engine import answer_measures as am
+from antiphon.engine.critic import TERMS, Call, Constraints, choose, weights_from
+from antiphon.engine.events import Meter, Note
+from antiphon.engine.fake_time import simulate
+from antiphon.engine.model import PRESETS, EventLSTM
+from antiphon.engine.runtime import StepRuntime
+from antiphon.engine.session import ANSWERING, LISTENING, Session, SessionParams
+from antiphon.engine.style import load_style
+from tests.test_session import PHRASE, FakePlugin
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    torch.manual_seed(0)
+    return StepRuntime(EventLSTM(PRESETS["tiny"]))
+
+
+@pytest.fixture(scope="module")
+def default_runtime():
+    return load_style("default").runtime()
+
+
+def test_what_plays_is_the_chosen_candidate_and_the_model_hears_it(default_runtime):
+    s = Session(default_runtime, Meter(4, 4), SessionParams(candidates=8, response_bars=2), seed=5)
+    call_end = max(n.end for n in PHRASE)
+    answer = simulate(s, PHRASE, call_end + 4 * 96)
+    chosen = s.last_candidates[s.last_choice.index]
+    assert s.answers == 1 and len(s.last_candidates) == 8
+    assert answer and answer == chosen.notes
+    # the stream holds the chosen tokens right after the silence, in order
+    history = list(s.history)
+    n = len(chosen.tokens)
+    assert any(history[i:i + n] == chosen.tokens for i in range(len(history) - n + 1))
+
+
+def test_planning_starts_when_the_silence_begins_and_is_dropped_if_the_player_plays_on(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=4, response_bars=1), seed=1)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)  # ends with a note-off at 120; the answer is due at 144
+    fp.run_to(122)
+    assert s._planner is not None and s._planner.done, "no plan made during the silence"
+    assert s.state == LISTENING
+    fp.take(s.note_on(126, 65, 90))  # the player goes on
+    assert s._planner is None
+    fp.take(s.note_off(140, 65))
+    fp.run_to(142)
+    assert s._planner is not None and s._plan_for[0] == 168  # a new plan for the new expected start
+    fp.run_to(170)
+    assert s.state == ANSWERING and s.phrases == 1
+
+
+def test_interrupting_a_planned_answer_rolls_back_and_leaves_nothing_hanging(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=6, response_bars=4, lookahead_beats=2), seed=2)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(200)
+    assert s.state == ANSWERING and s._planned
+    before = s.gen.grammar.tick
+    first_after = min(t for t, *_ in s._checkpoints if t >= 201)
+    assert before > first_after
+    fp.take(s.note_on(200, 72, 100))
+    assert s.state == LISTENING and not s._planned
+    assert s.gen.grammar.tick == first_after  # the stream forgot what was planned past the player's note
+    fp.take(s.note_off(220, 72))
+    fp.run_to(264 + 4 * 96 + 24)  # the next answer (planned anew) ends
+    assert s.answers == 2 and s.state == LISTENING
+    assert not fp.hanging()
+
+
+def test_one_candidate_is_todays_sampling_without_a_plan(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=1, response_bars=1), seed=3)
+    simulate(s, PHRASE, 400)
+    assert s.answers == 1 and s.last_choice is None and s._planner is None
+
+
+def test_constraints_filter_and_fall_back():
+    meter = Meter(4, 4)
+    call = Call([Note(0, 24, 60), Note(24, 48, 64), Note(48, 72, 67), Note(72, 96, 72), Note(96, 192, 60)], meter)
+    assert call.key.name == "C major"
+    on_tonic = [Note(200, 224, 62), Note(224, 300, 60)]
+    on_third = [Note(200, 224, 62), Note(224, 300, 64)]
+    far = [Note(200, 224, 86), Note(224, 300, 84)]
+    off_key = [Note(200, 224, 61), Note(224, 300, 66)]
+    cands = [(on_third, -0.1), (on_tonic, -2.0), (far, 0.0), (off_key, 0.0)]
+    assert choose(call, cands, 192, constraints=Constraints(end_on="tonic")).index == 1
+    assert choose(call, cands, 192, constraints=Constraints(end_on="stable", register="follow")).index == 0
+    picked = choose(call, cands[3:], 192, constraints=Constraints(end_on="tonic", key_lock=True))
+    assert picked.index == 0 and picked.passed == [False, True, False]  # nothing passes: the best of the rest
+    explained = picked.explain()
+    assert set(explained["terms"]) == set(TERMS) and explained["of"] == 1
+
+
+def test_the_critic_prefers_kinship_and_refuses_loops_and_echoes():
+    meter = Meter(4, 4)
+    call_notes = [Note(i * 24, i * 24 + 24, p) for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62, 60])]
+    call = Call(call_notes, meter)
+    assert call.key.name == "C major"
+    loop = [Note(200 + i * 12, 212 + i * 12, 64 if i % 2 else 63) for i in range(12)]
+    echo = [Note(n.start + 216, n.end + 216, n.pitch) for n in call_notes]
+    answer = [Note(216 + i * 24, 240 + i * 24, p) for i, p in enumerate([64, 65, 67, 69, 67, 64, 62, 60])]
+    assert am.loops(loop) and not am.loops(answer)
+    assert am.longest_echo(call_notes, echo) == 9 and am.longest_echo(call_notes, answer) < am.ECHO_NOTES
+    picked = choose(call, [(loop, 0.0), (echo, 0.0), (answer, -0.3)], 192)
+    assert picked.index == 2
+    assert picked.terms["cadence"] > 0  # it ends on C
+
+
+def test_style_critic_weights_are_checked():
+    assert weights_from({"critic": {"weights": {"key_fit": 3.0}}})["key_fit"] == 3.0
+    for bad in ({"critic": {"weights": {"exec": 1}}}, {"critic": {"weights": {"key_fit": "1"}}},
+                {"critic": {"weights": {"key_fit": float("nan")}}}, {"critic": []}):
+        with pytest.raises(ValueError):
+            weights_from(bad)
+
+
+def test_planned_answers_are_reproducible_with_a_seed(default_runtime):
+    answers = []
+    for _ in range(2):
+        s = Session(default_runtime, Meter(4, 4), SessionParams(candidates=4), seed=11)
+        answers.append(simulate(s, PHRASE, 600))
+    assert answers[0] == answers[1] and answers[0]

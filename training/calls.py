@@ -1,0 +1,85 @@
+"""Held-out calls and their real continuations: the first bars of real pieces, to be answered, and the
+bars that follow them in the piece, to measure answers against.
+
+    bach    soprano lines of the Bach chorales in music21's corpus (corpus:bach's split)
+    folk    Essen folk tunes (corpus:folk's split)
+    fiddle  fiddle and Irish tunes (corpus:fiddle: ryansMammoth, oneills1850): music no shipped style
+            was trained on
+
+Splits are the data's own (a hash of each piece's path): fit on `valid`, report on `test`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from antiphon.engine.events import Meter, Note
+from antiphon.engine.reading import part_phrase, score_notes
+
+from .sources import _corpus_files, load_pieces
+from .splits import assign_split, piece_key
+
+CALL_SETS = ("bach", "folk", "fiddle")
+
+
+@dataclass
+class HeldOutCall:
+    name: str
+    call: list[Note]  # from tick 0, on the piece's bar grid
+    continuation: list[Note]  # the bars after the call, at their ticks on the same grid
+    meter: Meter
+
+
+def cut(name: str, notes: list[Note], meter: Meter, bars: int, continuation_bars: int,
+        min_notes: int = 4) -> HeldOutCall | None:
+    """The first `bars` bars as the call and the next `continuation_bars` as its continuation, or None
+    when the piece is too short or too sparse for either."""
+    call = part_phrase(notes, meter, 0, bars)
+    rest = part_phrase(notes, meter, bars, continuation_bars)
+    if len(call) < min_notes or not rest:
+        return None
+    shift = bars * meter.ticks_per_bar
+    return HeldOutCall(name, call, [Note(n.start + shift, n.end + shift, n.pitch, n.velocity) for n in rest], meter)
+
+
+def _bach_sopranos(split: str, bars: int, continuation_bars: int, limit: int | None) -> list[HeldOutCall]:
+    from music21 import converter
+
+    out = []
+    for path in _corpus_files("bach"):
+        if assign_split(piece_key(path)) != split:
+            continue
+        try:
+            score = converter.parse(str(path))
+            parts = list(score.parts)
+            if len(parts) < 2:
+                continue
+            notes, meter = score_notes(parts[0])
+        except Exception:  # noqa: BLE001 - a piece music21 cannot read is left out, as prepare does
+            continue
+        held = cut(path.stem, notes, meter, bars, continuation_bars)
+        if held is not None:
+            out.append(held)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def _tunes(spec: str, split: str, bars: int, continuation_bars: int, limit: int | None) -> list[HeldOutCall]:
+    pieces, _ = load_pieces([spec], jobs=1, split=split)
+    out = []
+    for piece in pieces:
+        held = cut(piece.path.rsplit("/", 1)[-1], sorted(piece.notes), piece.meter, bars, continuation_bars)
+        if held is not None:
+            out.append(held)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def held_out_calls(name: str, split: str = "test", bars: int = 4, continuation_bars: int = 2,
+                   limit: int | None = None) -> list[HeldOutCall]:
+    if name == "bach":
+        return _bach_sopranos(split, bars, continuation_bars, limit)
+    if name in ("folk", "fiddle"):
+        return _tunes(f"corpus:{name}", split, bars, continuation_bars, limit)
+    raise ValueError(f"unknown call set {name!r}; known: {', '.join(CALL_SETS)}")

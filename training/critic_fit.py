@@ -1,0 +1,104 @@
+"""Fitting the critic's weights on valid calls, with their real continuations as the target.
+
+For every valid call (training/calls.py) the live session plans K candidates, as it would play; each
+candidate's critic terms and its answer measures are kept, beside the measures of the piece's own
+continuation. The weights are then chosen so that the candidates the critic picks reach, on average, the
+real continuations' measures (a shortfall on any measure costs, being better earns a little), while
+keeping what the model itself finds likely: the objective is
+
+    sum over measures of min(gap, 0) + 0.1 * clip(gap, -1, 1)  +  mean per-token log-likelihood chosen
+
+where gap is the chosen answers' mean minus the real continuations' mean, in units of `SCALES`, signed
+so that positive is better. Weights are non-negative (each term points the way it should); the search is
+coordinate ascent from the defaults over multiplicative steps. Test calls are never used here.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from antiphon.engine.answer_measures import key_of_notes, measure
+from antiphon.engine.critic import DEFAULT_WEIGHTS, TERMS, term_matrix
+from antiphon.engine.session import SessionParams
+
+from .answer_bench import BETTER, MEASURES, answer, as_row
+from .calls import held_out_calls
+
+SCALES = {"key_fit": 0.02, "pitch_class_r": 0.05, "onset_share": 0.02, "register_distance": 0.5, "loops": 0.02,
+          "ends_on_tonic_triad": 0.05, "echo": 0.05, "answered": 0.01}
+STEPS = (0.0, 0.25, 0.5, 0.75, 1.33, 2.0, 4.0)
+
+
+@dataclass
+class FitData:
+    terms: list[np.ndarray]  # per call: (K, len(TERMS))
+    measures: list[np.ndarray]  # per call: (K, len(MEASURES)), each candidate's answer measures
+    real: np.ndarray  # (calls, len(MEASURES)): the real continuations'
+
+
+def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, seeds: int = 1,
+            params: SessionParams = SessionParams(), limit: int | None = None, log=None) -> FitData:
+    runtime = style.runtime()
+    params = replace(params, candidates=k)
+    terms, measures, real = [], [], []
+    t0 = time.perf_counter()
+    for name in sets:
+        calls = held_out_calls(name, split, continuation_bars=params.response_bars, limit=limit)
+        for held in calls:
+            real_row = as_row(measure(held.call, held.continuation, held.meter))
+            for seed in range(seeds):
+                _, session = answer(runtime, held, params, seed)
+                if not session.last_candidates:
+                    continue
+                span = params.response_bars * held.meter.ticks_per_bar
+                cands = [(c.notes, c.per_token) for c in session.last_candidates]
+                terms.append(term_matrix(session.last_call, cands, span))
+                key = key_of_notes(held.call)
+                measures.append(np.array([[as_row(measure(held.call, n, held.meter, key))[m] for m in MEASURES]
+                                          for n, _ in cands]))
+                real.append([real_row[m] for m in MEASURES])
+        if log:
+            log(f"{name}: {len(calls)} calls collected, {time.perf_counter() - t0:.0f} s")
+    return FitData(terms, measures, np.array(real))
+
+
+def chosen(data: FitData, w: np.ndarray, k: int | None = None) -> list[int]:
+    return [int(np.argmax(t[:k] @ w)) for t in data.terms]
+
+
+def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float, dict]:
+    picks = chosen(data, w, k)
+    sel = np.array([m[i] for m, i in zip(data.measures, picks)])
+    ll = float(np.mean([t[i, TERMS.index("log_likelihood")] for t, i in zip(data.terms, picks)]))
+    gaps = {m: BETTER[m] * (sel[:, j].mean() - data.real[:, j].mean()) / SCALES[m] for j, m in enumerate(MEASURES)}
+    score = sum(min(g, 0.0) + 0.1 * float(np.clip(g, -1, 1)) for g in gaps.values()) + ll
+    return score, {"gaps": {m: round(g, 3) for m, g in gaps.items()}, "log_likelihood": round(ll, 4),
+                   "chosen": {m: round(float(sel[:, j].mean()), 4) for j, m in enumerate(MEASURES)},
+                   "real": {m: round(float(data.real[:, j].mean()), 4) for j, m in enumerate(MEASURES)}}
+
+
+def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k: int | None = None) -> dict:
+    """Coordinate ascent over the weights (the log-likelihood's stays 1: it sets the scale)."""
+    w = np.array([(start or DEFAULT_WEIGHTS).get(t, 0.0) for t in TERMS], dtype=float)
+    fixed = TERMS.index("log_likelihood")
+    w[fixed] = 1.0
+    best, info = objective(data, w, k)
+    start_score = best
+    for _ in range(rounds):
+        improved = False
+        for j in range(len(TERMS)):
+            if j == fixed:
+                continue
+            base = w[j] if w[j] > 0 else 0.5
+            for step in STEPS:
+                trial = w.copy()
+                trial[j] = base * step
+                score, trial_info = objective(data, trial, k)
+                if score > best + 1e-9:
+                    best, info, w, improved = score, trial_info, trial, True
+        if not improved:
+            break
+    return {"weights": {t: round(float(x), 4) for t, x in zip(TERMS, w)}, "objective": round(best, 4),
+            "objective_at_start": round(start_score, 4), **info}
