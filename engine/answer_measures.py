@@ -178,3 +178,40 @@ def measure(call: list[Note], answer: list[Note], meter: Meter, key: Key | None 
     return AnswerMeasures(key_fit(answer, key), pitch_class_kinship(call, answer), onset_share(call, answer, meter),
                           register_distance(call, answer), loops(answer), ends_on(answer, key, "stable"),
                           longest_echo(call, answer), bool(answer))
+
+
+# ---------------------------------------------------------------------------------------------- accompaniment
+CONSONANT = frozenset({0, 3, 4, 5, 7, 8, 9})  # unison/octave, thirds, fourth, fifth, sixths (pitch classes)
+
+
+def consonant(a: int, b: int) -> bool:
+    return (a - b) % 12 in CONSONANT
+
+
+def consonance(player: list[Note], band: list[Note]) -> tuple[float, int]:
+    """Overlap-weighted share of (band note, player note) pairs sounding together that form a consonant
+    interval, and the total overlap in ticks it is weighed over."""
+    player = sorted(player)
+    good = total = 0
+    for b in band:
+        for p in player:
+            if p.start >= b.end:
+                break
+            overlap = min(b.end, p.end) - max(b.start, p.start)
+            if overlap > 0:
+                total += overlap
+                good += overlap if consonant(b.pitch, p.pitch) else 0
+    return (good / total if total else 1.0), total
+
+
+def coverage(player: list[Note], band: list[Note]) -> float:
+    """Share of the player's span (first onset to last release) during which the band sounds."""
+    if not player:
+        return 0.0
+    lo, hi = min(n.start for n in player), max(n.end for n in player)
+    marks = np.zeros(hi - lo, dtype=bool)
+    for b in band:
+        a, z = max(b.start, lo), min(b.end, hi)
+        if z > a:
+            marks[a - lo:z - lo] = True
+    return float(marks.mean()) if len(marks) else 0.0

@@ -120,6 +120,10 @@ class EnsembleBatchState:
     def k(self) -> int:
         return self.members[0].k
 
+    def keep(self, rows: np.ndarray) -> None:
+        for m in self.members:
+            m.keep(rows)
+
     def stream(self, k: int) -> EnsembleState:
         return EnsembleState([m.stream(k) for m in self.members])
 

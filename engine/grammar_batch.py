@@ -84,6 +84,13 @@ class GrammarBatch:
         self.last = tokens.copy()
         return pitch, velocity
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Only these streams go on."""
+        for name in ("tick", "sounding", "onset", "bin", "last", "last_off", "last_on", "any_on"):
+            setattr(self, name, getattr(self, name)[rows])
+        self.k = len(rows)
+        self._rows = np.arange(self.k)
+
     def stream(self, k: int) -> Grammar:
         """Stream k as a Grammar of its own."""
         g = Grammar(self.meter, self.bar_origin)

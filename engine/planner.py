@@ -34,33 +34,39 @@ class Candidate:
 
 class Planner:
     def __init__(self, gen: Generator, k: int, until_tick: int, params: SamplingParams, rng: np.random.Generator,
-                 max_polyphony: int = 8, max_note_ticks: int = 192, max_tokens: int = 4096):
-        self.runtime = gen.runtime
+                 max_polyphony: int = 8, max_note_ticks: int = 192, max_tokens: int = 4096,
+                 laggard_factor: float = 1.5, stepper=None):
+        """`stepper`: what steps the K streams (default the generator's runtime; see engine/torch_step.py)."""
+        self.runtime = stepper or gen.runtime
         self.k = k
         self.until = int(until_tick)
         self.params = params
         self.max_polyphony = max_polyphony
         self.max_note_ticks = max_note_ticks
         self.max_tokens = max_tokens
+        self.laggard_factor = laggard_factor
         self.sampler = BatchSampler(rng)
         self.grammar = GrammarBatch(gen.grammar, k)
         self.state = self.runtime.fork(gen.state, k, max_tokens=256)
         self.logits = np.repeat(np.asarray(gen.logits, dtype=np.float32)[None], k, axis=0)
         self.start_tick = gen.grammar.tick
+        self.rows = np.arange(k)  # the candidate each row of the batch holds
+        # per candidate
         self.tokens = np.zeros((k, 256), dtype=np.int64)
-        self.steps = 0
         self.loglik = np.zeros(k)
-        self.length = np.zeros(k, dtype=np.int64)  # tokens each candidate holds (it stops at the end)
-        self.active = self.grammar.tick < self.until
+        self.length = np.zeros(k, dtype=np.int64)
+        self.finished = np.zeros(k, dtype=bool)  # reached the answer's end
+        self.pruned = np.zeros(k, dtype=bool)  # dropped for running far longer than the others
         self.started = np.full((k, 128), -1, dtype=np.int64)  # tick each of the candidate's own notes began
         self.velocity = np.zeros((k, 128), dtype=np.int64)
         self.notes: list[list[Note]] = [[] for _ in range(k)]
+        self.steps = 0
         self.seconds = 0.0
-        self._rows = np.arange(k)
+        self._drop(self.grammar.tick >= self.until, finished=True)
 
     @property
     def done(self) -> bool:
-        return not self.active.any() or self.steps >= self.max_tokens
+        return len(self.rows) == 0 or self.steps >= self.max_tokens
 
     def run(self, budget_s: float | None = None) -> bool:
         """Steps until every candidate reaches the answer's end (or `budget_s` seconds pass); True when done."""
@@ -73,7 +79,7 @@ class Planner:
         return self.done
 
     def step(self) -> None:
-        g = self.grammar
+        g, rows = self.grammar, self.rows
         masks = g.masks()
         crowded = g.sounding.sum(axis=1) >= self.max_polyphony
         if crowded.any():
@@ -82,41 +88,59 @@ class Planner:
             keep = capped.any(axis=1)
             masks[keep] = capped[keep]
         tokens = self.sampler.sample(self.logits, masks, self.params)
-        expired = (self.started >= 0) & (g.tick[:, None] - self.started >= self.max_note_ticks) & \
-            masks[:, NOTE_OFF:TIME_SHIFT]
+        started = self.started[rows]
+        expired = (started >= 0) & (g.tick[:, None] - started >= self.max_note_ticks) & masks[:, NOTE_OFF:TIME_SHIFT]
         forced = expired.any(axis=1)
         if forced.any():  # a note held too long ends first thing at this tick, as in the live session
             tokens[forced] = NOTE_OFF + np.argmax(expired[forced], axis=1)
         z = np.where(masks, self.logits.astype(np.float64), -np.inf)
         top = z.max(axis=1)
         lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-        active = self.active
-        self.loglik[active] += (z[self._rows, tokens] - lse)[active]
+        self.loglik[rows] += z[np.arange(len(rows)), tokens] - lse
         if self.steps == self.tokens.shape[1]:
             self.tokens = np.concatenate([self.tokens, np.zeros_like(self.tokens)], axis=1)
-        self.tokens[:, self.steps] = tokens
-        self.length[active] += 1
+        self.tokens[rows, self.length[rows]] = tokens
+        self.length[rows] += 1
         self.steps += 1
         tick_before = g.tick.copy()
         pitch, velocity = g.apply(tokens)
-        self._keep_notes(pitch, velocity, tick_before, active)
-        self.active = active & (g.tick < self.until)
+        self._keep_notes(pitch, velocity, tick_before)
         self.logits = self.runtime.step_batch(tokens, g.positions, self.state)
+        self._drop(g.tick >= self.until, finished=True)
+        self._prune_laggards()
 
-    def _keep_notes(self, pitch: np.ndarray, velocity: np.ndarray, tick: np.ndarray, active: np.ndarray) -> None:
-        played = active & (pitch >= 0)
-        for k in np.flatnonzero(played):
-            p = int(pitch[k])
-            if velocity[k]:
-                self.started[k, p] = tick[k]
-                self.velocity[k, p] = velocity[k]
+    def _prune_laggards(self) -> None:
+        """Once half the candidates are complete, one still going at `laggard_factor` times their median
+        length is dropped: far denser than the rest, it would not be chosen, and it sets the plan's cost."""
+        done = self.finished.sum()
+        if len(self.rows) and done >= self.k / 2:
+            limit = self.laggard_factor * np.median(self.length[self.finished])
+            self._drop(self.length[self.rows] > limit, finished=False)
+
+    def _drop(self, which: np.ndarray, finished: bool) -> None:
+        if not which.any():
+            return
+        (self.finished if finished else self.pruned)[self.rows[which]] = True
+        keep = np.flatnonzero(~which)
+        self.rows = self.rows[keep]
+        self.grammar.keep(keep)
+        self.state.keep(keep)
+        self.logits = self.logits[keep]
+
+    def _keep_notes(self, pitch: np.ndarray, velocity: np.ndarray, tick: np.ndarray) -> None:
+        for r in np.flatnonzero(pitch >= 0):
+            k, p = self.rows[r], int(pitch[r])
+            if velocity[r]:
+                self.started[k, p] = tick[r]
+                self.velocity[k, p] = velocity[r]
             elif self.started[k, p] >= 0:
-                self.notes[k].append(Note(int(self.started[k, p]), int(tick[k]), p, int(self.velocity[k, p])))
+                self.notes[k].append(Note(int(self.started[k, p]), int(tick[r]), p, int(self.velocity[k, p])))
                 self.started[k, p] = -1
 
     def candidates(self) -> list[Candidate]:
+        """The complete candidates (every one, if none was pruned)."""
         out = []
-        for k in range(self.k):
+        for k in np.flatnonzero(self.finished):
             notes = list(self.notes[k])
             for p in np.flatnonzero(self.started[k] >= 0):
                 start = int(self.started[k, p])

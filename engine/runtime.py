@@ -88,6 +88,14 @@ class BatchState:
     def k(self) -> int:
         return self.h.shape[1]
 
+    def keep(self, rows: np.ndarray) -> None:
+        """Only these streams go on (the planner drops the finished and the pruned): the next steps cost less."""
+        self.h = np.ascontiguousarray(self.h[:, rows])
+        self.c = np.ascontiguousarray(self.c[:, rows])
+        self.sound, self.pitches = self.sound[rows], self.pitches[rows]
+        if self.new_keys is not None:
+            self.new_keys, self.new_values = self.new_keys[rows], self.new_values[rows]
+
     def stream(self, k: int) -> StepState:
         """Stream k as a StepState of its own (with its own copy of the memory: parent's past + its keys)."""
         s = StepState(self.h.shape[0], self.h.shape[2])
@@ -332,19 +340,19 @@ class StepRuntime:
     @staticmethod
     def _memory_past(state: BatchState, lo: int):
         """The shared past a batch's memory reads, [first, fork point), gathered from the ring once per batch
-        (the window only slides forward from there): its keys, and its values grouped (an order that sorts
-        them, where each value's run starts, the values)."""
+        (the window only slides forward from there): its keys (transposed), and its values grouped (an order
+        that sorts them, where each value's run starts, the values)."""
         if state.past is None:
             trace = state.trace
             first = min(lo, state.length)
             idx = np.arange(first, state.length) % trace.capacity
-            keys = np.ascontiguousarray(trace.keys[idx])
+            keys_t = np.ascontiguousarray(trace.keys[idx].T)  # (hidden, n): the product is fastest this way
             values = trace.values[idx]
             order = np.argsort(values, kind="stable")
             sorted_values = values[order]
             starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) if len(values) else \
                 np.zeros(0, dtype=np.int64)
-            state.past = (first, keys, order, starts, sorted_values[starts])
+            state.past = (first, keys_t, order, starts, sorted_values[starts])
         return state.past
 
     def _mix_memory_batch(self, state: BatchState, logits: np.ndarray) -> None:
@@ -358,10 +366,10 @@ class StepRuntime:
             return
         h = state.h[-1]
         q = h * (np.float32(cfg.theta) / np.maximum(np.sqrt(np.einsum("kh,kh->k", h, h)), 1e-12))[:, None]
-        past_first, keys, order, starts, groups = self._memory_past(state, lo)
+        past_first, keys_t, order, starts, groups = self._memory_past(state, lo)
         parts = []
         if lo < state.length:
-            parts.append(q @ keys.T)
+            parts.append(q @ keys_t)
             if lo > past_first:  # the window slid past the oldest: those no longer count
                 parts[0][:, :lo - past_first] = -np.inf
         own_lo = max(lo, state.length) - state.length
@@ -377,7 +385,7 @@ class StepRuntime:
         p_mem = np.zeros((K, V))
         n_past = 0
         if lo < state.length:  # the past's weights summed per token: grouped by value once, one reduceat
-            n_past = keys.shape[0]
+            n_past = keys_t.shape[1]
             p_mem[:, groups] = np.add.reduceat(w[:, :n_past][:, order], starts, axis=1)
         if own_lo < state.written:
             own = state.new_values[:, own_lo:state.written]

@@ -107,9 +107,9 @@ def listened_generator(style, seed: int = 0):
     memory window is full), then a 4-bar call, and stands at the start of the answer: the state planning
     meets live. Returns (generator, the call's notes, the answer's first tick)."""
     from .events import Meter, Note
-    from .generator import Generator, prime
+    from .generator import Generator
     from .reading import corpus_phrase, corpus_score, score_notes
-    from .tokens import shift_tokens
+    from .tokens import encode_notes, shift_tokens
 
     meter = Meter(4, 4)
     gen = Generator(style.runtime(), meter, seed=seed)
@@ -118,8 +118,12 @@ def listened_generator(style, seed: int = 0):
               "bach/bwv65.2", "bach/bwv67.7", "bach/bwv70.7"]
 
     def play(notes):
+        """`notes` (from tick 0) from the next bar line on; returns that bar line."""
         origin = (gen.grammar.tick // meter.ticks_per_bar + 1) * meter.ticks_per_bar
-        prime(gen, [Note(n.start + origin, n.end + origin, n.pitch, n.velocity) for n in notes])
+        for token in shift_tokens(origin - gen.grammar.tick):
+            gen.feed(token)
+        for token in encode_notes(notes, meter)[0][1:]:  # relative to the bar line: its shifts start there
+            gen.feed(int(token))
         return origin
 
     i = 0

@@ -37,7 +37,9 @@ def random_continuations(grammar: Grammar, k: int, steps: int, seed: int) -> lis
     return out
 
 
-def run_both(runtime, prefix_tokens, prefix_positions, meter, k=5, steps=60):
+def run_both(runtime, prefix_tokens, prefix_positions, meter, k=5, steps=60, stepper=None):
+    """Steps K streams one by one and (through `stepper`, default the runtime itself) together."""
+    stepper = stepper or runtime
     state = runtime.initial_state()
     grammar = Grammar(meter)
     for tok, pos in zip(prefix_tokens, prefix_positions):
@@ -46,7 +48,7 @@ def run_both(runtime, prefix_tokens, prefix_positions, meter, k=5, steps=60):
     seqs = random_continuations(grammar, k, steps, seed=1)
     singles = [state.copy() for _ in range(k)]
     grammars = [grammar.copy() for _ in range(k)]
-    batch = runtime.fork(state, k, max_tokens=16)  # smaller than the plan: the buffers must grow
+    batch = stepper.fork(state, k, max_tokens=16)  # smaller than the plan: the buffers must grow
     gb = GrammarBatch(grammar, k)
     for t in range(steps):
         tokens = np.array([s[t] for s in seqs])
@@ -57,7 +59,7 @@ def run_both(runtime, prefix_tokens, prefix_positions, meter, k=5, steps=60):
             g.apply(int(tokens[i]))
             expected.append(np.array(runtime.step(int(tokens[i]), g.position, singles[i])))
         np.testing.assert_array_equal(gb.positions, [g.position for g in grammars])
-        got = runtime.step_batch(tokens, gb.positions, batch)
+        got = stepper.step_batch(tokens, gb.positions, batch)
         np.testing.assert_allclose(got, np.stack(expected), rtol=2e-4, atol=2e-4)
     return batch, singles
 
@@ -112,3 +114,26 @@ def test_grammar_batch_at_the_keyboard_edges_and_after_velocity():
         assert (y.tick, y.bin, y.last, y._last_on, y._last_off, y._any_on) == \
                (x.tick, x.bin, x.last, x._last_on, x._last_off, x._any_on)
         np.testing.assert_array_equal(y.sounding, x.sounding)
+
+
+@pytest.mark.parametrize("cfg", [ModelConfig(embed=24, hidden=32, layers=3, sounding_input=True),
+                                 ModelConfig(embed=24, hidden=32, layers=2, sounding_input=True, interval_head=True,
+                                             interval_roles=True),
+                                 ModelConfig(embed=24, hidden=32, layers=1, interval_head=True)])
+def test_torch_batched_steps_equal_single_steps(cfg):
+    from antiphon.engine.torch_step import batch_stepper
+
+    torch.manual_seed(0)
+    runtime = StepRuntime(EventLSTM(cfg).eval(), MemoryConfig(theta=8.0, mix=0.3, gate=1.5, window=40))
+    tokens, positions, meter = chorale_prefix(120)
+    run_both(runtime, tokens, positions, meter, stepper=batch_stepper(runtime, "cpu"))
+
+
+def test_torch_batched_default_and_ensemble_equal_single_steps():
+    from antiphon.engine.torch_step import batch_stepper
+
+    tokens, positions, meter = chorale_prefix(200)
+    for name, k, steps in (("default", 8, 40), ("jsb-quarter", 3, 20)):
+        runtime = load_style(name).runtime()
+        run_both(runtime, tokens[:120], positions[:120], meter, k=k, steps=steps,
+                 stepper=batch_stepper(runtime, "cpu"))

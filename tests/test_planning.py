@@ -32,7 +32,7 @@ def test_what_plays_is_the_chosen_candidate_and_the_model_hears_it(default_runti
     call_end = max(n.end for n in PHRASE)
     answer = simulate(s, PHRASE, call_end + 4 * 96)
     chosen = s.last_candidates[s.last_choice.index]
-    assert s.answers == 1 and len(s.last_candidates) == 8
+    assert s.answers == 1 and 4 <= len(s.last_candidates) <= 8  # laggards may be pruned
     assert answer and answer == chosen.notes
     # the stream holds the chosen tokens right after the silence, in order
     history = list(s.history)

@@ -9,7 +9,7 @@ keeping what the model itself finds likely: the objective is
     sum over measures of min(gap, 0) + 0.1 * clip(gap, -1, 1)  +  mean per-token log-likelihood chosen
 
 where gap is the chosen answers' mean minus the real continuations' mean, in units of `SCALES`, signed
-so that positive is better. Weights are non-negative (each term points the way it should); the search is
+so that positive is better, for each call set (averaged over the sets). Weights are non-negative (each term points the way it should); the search is
 coordinate ascent from the defaults over multiplicative steps. Test calls are never used here.
 """
 from __future__ import annotations
@@ -36,13 +36,14 @@ class FitData:
     terms: list[np.ndarray]  # per call: (K, len(TERMS))
     measures: list[np.ndarray]  # per call: (K, len(MEASURES)), each candidate's answer measures
     real: np.ndarray  # (calls, len(MEASURES)): the real continuations'
+    sets: list[str]  # per call: the call set it came from (each set must reach its own real continuations)
 
 
 def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, seeds: int = 1,
             params: SessionParams = SessionParams(), limit: int | None = None, log=None) -> FitData:
     runtime = style.runtime()
     params = replace(params, candidates=k)
-    terms, measures, real = [], [], []
+    terms, measures, real, names = [], [], [], []
     t0 = time.perf_counter()
     for name in sets:
         calls = held_out_calls(name, split, continuation_bars=params.response_bars, limit=limit)
@@ -59,9 +60,10 @@ def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, see
                 measures.append(np.array([[as_row(measure(held.call, n, held.meter, key))[m] for m in MEASURES]
                                           for n, _ in cands]))
                 real.append([real_row[m] for m in MEASURES])
+                names.append(name)
         if log:
             log(f"{name}: {len(calls)} calls collected, {time.perf_counter() - t0:.0f} s")
-    return FitData(terms, measures, np.array(real))
+    return FitData(terms, measures, np.array(real), names)
 
 
 def chosen(data: FitData, w: np.ndarray, k: int | None = None) -> list[int]:
@@ -69,12 +71,20 @@ def chosen(data: FitData, w: np.ndarray, k: int | None = None) -> list[int]:
 
 
 def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float, dict]:
+    """The fit's objective for weights `w` (candidates: the first `k` of each call's), and its parts."""
     picks = chosen(data, w, k)
     sel = np.array([m[i] for m, i in zip(data.measures, picks)])
     ll = float(np.mean([t[i, TERMS.index("log_likelihood")] for t, i in zip(data.terms, picks)]))
-    gaps = {m: BETTER[m] * (sel[:, j].mean() - data.real[:, j].mean()) / SCALES[m] for j, m in enumerate(MEASURES)}
-    score = sum(min(g, 0.0) + 0.1 * float(np.clip(g, -1, 1)) for g in gaps.values()) + ll
-    return score, {"gaps": {m: round(g, 3) for m, g in gaps.items()}, "log_likelihood": round(ll, 4),
+    names = np.array(data.sets)
+    score, per_set = 0.0, {}
+    for name in sorted(set(data.sets)):
+        rows = names == name
+        gaps = {m: BETTER[m] * (sel[rows, j].mean() - data.real[rows, j].mean()) / SCALES[m]
+                for j, m in enumerate(MEASURES)}
+        score += sum(min(g, 0.0) + 0.1 * float(np.clip(g, -1, 1)) for g in gaps.values())
+        per_set[name] = {m: round(g, 3) for m, g in gaps.items()}
+    score = score / len(per_set) + ll
+    return score, {"gaps": per_set, "log_likelihood": round(ll, 4),
                    "chosen": {m: round(float(sel[:, j].mean()), 4) for j, m in enumerate(MEASURES)},
                    "real": {m: round(float(data.real[:, j].mean()), 4) for j, m in enumerate(MEASURES)}}
 
