@@ -22,12 +22,13 @@ import numpy as np
 from .events import Meter
 from .generator import Generator
 from .runtime import StepRuntime
-from .answer_measures import key_of_notes
+from .answer_measures import CONSONANT, key_of_notes
 from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
 from .planner import Planner
 from .sampler import SamplingParams, key_of
-from .tokens import BOS, N_POSITIONS, NOTE_OFF, TIME_SHIFT, VELOCITY, StreamEncoder, shift_tokens
+from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE, StreamEncoder,
+                     shift_tokens)
 
 CALL_RESPONSE = "call_response"
 ACCOMPANY = "accompany"
@@ -37,7 +38,11 @@ PHRASE_END_RULES = ("silence", "bar", "pedal", "cc")
 PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
 ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 MAX_CANDIDATES = 1024
+VOICINGS = ("below", "above", "around")
+COMPS = ("free", "follow", "beats", "sustain")
 CALL_CONTEXT_NOTES = 8  # a phrase shorter than this is heard together with the one before
+KEY_CONTEXT_NOTES = 24  # the accompaniment keeps to the key of the player's last notes ...
+MIN_KEY_NOTES = 6  # ... once there are this many
 
 LISTENING = "listening"
 ANSWERING = "answering"
@@ -63,6 +68,9 @@ class SessionParams:
     candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
     end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
     register: str = "free"  # follow | free: the answer stays near the call's register (hard filter)
+    voicing: str = "below"  # below | above | around the player's notes: where the accompaniment plays
+    comp: str = "follow"  # free | follow | beats | sustain: the accompaniment's rhythm (see _comp_allows)
+    react: bool = True  # accompaniment re-plans the tick the player plays on (False: predicted a beat ahead)
     stale_hold_bars: float = 2.0  # a player's note (or pedal) held this long with nothing else played no
     # longer holds the phrase open: its note-off may have been lost
 
@@ -74,6 +82,10 @@ class SessionParams:
         if self.answer_on not in ("beat", "bar"):
             raise ValueError("answer_on must be beat or bar")
         Constraints(self.end_on, self.register, self.key_lock).validated()
+        if self.voicing not in VOICINGS:
+            raise ValueError(f"voicing must be one of {VOICINGS}")
+        if self.comp not in COMPS:
+            raise ValueError(f"comp must be one of {COMPS}")
         return replace(self, temperature=float(min(max(self.temperature, 0.0), 3.0)),
                        top_p=float(min(max(self.top_p, 0.05), 1.0)),
                        response_bars=int(min(max(self.response_bars, 1), 64)),
@@ -81,6 +93,26 @@ class SessionParams:
                        silence_beats=float(min(max(self.silence_beats, 0.25), 16.0)),
                        stale_hold_bars=float(min(max(self.stale_hold_bars, 0.5), 64.0)),
                        lookahead_beats=float(min(max(self.lookahead_beats, 0.25), 8.0)))
+
+
+@dataclass
+class _Checkpoint:
+    """The stream at one point of generation: at the start of `tick` (before anything at it) or, with `end`,
+    after everything at it (before the time shift that leaves it)."""
+
+    tick: int
+    end: bool
+    grammar: object
+    state: object
+    logits: np.ndarray
+    ours: dict
+    history: int
+    plan_pos: int
+    pending: tuple  # what the encoder held for the player
+
+    def clears(self, tick: int) -> bool:
+        """Restoring this leaves nothing generated at `tick` or later."""
+        return self.tick < tick if self.end else self.tick <= tick
 
 
 @dataclass(frozen=True)
@@ -92,8 +124,11 @@ class OutNote:
 
 @dataclass
 class Output:
+    """What the plugin must do: first drop every scheduled event at stream tick `cancel_from` or later
+    (notes sounding then go on: the session sends their note-offs again), then schedule `notes`."""
+
     notes: list[OutNote] = field(default_factory=list)
-    cancel_from: int | None = None  # first drop every scheduled event at this stream tick or later
+    cancel_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +183,10 @@ class Session:
         self._phrase_notes: list[Note] = []  # the player's notes of this phrase (stream ticks)
         self._previous_phrase: list[Note] = []
         self._player_velocity: dict[int, int] = {}
+        self._last_player_pitch: int | None = None
+        self._emitted: list[tuple[int, int, int]] = []  # Antiphon's recent events (tick, pitch, velocity)
+        self._pitches = np.arange(N_PITCHES)
+        self._consonant = np.array(sorted(CONSONANT))
         self._planner: Planner | None = None  # planning the answer expected at self._plan_for
         self._plan_for: tuple[int, int] | None = None  # (answer start, stream tokens so far) it was started at
         self._planned: list[int] = []  # the chosen answer's tokens
@@ -181,14 +220,21 @@ class Session:
             return self.note_off(song_tick, pitch)
         tick = self._stream_tick(song_tick)
         out = self._interrupt(tick)
+        if pitch in self._ours:  # the player takes over a pitch Antiphon holds
+            del self._ours[pitch]
+            out.notes.append(OutNote(tick, pitch, 0))
+            self._roll_off("antiphon", tick, pitch)
         self.encoder.note_on(tick, pitch, velocity)
         self._player_sounding[pitch] = tick
         self._player_velocity[pitch] = velocity
         self._last_player_tick = tick
+        self._last_player_pitch = pitch
         self._phrase_has_notes = True
         self._call_pcs[pitch % 12] += 1
         self._drop_plan()
         self._roll_on("player", tick, pitch, velocity)
+        if self.params.mode == ACCOMPANY and self.params.react:
+            self._react(tick, out)
         return out
 
     def note_off(self, song_tick: float, pitch: int) -> Output:
@@ -202,6 +248,8 @@ class Session:
         self.encoder.note_off(tick, pitch)
         self._last_player_tick = tick
         self._roll_off("player", tick, pitch)
+        if self.params.mode == ACCOMPANY and self.params.react:
+            self._react(tick, out)
         return out
 
     def control_change(self, song_tick: float, cc: int, value: int) -> Output:
@@ -248,11 +296,14 @@ class Session:
         self.state = STOPPED
         return out
 
-    def release_all(self, tick: int) -> Output:
-        """Ends the answer: note-offs for every generated note, fed into the stream too."""
+    def release_all(self, tick: int, rewind: bool = False) -> Output:
+        """Ends the answer: note-offs for every generated note, fed into the stream too. What was generated
+        for `tick` or later is withdrawn; with `rewind`, the stream also goes back to `tick` (for the
+        player's note that interrupts)."""
         out = Output(cancel_from=tick)
-        if self._checkpoints:
+        if self._checkpoints and (rewind or any(t >= tick for t, _, _ in self._emitted)):
             self._rollback(tick)
+        out.notes += self._withdrawn_offs(tick)
         self.encoder.flush()
         offs = [p for p in self._ours]
         for p in sorted(offs):
@@ -277,8 +328,10 @@ class Session:
         out = Output()
         p = self.params
         tpb = self.meter.ticks_per_beat
-        while self._checkpoints and self._checkpoints[0][0] < now - 1:
+        while len(self._checkpoints) > 1 and self._checkpoints[1].tick < now - 1:
             self._checkpoints.popleft()
+        if self._emitted and self._emitted[0][0] < now - 2 * tpb:
+            self._emitted = [e for e in self._emitted if e[0] >= now - 2 * tpb]
         if self._pending_runtime is not None and self.state == LISTENING and not self._phrase_has_notes \
                 and not self._player_sounding:
             self._swap_runtime()
@@ -439,31 +492,188 @@ class Session:
     def _generate(self, horizon: float, until: int | None, out: Output) -> None:
         params = self._sampling()
         g = self.gen.grammar
+        band = self.params.mode == ACCOMPANY and self.params.react
         limit = 4096  # tokens per call: the grammar always reaches the horizon long before
         while g.tick <= horizon and (until is None or g.tick < until) and limit:
             limit -= 1
-            if not self._checkpoints or self._checkpoints[-1][0] < g.tick:
-                self._checkpoints.append((g.tick, g.copy(), self.gen.state.checkpoint(), self.gen.logits.copy(),
-                                          dict(self._ours), len(self.history), self._plan_pos))
+            if not self._checkpoints or self._checkpoints[-1].tick < g.tick:
+                self._checkpoint(end=False)
                 if not self._planned:  # a planned answer already holds its releases
                     self._release_long_notes(out)
             if self._plan_pos < len(self._planned):  # the critic's choice, token by token: the model hears it
                 token = self._planned[self._plan_pos]
                 self._plan_pos += 1
-                ev = self.gen.feed(token)
             else:
-                token, ev = self.gen.sample(params)
+                mask = self.gen.mask()
+                if band:
+                    mask = self._band_mask(mask, reacting=False)
+                token = self.gen.sampler.sample(self.gen.logits, mask, params)
+            if TIME_SHIFT <= token < VELOCITY:
+                self._checkpoint(end=True)
+            self._play(token, out)
+
+    def _play(self, token: int, out: Output) -> None:
+        """Feeds one of Antiphon's own tokens; what it plays goes out."""
+        ev = self.gen.feed(token)
+        self.history.append(token)
+        if ev is None:
+            return
+        self._emitted.append((ev.tick, ev.pitch, ev.velocity))
+        if ev.velocity:
+            self._ours[ev.pitch] = ev.tick
+            out.notes.append(OutNote(ev.tick, ev.pitch, ev.velocity))
+            self._roll_on("antiphon", ev.tick, ev.pitch, ev.velocity)
+        elif ev.pitch in self._ours:
+            del self._ours[ev.pitch]
+            out.notes.append(OutNote(ev.tick, ev.pitch, 0))
+            self._roll_off("antiphon", ev.tick, ev.pitch)
+
+    def _checkpoint(self, end: bool) -> None:
+        g = self.gen.grammar
+        last = self._checkpoints[-1] if self._checkpoints else None
+        if last is not None and last.tick == g.tick and last.end == end:
+            self._checkpoints.pop()  # the same point again (a chord's next note): the newer one holds
+        self._checkpoints.append(_Checkpoint(g.tick, end, g.copy(), self.gen.state.checkpoint(), self.gen.logits.copy(),
+                                             dict(self._ours), len(self.history), self._plan_pos,
+                                             self.encoder.pending_state()))
+
+    # ------------------------------------------------------------------ accompaniment that listens
+    def _band_mask(self, mask: np.ndarray, reacting: bool, before: int | None = None) -> np.ndarray:
+        """What the accompaniment may play next: its own notes may end, new ones must be consonant with every
+        note the player sounds (as far as it is known) and keep the voicing, on the rhythm `comp` allows.
+        `reacting`: at a tick the player just played on. `before`: a player token still to come at this
+        tick, which the accompaniment's tokens must precede (canonical order)."""
+        p = self.params
+        g = self.gen.grammar
+        out = np.zeros_like(mask)
+        pitches = self._pitches
+        onset = reacting and any(t == g.tick for t in self._player_sounding.values())
+        offs = mask[NOTE_OFF:TIME_SHIFT] & self._ours_mask()
+        if p.comp == "sustain" and not onset:
+            offs[:] = False
+        if before is not None and NOTE_OFF <= before < TIME_SHIFT:
+            offs &= pitches < before - NOTE_OFF
+        out[NOTE_OFF:TIME_SHIFT] = offs
+        if before is None or not (NOTE_OFF <= before < TIME_SHIFT):
+            ons = mask[NOTE_ON:NOTE_OFF] & self._consonant_pitches() & self._voicing_pitches() & self._key_pitches()
+            if not self._comp_allows(g.tick, reacting, onset):
+                ons[:] = False
+            if before is not None:
+                ons &= pitches < before - NOTE_ON
+            out[NOTE_ON:NOTE_OFF] = ons
+            if ons.any() and not reacting:
+                out[VELOCITY:VOCAB_SIZE] = mask[VELOCITY:VOCAB_SIZE]
+        if not reacting:
+            out[TIME_SHIFT:VELOCITY] = mask[TIME_SHIFT:VELOCITY]
+            if not out.any():
+                return mask
+        return out
+
+    def _comp_allows(self, tick: int, reacting: bool, onset: bool) -> bool:
+        """May the accompaniment start notes at `tick`? free: anywhere; beats: on the beats; follow and
+        sustain: where the player starts a note (sustain also holds its notes until the player's next)."""
+        comp = self.params.comp
+        if comp == "free":
+            return True
+        if comp == "beats":
+            return tick % self.meter.ticks_per_beat == 0
+        return onset
+
+    def _ours_mask(self) -> np.ndarray:
+        m = np.zeros(N_PITCHES, dtype=bool)
+        m[list(self._ours)] = True
+        return m
+
+    def _consonant_pitches(self) -> np.ndarray:
+        """Pitches consonant with every note the player sounds (all, when it sounds none)."""
+        ok = np.ones(N_PITCHES, dtype=bool)
+        for q in self._player_sounding:
+            ok &= np.isin((self._pitches - q) % 12, self._consonant)
+        return ok
+
+    def _key_pitches(self) -> np.ndarray:
+        """Pitches in the key of what the player has played lately (all, until there is enough to tell)."""
+        recent = self._phrase_notes[-KEY_CONTEXT_NOTES:]
+        if len(recent) + len(self._player_sounding) < MIN_KEY_NOTES:
+            return np.ones(N_PITCHES, dtype=bool)
+        key = key_of_notes(recent + [Note(t, max(self._now, t + 1), p) for p, t in self._player_sounding.items()])
+        return np.isin(self._pitches % 12, key.scale)
+
+    def _voicing_pitches(self) -> np.ndarray:
+        ref = list(self._player_sounding) or ([self._last_player_pitch] if self._last_player_pitch is not None else [])
+        if not ref or self.params.voicing == "around":
+            return np.ones(N_PITCHES, dtype=bool)
+        if self.params.voicing == "below":
+            return self._pitches < min(ref)
+        return self._pitches > max(ref)
+
+    def _react(self, tick: int, out: Output) -> None:
+        """The player's events at `tick` go into the stream now, with the accompaniment's own events of the
+        same tick chosen around them (knowing what the player plays), and sent at once."""
+        if not self.encoder.pending:
+            return
+        for token in self.encoder.move_to(tick):
             self.history.append(token)
-            if ev is None:
-                continue
-            if ev.velocity:
-                self._ours[ev.pitch] = ev.tick
-                out.notes.append(OutNote(ev.tick, ev.pitch, ev.velocity))
-                self._roll_on("antiphon", ev.tick, ev.pitch, ev.velocity)
-            elif ev.pitch in self._ours:
-                del self._ours[ev.pitch]
-                out.notes.append(OutNote(ev.tick, ev.pitch, 0))
-                self._roll_off("antiphon", ev.tick, ev.pitch)
+        self._checkpoint(end=False)
+        params = self._sampling()
+        onset = self._player_onset_at(tick)
+        held_dissonant = [q for q in self._ours if not self._consonant_pitches()[q]] if onset else []
+        self._release_long_notes(out)
+
+        def before(token: int | None) -> None:
+            while True:
+                mask = self.gen.mask()
+                for q in sorted(held_dissonant):  # what clashes with the note just played ends here
+                    if mask[NOTE_OFF + q] and (token is None or not NOTE_OFF <= token < TIME_SHIFT
+                                                or q < token - NOTE_OFF):
+                        held_dissonant.remove(q)
+                        self._play(NOTE_OFF + q, out)
+                        break
+                else:
+                    # the player starts a note and the accompaniment sounds nothing: it must come in, below
+                    # the player's lowest new note (or above the highest, voicing above)
+                    first = self.params.voicing == "above" and token is None or \
+                        self.params.voicing != "above" and token is not None and NOTE_ON <= token < NOTE_OFF
+                    must = onset and first and not self._ours
+                    choice = self._sample_band(mask, token, params, must)
+                    if choice is None:
+                        return
+                    self._play(choice, out)
+
+        for token in self.encoder.emit_tick(before):
+            self.history.append(token)
+
+    def _player_onset_at(self, tick: int) -> bool:
+        return any(t == tick for t in self._player_sounding.values())
+
+    def _sample_band(self, mask: np.ndarray, before: int | None, params: SamplingParams,
+                     must: bool = False) -> int | None:
+        """One accompaniment token at this tick, or None to let the player's token (or the next tick) come:
+        drawn from the model's distribution, where everything the accompaniment may not play now counts as
+        'not now' (unless it `must` play: then among its note-ons)."""
+        band = self._band_mask(mask, reacting=True, before=before)
+        if must:
+            band[:NOTE_ON] = False
+            band[NOTE_OFF:] = False
+        band = self.gen.sampler.restrict(band, params) if band.any() else band
+        if not band.any():
+            return None
+        z = np.where(mask, self.gen.logits.astype(np.float64), -np.inf) / max(params.temperature, 1e-3)
+        z -= z.max()
+        prob = np.exp(z)
+        prob /= prob.sum()
+        options = np.flatnonzero(band)
+        weights = np.append(prob[options], 0.0 if must else prob[mask & ~band].sum())
+        if weights.sum() <= 0:
+            weights[:-1] = 1.0
+        if params.temperature <= 1e-3:
+            pick = int(np.argmax(weights))
+        else:
+            order = np.argsort(-weights)
+            cum = np.cumsum(weights[order])
+            keep = order[:int(np.searchsorted(cum, params.top_p * cum[-1])) + 1]
+            pick = int(self.gen.sampler.rng.choice(keep, p=weights[keep] / weights[keep].sum()))
+        return None if pick == len(options) else int(options[pick])
 
     def _release_long_notes(self, out: Output) -> None:
         """At the start of a generated tick: notes held longer than max_note_beats end here."""
@@ -473,27 +683,30 @@ class Session:
         for p in expired:
             del self._ours[p]
             out.notes.append(OutNote(g.tick, p, 0))
+            self._emitted.append((g.tick, p, 0))
             self._roll_off("antiphon", g.tick, p)
         self._feed_offs(expired)
 
     def _interrupt(self, tick: int) -> Output:
-        """The player plays: generated material after `tick` is withdrawn (and, in call-and-response, the
-        answer ends). What is due at `tick` itself may already be sounding, so the cut is one tick later."""
-        tick += 1
+        """The player plays: generated material is withdrawn (and, in call-and-response, the answer ends).
+        The answer keeps what is due at `tick` itself (it may already sound), so its cut is one tick later;
+        the accompaniment, reacting, withdraws `tick` too and chooses it again around the player's note."""
         if self.state == ANSWERING and self.params.mode == CALL_RESPONSE:
-            out = self.release_all(tick)
+            out = self.release_all(tick + 1, rewind=True)
             self.answers += 1
             self.state = LISTENING
             return out
         if self.params.mode == ACCOMPANY and self._checkpoints:
-            return self._withdraw(tick)
+            return self._withdraw(tick if self.params.react else tick + 1)
         return Output()
 
     def _withdraw(self, tick: int) -> Output:
         """Accompaniment: the material generated from `tick` on is withdrawn and generated again once the
-        player's event is in the stream. Notes sounding at `tick` go on (their note-offs are re-sent)."""
+        player's event is in the stream. Notes that began before `tick` go on (their note-offs come again
+        later); notes that began at `tick` or after end at `tick` (they may already have gone out)."""
         self._rollback(tick)
         out = Output(cancel_from=tick)
+        out.notes += self._withdrawn_offs(tick)
         cut = tick - self.offset
         for key in [k for k, n in self._roll_open.items() if k[0] == "antiphon" and n.start >= cut]:
             del self._roll_open[key]
@@ -502,19 +715,30 @@ class Session:
             self._roll_open.setdefault(("antiphon", p), RollNote(self._ours[p] - self.offset, None, p, 64, "antiphon"))
         return out
 
+    def _withdrawn_offs(self, tick: int) -> list[OutNote]:
+        """Note-offs at `tick` for Antiphon's notes scheduled to begin at `tick` or later (now withdrawn) that
+        the restored stream does not hold: whichever of them already went out must end."""
+        begun = {p for t, p, v in self._emitted if t >= tick and v} - set(self._ours)
+        self._emitted = [e for e in self._emitted if e[0] < tick]
+        return [OutNote(tick, p, 0) for p in sorted(begun)]
+
     def _rollback(self, tick: int) -> None:
-        """Restores the stream as it was when generation first reached `tick` (or the last point before)."""
+        """Restores the latest point of the stream holding nothing generated at `tick` or later (or, when
+        none is kept, the earliest)."""
         chosen = None
-        while self._checkpoints and self._checkpoints[-1][0] >= tick:
+        while self._checkpoints and not self._checkpoints[-1].clears(tick):
             chosen = self._checkpoints.pop()
+        if self._checkpoints:
+            chosen = self._checkpoints[-1]
         if chosen is None:
             return
-        _, grammar, state, logits, ours, hist_len, self._plan_pos = chosen
-        self.gen.grammar.copy_from(grammar)
-        self.gen.state.copy_from(state)
-        np.copyto(self.gen.logits, logits)
-        self._ours = ours
-        while len(self.history) > hist_len:
+        self.gen.grammar.copy_from(chosen.grammar)
+        self.gen.state.copy_from(chosen.state)
+        np.copyto(self.gen.logits, chosen.logits)
+        self._ours = dict(chosen.ours)
+        self._plan_pos = chosen.plan_pos
+        self.encoder.restore_pending(chosen.pending)
+        while len(self.history) > chosen.history:
             self.history.pop()
 
     def _swap_runtime(self) -> None:

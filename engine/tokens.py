@@ -383,14 +383,39 @@ class StreamEncoder:
             self._tick = max(tick, self.grammar.tick)
         return out
 
-    def _emit_pending(self) -> list[int]:
+    def emit_tick(self, before) -> list[int]:
+        """Emits what is held for its tick, calling `before(token)` just before each of the player's
+        tokens (a note-off, or the velocity-and-note-on of a note-on) and `before(None)` once they are all
+        in: the other writer's tokens that `before` feeds into the stream land in canonical order around
+        them (the accompaniment placing its notes of this tick). Returns the player's tokens."""
+        if self._tick is None:
+            return []
+        return self._emit_pending(before)
+
+    def move_to(self, tick: int) -> list[int]:
+        """The time-shifts that bring the stream to `tick`, leaving what is held (at `tick` or later) held."""
+        return self._shift_to(tick)
+
+    def pending_state(self) -> tuple:
+        """What is held (for a checkpoint): restore with `restore_pending`."""
+        return self._tick, set(self._offs), dict(self._ons), set(self._deferred_offs)
+
+    def restore_pending(self, state: tuple) -> None:
+        self._tick, offs, ons, deferred = state
+        self._offs, self._ons, self._deferred_offs = set(offs), dict(ons), set(deferred)
+
+    def _emit_pending(self, before=None) -> list[int]:
         tick = self._tick
         out = self._shift_to(tick)
         for p in sorted(self._offs):
+            if before is not None:
+                before(NOTE_OFF + p)
             if self.grammar.sounding[p] and p > self.grammar._last_off and not self.grammar._any_on:
                 out.append(self._apply(NOTE_OFF + p))
         late_ons = {}
         for p in sorted(self._ons):
+            if before is not None and not self.grammar.sounding[p] and p > self.grammar._last_on:
+                before(NOTE_ON + p)
             if self.grammar.sounding[p]:
                 continue  # the other writer already plays this pitch
             if p <= self.grammar._last_on:
@@ -400,6 +425,8 @@ class StreamEncoder:
             if b != self.grammar.bin:
                 out.append(self._apply(VELOCITY + b))
             out.append(self._apply(NOTE_ON + p))
+        if before is not None:
+            before(None)
         if self._deferred_offs or late_ons:
             self._tick, self._offs, self._ons = tick + 1, self._deferred_offs, late_ons
             self._deferred_offs = set()

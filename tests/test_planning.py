@@ -63,11 +63,9 @@ def test_interrupting_a_planned_answer_rolls_back_and_leaves_nothing_hanging(run
     fp.run_to(200)
     assert s.state == ANSWERING and s._planned
     before = s.gen.grammar.tick
-    first_after = min(t for t, *_ in s._checkpoints if t >= 201)
-    assert before > first_after
     fp.take(s.note_on(200, 72, 100))
     assert s.state == LISTENING and not s._planned
-    assert s.gen.grammar.tick == first_after  # the stream forgot what was planned past the player's note
+    assert s.gen.grammar.tick <= 201 < before  # the stream forgot what was planned past the player's note
     fp.take(s.note_off(220, 72))
     fp.run_to(264 + 4 * 96 + 24)  # the next answer (planned anew) ends
     assert s.answers == 2 and s.state == LISTENING

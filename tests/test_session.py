@@ -188,3 +188,43 @@ def test_all_notes_off_from_the_daw_releases_what_the_player_held(runtime, cc):
     assert not s._player_sounding and not s._pedal
     fp.run_to(100 + 48)  # one beat of silence after the All Notes Off, then the next beat
     assert s.state == ANSWERING
+
+
+def test_accompaniment_reacts_within_the_tick_consonant_and_below_the_player():
+    """Each note the player strikes is heard before the accompaniment chooses that tick's notes: every
+    accompaniment note sounding with a player note forms a consonant interval with it, lies below it, and
+    the accompaniment comes in on the player's own tick."""
+    from antiphon.engine.answer_measures import consonance, coverage
+    from antiphon.engine.fake_time import simulate
+    from antiphon.engine.reading import corpus_phrase
+    from antiphon.engine.style import load_style
+
+    melody, meter = corpus_phrase("bach/bwv66.6", 0, 4)
+    runtime = load_style("default").runtime()
+    reacting = simulate(Session(runtime, meter, SessionParams(mode=ACCOMPANY), seed=1), melody, 500)
+    ahead = simulate(Session(runtime, meter, SessionParams(mode=ACCOMPANY, react=False), seed=1), melody, 500)
+    c_react, _ = consonance(melody, reacting)
+    c_ahead, _ = consonance(melody, ahead)
+    assert c_react == 1.0 and c_ahead < 0.9
+    assert coverage(melody, reacting) > 0.7  # the benchmark measures it over whole chorales
+    for b in reacting:
+        for p in melody:
+            if min(b.end, p.end) > max(b.start, p.start):
+                assert b.pitch < p.pitch
+    assert melody[0].start in {b.start for b in reacting}  # on the player's first tick
+
+
+def test_a_chord_struck_one_note_at_a_time_is_reconsidered_for_each_note(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(mode=ACCOMPANY, voicing="below"), seed=9)
+    fp = FakePlugin(s)
+    fp.run_to(24)
+    for pitch in (72, 76, 79):  # C E G arriving one after another at tick 24
+        fp.take(s.note_on(24, pitch, 90))
+    fp.run_to(40)
+    ours_at_24 = [p for t, p, v in fp.scheduled + fp.sent if v and t == 24]
+    for p in ours_at_24:
+        assert p < 72 and all((p - q) % 12 in (0, 3, 4, 5, 7, 8, 9) for q in (72, 76, 79))
+    assert s.gen.grammar.sounding[[72, 76, 79]].all()  # the stream holds the whole chord
+    fp.take(s.stop())
+    fp.sent += fp.scheduled
+    assert not fp.hanging()
