@@ -4,8 +4,8 @@
     run_panel(config, screenshot="p.png")     # render after ~2 s (or after --duration), write PNG, exit
     run_panel(config, duration=30)            # exit after 30 s
 
-Every exit path (window closed, Quit, SIGINT, SIGTERM, --duration, --screenshot) ends in
-Panel.shutdown(): settings saved, engine.close() (note-offs, CC 123, ports closed).
+Every exit path (window closed, also by the system's Quit; SIGINT, SIGTERM, --duration, --screenshot)
+ends in Panel.shutdown(): settings saved, engine.close() (note-offs, CC 123, ports closed).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def make_app():
 
 def run_panel(config, screenshot: str | None = None, duration: float | None = None, engine_factory=None) -> int:
     _platform_for(screenshot)
-    from PyQt6.QtCore import QTimer
+    from PyQt6.QtCore import QEventLoop, QTimer
 
     from antiphon.plugin.live import LiveEngine
 
@@ -95,9 +95,15 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
     print(f"Antiphon live: style {engine.style_name}, in '{snap.ports[0]}', out '{snap.ports[1]}' "
           f"({snap.backend}); close the window or Ctrl-C to stop", flush=True)
 
+    # The panel runs in an event loop of its own, ended by the window's close, Ctrl-C, --duration or
+    # --screenshot; the application is never told to quit (its Quit would end every event loop started
+    # after this one at once: a host's, a test's).
+    loop = QEventLoop()
+    app.setQuitOnLastWindowClosed(False)
+    panel.closed.connect(loop.quit)
     # Qt's event loop runs in C++: a timer hands control back to Python now and then, so that
     # SIGINT/SIGTERM handlers run.
-    previous = {sig: signal.signal(sig, lambda *_: app.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda *_: loop.quit()) for sig in (signal.SIGINT, signal.SIGTERM)}
     pulse = QTimer()
     pulse.timeout.connect(lambda: None)
     pulse.start(100)
@@ -110,15 +116,15 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
             result["rc"] = 1
         else:
             print(f"screenshot: {screenshot}", flush=True)
-        app.quit()
+        loop.quit()
 
     if screenshot:
         QTimer.singleShot(int(1000 * (duration or SCREENSHOT_AFTER_S)), grab)
     elif duration:
-        QTimer.singleShot(int(1000 * duration), app.quit)
+        QTimer.singleShot(int(1000 * duration), loop.quit)
     panel.show()
     try:
-        app.exec()
+        loop.exec()
     finally:
         pulse.stop()
         panel.shutdown()

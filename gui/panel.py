@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import replace
 
-from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGridLayout,
                              QGroupBox, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton,
@@ -23,10 +23,12 @@ from antiphon.plugin.live import LiveConfig, LiveEngine, LiveSnapshot
 from .knob import Knob
 from .learn import LearnMenus
 from .pianoroll import ANTIPHON_COLOUR, PLAYER_COLOUR, PianoRoll
-from .settings import save_config
+from .settings import BPM_RANGE, save_config
 
 REFRESH_MS = 33
 USER_HOLD_S = 0.4  # after the user touches a control, the snapshot does not override it for this long
+INPUT_LIGHT_S = 0.15
+ROLL_BARS = 8  # the piano roll shows at least this many bars, more when the last call and answer need it
 MODE_NAMES = {CALL_RESPONSE: "Call and response", ACCOMPANY: "Accompany"}
 PHRASE_END_NAMES = {"silence": "Silence", "bar": "Bar line", "pedal": "Sustain pedal", "cc": "CC trigger"}
 OPEN_STYLE = "Open style file…"
@@ -52,6 +54,8 @@ QLabel#readout { font-family: "DejaVu Sans Mono"; font-size: 11pt; color: #fffff
 QLabel#cc { color: #8fd18f; font-size: 8pt; }
 QLabel#big { font-size: 17pt; font-weight: bold; }
 QLabel#dim { color: #8a93a5; }
+QLabel#inlight { color: #3a3f4a; font-weight: bold; }
+QLabel#inlight[active="true"] { color: #7bd88f; }
 QLabel#stats { font-family: "DejaVu Sans Mono"; font-size: 9pt; color: #b9c0cc; }
 QFrame#transport { background: #1b1e24; border: 1px solid #3a3f4a; border-radius: 6px; }
 QStatusBar { color: #f0b44c; }
@@ -60,6 +64,8 @@ QStatusBar { color: #f0b44c; }
 
 
 class Panel(QMainWindow):
+    closed = pyqtSignal()  # the window was closed (run_panel's event loop ends on it)
+
     def __init__(self, engine: LiveEngine, engine_factory=None):
         super().__init__()
         self.engine = engine
@@ -68,6 +74,8 @@ class Panel(QMainWindow):
         self._user_touched: dict[str, float] = {}
         self._last_params = None
         self._last_errors: tuple = ()
+        self._last_received = 0
+        self._lit_until = 0.0
         self._closed = False
         self.learn = LearnMenus(lambda: self.engine.controls)
         self.setWindowTitle("Antiphon")
@@ -97,9 +105,25 @@ class Panel(QMainWindow):
         row.setContentsMargins(12, 6, 12, 6)
         self.transport_label = QLabel(objectName="big")
         self.transport_label.setMinimumWidth(130)
+        self.play_button = QPushButton("■ Stop")
+        self.play_button.setToolTip("Start or stop Antiphon's own clock (Space); a DAW's MIDI clock runs its own")
+        self.play_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.play_button.clicked.connect(self.toggle_transport)
         self.tempo_label = QLabel(objectName="big")
         self.tempo_label.setMinimumWidth(150)
         self.source_label = QLabel(objectName="dim")
+        self.tempo = QDoubleSpinBox()
+        self.tempo.setRange(*BPM_RANGE)
+        self.tempo.setDecimals(1)
+        self.tempo.setSingleStep(1.0)
+        self.tempo.setSuffix(" BPM")
+        self.tempo.setKeyboardTracking(False)  # typing 96 sets 96, not 9 first
+        self.tempo.setValue(self.engine.config.bpm)
+        self.tempo.setToolTip("Tempo of Antiphon's own clock (used while no MIDI clock arrives)")
+        self.tempo.valueChanged.connect(self.set_tempo)
+        self.input_light = QLabel("● IN", objectName="inlight")
+        self.input_light.setToolTip("Lights while notes or controllers arrive on the input")
+        self.input_light.setProperty("active", False)
         self.position_label = QLabel(objectName="big")
         self.position_label.setMinimumWidth(120)
         self.state_label = QLabel()
@@ -110,8 +134,18 @@ class Panel(QMainWindow):
         tempo_box.setSpacing(0)
         tempo_box.addWidget(self.tempo_label)
         tempo_box.addWidget(self.source_label)
-        row.addWidget(self.transport_label)
+        transport_box = QVBoxLayout()
+        transport_box.setSpacing(2)
+        transport_box.addWidget(self.transport_label)
+        transport_box.addWidget(self.play_button)
+        set_box = QVBoxLayout()
+        set_box.setSpacing(2)
+        set_box.addWidget(self.tempo)
+        set_box.addWidget(self.input_light, alignment=Qt.AlignmentFlag.AlignCenter)
+        row.addLayout(transport_box)
         row.addLayout(tempo_box)
+        row.addLayout(set_box)
+        row.addSpacing(10)
         row.addWidget(self.position_label)
         row.addStretch(1)
         state_box = QVBoxLayout()
@@ -121,14 +155,14 @@ class Panel(QMainWindow):
         row.addLayout(state_box)
         row.addSpacing(12)
         self.panic_button = QPushButton("PANIC", objectName="panic")
-        self.panic_button.setToolTip("All notes off (Esc or Space)")
+        self.panic_button.setToolTip("All notes off (Esc). Right-click for MIDI learn.")
         self.panic_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.panic_button.clicked.connect(self.panic)
         row.addWidget(self.panic_button)
         root.addWidget(strip)
 
         # piano roll with a legend
-        self.roll = PianoRoll(self.engine.meter, bars=4)
+        self.roll = PianoRoll(self.engine.meter, bars=ROLL_BARS)
         root.addWidget(self.roll, 1)
         legend = QHBoxLayout()
         legend.setSpacing(14)
@@ -255,11 +289,11 @@ class Panel(QMainWindow):
         self.learn.attach(self.response_bars, "response_bars")
         self.learn.attach(self.panic_button, "panic")
 
-        for key in (Qt.Key.Key_Escape, Qt.Key.Key_Space):
-            QShortcut(QKeySequence(key), self, activated=self.panic)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.panic)
+        QShortcut(QKeySequence(Qt.Key.Key_Space), self, activated=self.toggle_transport)
         QShortcut(QKeySequence(Qt.Key.Key_M), self, activated=self.toggle_mode)
         self.statusBar().showMessage("Right-click a knob, the mode, the answer length or Panic for MIDI learn. "
-                                     "Esc/Space: panic, M: mode.")
+                                     "Esc: panic, Space: play/stop, M: mode.")
         self.resize(1060, 660)
 
     # ------------------------------------------------------------------ writes (Controls only)
@@ -269,6 +303,23 @@ class Panel(QMainWindow):
 
     def panic(self) -> None:
         self.controls.panic()
+
+    def toggle_transport(self) -> None:
+        """Play/stop of the internal clock (the engine thread sees it stop and releases every note). A
+        running MIDI clock is the DAW's: its own Start/Stop rule."""
+        clock = self.engine.clock
+        if clock.source == "midi" and clock.running:
+            self.statusBar().showMessage("the DAW's MIDI clock drives the transport: start and stop it there", 4000)
+            return
+        if clock.running:
+            clock.stop()
+        else:
+            clock.start()
+        self.refresh()
+
+    def set_tempo(self, bpm: float) -> None:
+        """The internal clock's tempo (ClockFollower.set_bpm is thread-safe; a MIDI clock overrides it)."""
+        self.engine.clock.set_bpm(float(bpm))
 
     def toggle_mode(self) -> None:
         mode = ACCOMPANY if self.controls.params.mode == CALL_RESPONSE else CALL_RESPONSE
@@ -386,7 +437,7 @@ class Panel(QMainWindow):
         """The running engine's configuration with everything the panel changed since."""
         snap = self.engine.snapshot()
         return replace(self.engine.config, params=self.controls.params, cc_map=tuple(self.controls.cc_map.items()),
-                       style=self.style_request, channel=self.channel.value() - 1,
+                       style=self.style_request, channel=self.channel.value() - 1, bpm=self.tempo.value(),
                        passthrough=self.passthrough.isChecked(), record=snap.recording)
 
     def _apply_ports(self) -> None:
@@ -421,6 +472,7 @@ class Panel(QMainWindow):
         s = self.engine.snapshot()
         self.roll.set_notes(s.session.roll, s.clock.tick)
         self._show_transport(s)
+        self._show_input(s)
         self._show_params(s)
         self._show_learning(s)
         rec = s.recording
@@ -447,10 +499,14 @@ class Panel(QMainWindow):
         self.transport_label.setText("▶ playing" if c.running else "■ stopped")
         self.transport_label.setStyleSheet(f"color: {'#7bd88f' if c.running else '#9aa3b5'};")
         self.tempo_label.setText(f"{c.bpm:5.1f} BPM")
-        if c.source == "midi":
+        midi = c.source == "midi"
+        if midi:
             self.source_label.setText("MIDI clock · " + ("locked" if c.locked else "locking…"))
         else:
             self.source_label.setText("internal clock (no MIDI clock)")
+        self.tempo.setEnabled(not midi)
+        self.play_button.setEnabled(not (midi and c.running))
+        self.play_button.setText("■ Stop" if c.running else "▶ Play")
         self.position_label.setText(f"{c.bar}:{c.beat}")
         state = s.session.state
         if state == LISTENING and self.roll.sounding("antiphon"):
@@ -461,6 +517,18 @@ class Panel(QMainWindow):
                                        "border-radius: 5px; padding: 4px 10px;")
         key = f"in {s.session.key}  ·  " if s.session.key not in ("", "-") else ""
         self.key_label.setText(key + MODE_NAMES.get(s.session.mode, s.session.mode))
+
+    def _show_input(self, s: LiveSnapshot) -> None:
+        """The input light: on for INPUT_LIGHT_S after anything the player sent arrived."""
+        now = time.monotonic()
+        if s.received != self._last_received:
+            self._last_received = s.received
+            self._lit_until = now + INPUT_LIGHT_S
+        on = now < self._lit_until
+        if self.input_light.property("active") != on:
+            self.input_light.setProperty("active", on)
+            self.input_light.style().unpolish(self.input_light)
+            self.input_light.style().polish(self.input_light)
 
     def _show_params(self, s: LiveSnapshot) -> None:
         """Follow parameter changes made elsewhere (MIDI CC, shortcuts), but never fight the user's hand."""
@@ -504,7 +572,7 @@ class Panel(QMainWindow):
                 widget.style().unpolish(widget)
                 widget.style().polish(widget)
         if "panic" in by_target:
-            self.panic_button.setToolTip(f"All notes off (Esc or Space, CC {by_target['panic']})")
+            self.panic_button.setToolTip(f"All notes off (Esc, CC {by_target['panic']}). Right-click for MIDI learn.")
         if s.learning:
             self.statusBar().showMessage(f"MIDI learn: move a knob or fader to drive {s.learning}…", 500)
 
@@ -524,3 +592,4 @@ class Panel(QMainWindow):
     def closeEvent(self, event) -> None:
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()

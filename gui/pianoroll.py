@@ -1,9 +1,14 @@
 """A scrolling piano roll of the last bars: the player's notes and Antiphon's in two colours.
 
 x is song ticks with the playhead at the right edge; y is pitch (the range follows the notes, at
-least two octaves). The widget only draws what `set_notes` hands it (the session snapshot's roll).
+least two octaves). The window is `bars` bars wide, or wider (in whole bars, up to MAX_BARS) when the
+last call and its answer need more: the whole exchange stays in view until the player starts the next
+call. The widget only draws what `set_notes` hands it (the session snapshot's roll).
 """
 from __future__ import annotations
+
+import bisect
+import math
 
 from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QColor, QFont, QPainter, QPen
@@ -19,16 +24,18 @@ BAR_LINE = QColor("#5a6170")
 BEAT_LINE = QColor("#2c313b")
 PLAYHEAD = QColor("#e8e8e8")
 KEYS_WIDTH = 34
+MAX_BARS = 32
 _BLACK = {1, 3, 6, 8, 10}
 
 
 class PianoRoll(QWidget):
-    def __init__(self, meter: Meter = Meter(), bars: int = 4, parent=None):
+    def __init__(self, meter: Meter = Meter(), bars: int = 8, parent=None):
         super().__init__(parent)
         self.meter = meter
         self.bars = bars
         self.notes: tuple = ()  # RollNote(start, end, pitch, velocity, who), song ticks
         self.now = 0.0  # song tick at the playhead
+        self.shown_bars = bars  # the window's width now
         self.low, self.high = 48, 84
         self.setMinimumSize(360, 180)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -37,13 +44,37 @@ class PianoRoll(QWidget):
     # ------------------------------------------------------------------ model
     @property
     def span(self) -> float:
-        return float(self.meter.ticks_per_bar * self.bars)
+        return float(self.meter.ticks_per_bar * self.shown_bars)
 
     def set_notes(self, notes, now: float) -> None:
         self.notes = tuple(notes)
         self.now = float(now)
+        self.shown_bars = self._bars_needed()
         self._fit_range()
         self.update()
+
+    def last_call_start(self) -> float | None:
+        """Where the player's last call began: its earliest note with no answer note starting between it
+        and the call's later notes (None before anyone played)."""
+        player = sorted(n.start for n in self.notes if n.who == "player")
+        if not player:
+            return None
+        ours = sorted(n.start for n in self.notes if n.who == "antiphon")
+        start = player[-1]
+        for earlier in reversed(player[:-1]):
+            i = bisect.bisect_right(ours, earlier)
+            if i < len(ours) and ours[i] < start:
+                break  # Antiphon answered in between: that note belongs to the call before
+            start = earlier
+        return start
+
+    def _bars_needed(self) -> int:
+        start = self.last_call_start()
+        if start is None:
+            return self.bars
+        margin = self.meter.ticks_per_beat / 2  # the call's first note not on the window's very edge
+        needed = math.ceil((self.now - start + margin) / self.meter.ticks_per_bar - 1e-9)
+        return max(self.bars, min(MAX_BARS, needed))
 
     def sounding(self, who: str) -> bool:
         """Does `who` hold a note at the playhead (answers are scheduled ahead: end may be later)?"""

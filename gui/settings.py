@@ -17,6 +17,7 @@ from antiphon.plugin.live import LEARNABLE, LiveConfig
 
 ORGANISATION = APPLICATION = "Antiphon"
 PARAM_KEYS = ("mode", "temperature", "top_p", "response_bars", "phrase_end")
+BPM_RANGE = (20.0, 400.0)  # the panel's tempo box; the same range `antiphon live --bpm` accepts
 _DEFAULT_CONFIG = LiveConfig()
 _DEFAULT_PARAMS = SessionParams()
 
@@ -66,7 +67,8 @@ def load_config(config: LiveConfig, s: QSettings | None = None) -> LiveConfig:
         changes[key] = saved
     if changes:
         config = replace(config, params=replace(params, **changes).validated())
-    top = {"style": str, "backend": str, "in_port": str, "out_port": str, "channel": int, "passthrough": bool}
+    top = {"style": str, "backend": str, "in_port": str, "out_port": str, "channel": int, "passthrough": bool,
+           "bpm": float}
     changes = {}
     for key, kind in top.items():
         if getattr(config, key) != getattr(_DEFAULT_CONFIG, key):
@@ -78,6 +80,8 @@ def load_config(config: LiveConfig, s: QSettings | None = None) -> LiveConfig:
         del changes["style"]  # a style file moved or deleted since: keep the default
     if "channel" in changes:
         changes["channel"] = max(0, min(15, changes["channel"]))
+    if "bpm" in changes and not BPM_RANGE[0] <= changes["bpm"] <= BPM_RANGE[1]:
+        del changes["bpm"]
     if config.cc_map == _DEFAULT_CONFIG.cc_map:
         cc_map = decode_cc_map(str(s.value("cc_map") or ""))
         if cc_map is not None:
@@ -97,7 +101,7 @@ def save_config(config: LiveConfig, params: SessionParams, cc_map: dict, s: QSet
     s = s or qsettings()
     for key in PARAM_KEYS:
         s.setValue(f"params/{key}", getattr(params, key))
-    for key in ("backend", "channel", "passthrough"):
+    for key in ("backend", "channel", "passthrough", "bpm"):
         s.setValue(key, getattr(config, key))
     style = config.style
     if os.sep in style or os.path.isfile(style):  # a style file: absolute, so any working folder finds it

@@ -189,6 +189,14 @@ def test_settings_persist_and_run_panel_screenshot(jack_server, qtbot, tmp_path,
     assert explicit.params.mode == ACCOMPANY
 
 
+def test_event_loops_still_run_after_run_panel(qtbot):
+    """Runs right after run_panel's test (file order): run_panel never tells the application to quit, so
+    the event loops of whatever runs next (a host, these tests) still wait and deliver timers."""
+    t0 = time.monotonic()
+    qtbot.wait(150)
+    assert time.monotonic() - t0 >= 0.14
+
+
 def test_port_picker_restarts_engine_on_chosen_input(panel, player, jack_server, qtbot):
     old = panel.engine
     panel._fill_ports()  # the refresh button: the test's keyboard is now listed
@@ -210,3 +218,103 @@ def test_port_picker_restarts_engine_on_chosen_input(panel, player, jack_server,
     qtbot.waitUntil(lambda: any(p.endswith(":Antiphon In") for p in jack_server.connections().get(in_name, [])),
                     timeout=2000)
     assert not panel.apply_ports.isEnabled()
+
+
+def test_the_roll_keeps_the_whole_last_call_and_its_answer_in_view(qtbot):
+    from antiphon.engine.events import Meter
+    from antiphon.engine.session import RollNote
+    from antiphon.gui.pianoroll import PianoRoll
+
+    bar = Meter().ticks_per_bar
+    roll = PianoRoll(Meter(), bars=8)
+    qtbot.addWidget(roll)
+    roll.resize(800, 300)
+
+    def notes(who, first_bar, bars, pitch):
+        return [RollNote(float((first_bar + i) * bar), float((first_bar + i) * bar + bar / 2), pitch + i % 5, 90, who)
+                for i in range(bars)]
+
+    earlier = notes("player", 0, 2, 60) + notes("antiphon", 3, 2, 64)
+    call = notes("player", 20, 10, 62)  # a 10-bar call from bar 20
+    answer = notes("antiphon", 30, 4, 67)
+    roll.set_notes(earlier + call + answer, now=34 * bar)
+    assert roll.last_call_start() == 20 * bar
+    assert roll.shown_bars == 15  # 14 bars of call and answer, and half a beat before the call
+    visible = roll.visible_notes()
+    assert set(call + answer) <= set(visible) and not set(earlier) & set(visible)
+    roll.grab()  # draws the wider window
+
+    short = notes("player", 40, 2, 62) + notes("antiphon", 42, 2, 65)
+    roll.set_notes(earlier + call + answer + short, now=44 * bar)
+    assert roll.last_call_start() == 40 * bar and roll.shown_bars == 8  # the default window holds it all
+    assert set(short) <= set(roll.visible_notes())
+    roll.set_notes(earlier + call + answer + short[:1], now=40.5 * bar)  # playing a new call: back to 8 bars
+    assert roll.shown_bars == 8
+
+
+def test_the_panel_roll_is_eight_bars_wide(panel):
+    assert panel.roll.bars == 8 and panel.roll.shown_bars >= 8
+
+
+def test_tempo_box_sets_the_internal_clock_and_is_kept(panel, qtbot, private_settings):
+    engine = panel.engine
+    panel.tempo.setValue(90.0)
+    assert engine.clock.bpm == pytest.approx(90.0)
+    t0 = time.perf_counter()
+    tick0 = engine.clock.tick_at(t0)
+    qtbot.wait(500)
+    t1 = time.perf_counter()
+    assert (engine.clock.tick_at(t1) - tick0) / (t1 - t0) == pytest.approx(90 / 60 * 24, rel=1e-6)
+    qtbot.waitUntil(lambda: panel.tempo_label.text().strip() == "90.0 BPM", timeout=2000)
+    assert panel.current_config().bpm == 90.0  # a restart with other ports keeps it
+    panel.shutdown()
+    assert gui_settings.load_config(LiveConfig()).bpm == 90.0  # and the next run comes back with it
+    assert gui_settings.load_config(LiveConfig(bpm=140.0)).bpm == 140.0  # unless --bpm says otherwise
+
+
+def test_space_plays_and_stops_the_clock_and_esc_panics(panel, qtbot):
+    engine = panel.engine
+    assert engine.clock.running
+    engine.sender.send_now(b"\x90\x3c\x64")
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 1, timeout=2000)
+    qtbot.keyClick(panel, Qt.Key.Key_Escape)  # Esc: panic, the clock plays on
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 0, timeout=2000)
+    assert engine.clock.running
+    qtbot.keyClick(panel, Qt.Key.Key_Space)  # Space: stop
+    assert not engine.clock.running
+    qtbot.waitUntil(lambda: panel.transport_label.text() == "■ stopped", timeout=2000)
+    assert panel.play_button.text() == "▶ Play"
+    stopped_at = engine.clock.tick_at()
+    qtbot.wait(200)
+    assert engine.clock.tick_at() == stopped_at
+    qtbot.keyClick(panel, Qt.Key.Key_Space)  # Space again: play on from there
+    assert engine.clock.running
+    qtbot.waitUntil(lambda: panel.transport_label.text() == "▶ playing", timeout=2000)
+    qtbot.wait(100)
+    assert engine.clock.tick_at() > stopped_at
+    qtbot.mouseClick(panel.play_button, Qt.MouseButton.LeftButton)  # the button does the same
+    assert not engine.clock.running
+
+
+def test_the_input_light_shows_what_arrives(panel, player, qtbot):
+    assert panel.input_light.property("active") is False
+    player.send_message([0x90, 64, 80])
+    qtbot.waitUntil(lambda: panel.input_light.property("active") is True, timeout=2000)
+    player.send_message([0x80, 64, 0])
+    qtbot.wait(50)
+    qtbot.waitUntil(lambda: panel.input_light.property("active") is False, timeout=2000)
+
+
+def test_panic_is_midi_learnable(panel, player, qtbot):
+    engine = panel.engine
+    QApplication.sendEvent(panel.panic_button, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(5, 5)))
+    panel.learn.action(LEARN_TEXT).trigger()
+    qtbot.waitUntil(lambda: engine.snapshot().learning == "panic", timeout=2000)
+    player.send_message([0xB0, 50, 127])
+    qtbot.waitUntil(lambda: engine.controls.cc_map.get(50) == "panic", timeout=2000)
+    engine.sender.send_now(b"\x90\x3e\x64")
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 1, timeout=2000)
+    player.send_message([0xB0, 50, 127])
+    qtbot.waitUntil(lambda: engine.sender.stats().sounding == 0, timeout=2000)
+    assert engine.clock.running
+    qtbot.waitUntil(lambda: "CC 50" in panel.panic_button.toolTip(), timeout=1000)
