@@ -166,12 +166,29 @@ class EnsembleRuntime:
 
     def step(self, token: int, position: int, state: EnsembleState) -> np.ndarray:
         for k, (rt, view, s) in enumerate(zip(self.runtimes, self.views, state.members)):
-            part = self.parts[k]
-            if view is None:
-                np.copyto(part, rt.step(token, position, s))
-            else:
-                np.take(rt.step(int(view.inputs[token]), position, s), view.source, out=part)
-                part[view.unreachable] = -np.inf
+            self._member_part(k, rt.step(token if view is None else int(view.inputs[token]), position, s))
+        return self._mixture()
+
+    def replay(self, tokens: list[int], positions: list[int]) -> tuple[EnsembleState, np.ndarray]:
+        """A fresh state that has heard `tokens`, each member in one forward pass (StepRuntime.replay)."""
+        states = []
+        for k, (rt, view) in enumerate(zip(self.runtimes, self.views)):
+            heard = tokens if view is None else [int(view.inputs[t]) for t in tokens]
+            s, logits = rt.replay(heard, positions)
+            states.append(s)
+            self._member_part(k, logits)
+        return EnsembleState(states), self._mixture()
+
+    def _member_part(self, k: int, member_logits: np.ndarray) -> None:
+        part, view = self.parts[k], self.views[k]
+        if view is None:
+            np.copyto(part, member_logits)
+        else:
+            np.take(member_logits, view.source, out=part)
+            part[view.unreachable] = -np.inf
+
+    def _mixture(self) -> np.ndarray:
+        for k, part in enumerate(self.parts):
             part -= part.max()
             np.exp(part, out=self.probs)
             part -= np.float32(np.log(self.probs.sum()))

@@ -118,6 +118,7 @@ class StepRuntime:
     def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()
         cfg: ModelConfig = model.config
+        self.model = model  # for `replay`: a whole stream in one forward pass
         self.config = cfg
         self.memory = memory
         H = cfg.hidden
@@ -189,6 +190,47 @@ class StepRuntime:
 
     def initial_state(self) -> StepState:
         return StepState(self.config.layers, self.config.hidden, self.memory)
+
+    def replay(self, tokens: list[int], positions: list[int]) -> tuple[StepState, np.ndarray]:
+        """A fresh state that has heard `tokens` (from BOS) at `positions`, and the next-token logits: what
+        stepping them one by one gives, in one forward pass of the model (a style switch hears the recent
+        stream this way, in milliseconds instead of one step per token)."""
+        from .model import pitch_context
+
+        model = self.model
+        device = model.head.weight.device
+        x = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)[None]
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64), device=device)[None]
+        sounding = released = None
+        if model.reads_pitches:
+            snd, rel = pitch_context(np.asarray(tokens))
+            sounding, released = torch.from_numpy(snd).to(device)[None], torch.from_numpy(rel).to(device)[None]
+        with torch.no_grad():
+            y, (h, c) = model.outputs(x, pos, None, sounding)
+            last = model.scores(y[:, -1:], x[:, -1:], None if sounding is None else sounding[:, -1:],
+                                None if released is None else released[:, -1:])
+        state = self.initial_state()
+        state.h[:] = h[:, 0].float().cpu().numpy()
+        state.c[:] = c[:, 0].float().cpu().numpy()
+        state.stepped = True
+        if model.reads_pitches:
+            now, just_released = snd[-1], rel[-1]
+            self.sync_sounding(state, now)
+            state.pitches[1, INTERVAL_REACH:INTERVAL_REACH + N_PITCHES] = just_released
+            if NOTE_ON <= tokens[-1] < NOTE_OFF:
+                state.pitches[3, INTERVAL_REACH + tokens[-1] - NOTE_ON] = 1.0
+        if state.trace is not None:  # what each step left behind: its output, and the token that followed
+            outputs = y[0, :-1].float().cpu().numpy()
+            n = min(len(outputs), state.trace.capacity)
+            slots = np.arange(len(outputs) - n, len(outputs)) % state.trace.capacity
+            keys = outputs[len(outputs) - n:]
+            state.trace.keys[slots] = keys / np.maximum(np.linalg.norm(keys, axis=1, keepdims=True), 1e-12)
+            state.trace.values[slots] = np.asarray(tokens[len(tokens) - n:], dtype=np.int64)
+            state.trace.high = state.length = len(outputs)
+        np.copyto(self.logits, last[0, 0].float().cpu().numpy())
+        if state.trace is not None:
+            self._mix_memory(state)
+        return state, self.logits
 
     def step(self, token: int, position: int, state: StepState) -> np.ndarray:
         """Advances `state` in place past (token, position); returns the next-token logits (a buffer

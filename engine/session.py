@@ -14,6 +14,7 @@ played what was cancelled.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -115,6 +116,35 @@ class _Checkpoint:
         return self.tick < tick if self.end else self.tick <= tick
 
 
+class StyleSwitch:
+    """A new style hearing the recent stream: the snapshot is taken on the session's thread, `run()` may go
+    on any other (pure compute on its own data), and the session adopts it back, stepping whatever was
+    played since."""
+
+    def __init__(self, session: "Session", runtime, window: int = 256):
+        replay = list(session.history)[-window:]
+        bar = session.meter.ticks_per_bar
+        self.tick = session.gen.grammar.tick
+        tick = self.tick - sum(t - TIME_SHIFT + 1 for t in replay if TIME_SHIFT <= t < VELOCITY)
+        self.positions = [min(max(tick, 0) % bar, N_POSITIONS - 1)]
+        for tok in replay:
+            if TIME_SHIFT <= tok < VELOCITY:
+                tick += tok - TIME_SHIFT + 1
+            self.positions.append(min(max(tick, 0) % bar, N_POSITIONS - 1))
+        self.tokens = [BOS] + [int(t) for t in replay]
+        self.runtime = runtime
+        self.appended, self.rollbacks = session.appended, session.rollbacks
+        self.state = self.logits = None
+        self.seconds = 0.0
+
+    def run(self) -> "StyleSwitch":
+        t0 = time.perf_counter()
+        self.state, logits = self.runtime.replay(self.tokens, self.positions)
+        self.logits = np.array(logits, dtype=np.float32)
+        self.seconds = time.perf_counter() - t0
+        return self
+
+
 @dataclass(frozen=True)
 class OutNote:
     tick: int  # song tick to play at
@@ -167,9 +197,13 @@ class Session:
         self.gen = Generator(runtime, meter, seed=seed, max_polyphony=self.params.max_polyphony)
         self.encoder = StreamEncoder(self.gen.grammar, sink=self._feed)
         self.history: deque[int] = deque(maxlen=history_tokens)
+        self.appended = 0  # tokens the stream holds, counted from the start (history keeps the latest)
+        self.rollbacks = 0  # how many times the stream went back
         self.offset = 0  # song tick + offset = stream tick (monotonic across locates)
         self.state = LISTENING
         self._pending_runtime: StepRuntime | None = None
+        self._switch: StyleSwitch | None = None  # the pending style, being prepared
+        self.last_switch_caught_up = 0  # tokens the last switch stepped on the engine thread
         self._player_sounding: dict[int, int] = {}  # pitch -> stream tick
         self._pedal = False
         self._last_player_tick: int | None = None
@@ -213,6 +247,7 @@ class Session:
     def set_runtime(self, runtime: StepRuntime) -> None:
         """A new style: takes effect at the next phrase (the model replays the recent stream)."""
         self._pending_runtime = runtime
+        self._switch = None
         self._drop_plan()
 
     def note_on(self, song_tick: float, pitch: int, velocity: int) -> Output:
@@ -332,8 +367,8 @@ class Session:
             self._checkpoints.popleft()
         if self._emitted and self._emitted[0][0] < now - 2 * tpb:
             self._emitted = [e for e in self._emitted if e[0] >= now - 2 * tpb]
-        if self._pending_runtime is not None and self.state == LISTENING and not self._phrase_has_notes \
-                and not self._player_sounding:
+        if self._pending_runtime is not None and self._switch is None and self.state == LISTENING \
+                and not self._phrase_has_notes and not self._player_sounding:
             self._swap_runtime()
         if p.mode == CALL_RESPONSE:
             start = self._answer_due(now) if self.state == LISTENING else None
@@ -362,7 +397,11 @@ class Session:
 
     def _feed(self, token: int) -> None:
         self.gen.feed(token)
+        self._remember(token)
+
+    def _remember(self, token: int) -> None:
         self.history.append(token)
+        self.appended += 1
 
     def _feed_offs(self, pitches) -> None:
         g = self.gen.grammar
@@ -422,6 +461,8 @@ class Session:
         start = self._expected_start(now)
         if start is None:
             return
+        if self._pending_runtime is not None and self._switch is None:  # the new style plans this answer
+            self._swap_runtime()
         key = (max(start, self.gen.grammar.tick), self.gen.tokens)
         if self._plan_for != key:
             self._planner = self._new_planner(key[0])
@@ -466,7 +507,7 @@ class Session:
 
     def _start_answer(self, start: int) -> None:
         self.encoder.flush()
-        if self._pending_runtime is not None:
+        if self._pending_runtime is not None and self._switch is None:
             self._swap_runtime()
         start = max(start, self.gen.grammar.tick)
         self._answer_start = start
@@ -515,7 +556,7 @@ class Session:
     def _play(self, token: int, out: Output) -> None:
         """Feeds one of Antiphon's own tokens; what it plays goes out."""
         ev = self.gen.feed(token)
-        self.history.append(token)
+        self._remember(token)
         if ev is None:
             return
         self._emitted.append((ev.tick, ev.pitch, ev.velocity))
@@ -612,8 +653,7 @@ class Session:
         same tick chosen around them (knowing what the player plays), and sent at once."""
         if not self.encoder.pending:
             return
-        for token in self.encoder.move_to(tick):
-            self.history.append(token)
+        self.encoder.move_to(tick)  # (the encoder feeds and remembers its tokens itself)
         self._checkpoint(end=False)
         params = self._sampling()
         onset = self._player_onset_at(tick)
@@ -640,8 +680,7 @@ class Session:
                         return
                     self._play(choice, out)
 
-        for token in self.encoder.emit_tick(before):
-            self.history.append(token)
+        self.encoder.emit_tick(before)
 
     def _player_onset_at(self, tick: int) -> bool:
         return any(t == tick for t in self._player_sounding.values())
@@ -738,24 +777,61 @@ class Session:
         self._ours = dict(chosen.ours)
         self._plan_pos = chosen.plan_pos
         self.encoder.restore_pending(chosen.pending)
+        if len(self.history) > chosen.history:
+            self.rollbacks += 1
         while len(self.history) > chosen.history:
             self.history.pop()
+            self.appended -= 1
 
     def _swap_runtime(self) -> None:
-        """The new model hears the recent stream (its tokens at their bar positions) before it plays."""
+        """The new style takes over now, having heard the recent stream (in one forward pass: Session
+        replays, milliseconds for a small style; `prepare_style` does it away from the engine thread)."""
         runtime, self._pending_runtime = self._pending_runtime, None
-        replay = list(self.history)[-256:]
-        tick = self.gen.grammar.tick - sum(t - TIME_SHIFT + 1 for t in replay if TIME_SHIFT <= t < VELOCITY)
-        self.gen.runtime = runtime
-        self.gen.state = runtime.initial_state()
-        logits = runtime.step(BOS, min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), self.gen.state)
-        for tok in replay:
+        switch = StyleSwitch(self, runtime)
+        switch.run()
+        self._adopt(switch)
+
+    # ------------------------------------------------------------------ style switches off the engine thread
+    def wants_style_replay(self) -> bool:
+        """A new style is waiting and the stream is settled (listening between phrases, nothing generated
+        ahead): the moment to `prepare_style` it."""
+        return (self._pending_runtime is not None and self._switch is None and self.state == LISTENING
+                and self.params.mode == CALL_RESPONSE and not self.encoder.pending)
+
+    def prepare_style(self) -> "StyleSwitch":
+        """The waiting style, to hear the stream so far: call `run()` on it on any thread, then give it back
+        with `adopt_style` on this one."""
+        self._switch = StyleSwitch(self, self._pending_runtime)
+        return self._switch
+
+    def adopt_style(self, switch: "StyleSwitch") -> bool:
+        """The prepared style takes over, after hearing what came since it was prepared (False: the stream
+        went back meanwhile; the style stays waiting and is replayed again)."""
+        if switch is not self._switch:
+            return False
+        self._switch = None
+        if switch.rollbacks != self.rollbacks or self.appended - switch.appended > len(self.history):
+            return False
+        self._pending_runtime = None
+        self._adopt(switch)
+        return True
+
+    def _adopt(self, switch: "StyleSwitch") -> None:
+        missed = self.appended - switch.appended
+        tail = list(self.history)[len(self.history) - missed:] if missed else []
+        runtime, state = switch.runtime, switch.state
+        logits = switch.logits
+        tick = switch.tick
+        for tok in tail:  # what was played while it listened to the snapshot
             if TIME_SHIFT <= tok < VELOCITY:
                 tick += tok - TIME_SHIFT + 1
-            logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), self.gen.state)
+            logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), state)
+        self.gen.runtime, self.gen.state = runtime, state
         runtime.sync_sounding(self.gen.state, self.gen.grammar.sounding)
         self.gen.logits = np.array(logits, dtype=np.float32)
         self._checkpoints.clear()
+        self._drop_plan()
+        self.last_switch_caught_up = missed
 
     def _roll_on(self, who: str, tick: float, pitch: int, velocity: int) -> None:
         n = RollNote(tick - self.offset, None, pitch, velocity, who)

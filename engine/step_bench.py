@@ -194,3 +194,24 @@ def bench_plan(style, k: int, quick: bool, bars: int = 2) -> dict:
     return {"plan_ms": {"k": k, "bars": bars, "p50": round(float(np.percentile(times, 50)), 2),
                         "p99": round(float(np.percentile(times, 99)), 2), "max": round(max(times), 2),
                         "plans": len(times), "steps_p50": int(np.median(tokens))}}
+
+
+def bench_style_switch(style, quick: bool) -> dict:
+    """A style switch mid-session: the new style hears the last 256 tokens of the stream (Session's replay,
+    one forward pass per model) — against stepping them through it one by one, as it used to."""
+    from .tokens import BOS
+
+    gen, _, _ = listened_generator(style)
+    runtime = gen.runtime
+    history = [BOS] + list(np.random.default_rng(0).integers(1, 300, 256))  # any 256 tokens cost the same
+    positions = [i % 96 for i in range(len(history))]
+    replay_ms = median_us(lambda: runtime.replay(history, positions), 3 if quick else 10, warm=1) / 1000
+
+    def stepwise():
+        state = runtime.initial_state()
+        for tok, pos in zip(history, positions):
+            runtime.step(int(tok), pos, state)
+
+    stepwise_ms = median_us(stepwise, 1 if quick else 3, warm=0) / 1000
+    return {"style_switch_ms": round(replay_ms, 1), "style_switch_stepwise_ms": round(stepwise_ms, 1),
+            "style_switch_tokens": len(history) - 1}

@@ -137,3 +137,23 @@ def test_torch_batched_default_and_ensemble_equal_single_steps():
         runtime = load_style(name).runtime()
         run_both(runtime, tokens[:120], positions[:120], meter, k=k, steps=steps,
                  stepper=batch_stepper(runtime, "cpu"))
+
+
+@pytest.mark.parametrize("name", ["default", "jsb-quarter"])
+def test_replay_in_one_forward_equals_stepping(name):
+    """A style switch hears the recent stream in one forward pass: the same state and logits as stepping
+    the tokens one by one (the memory trace included), and the same next steps."""
+    from antiphon.engine.tokens import BOS
+
+    runtime = load_style(name).runtime()
+    tokens, positions, meter = chorale_prefix(257)
+    stream = [BOS] + [int(t) for t in tokens[1:]]
+    stepped = runtime.initial_state()
+    for tok, pos in zip(stream, positions):
+        expected = np.array(runtime.step(tok, int(pos), stepped))
+    state, logits = runtime.replay(stream, [int(p) for p in positions])
+    np.testing.assert_allclose(np.array(logits), expected, rtol=1e-3, atol=1e-3)
+    for t, p in ((300, 5), (70, 5), (30, 6)):  # copies: a runtime returns one buffer it overwrites
+        after_replay = np.array(runtime.step(t, p, state))
+        after_steps = np.array(runtime.step(t, p, stepped))
+        np.testing.assert_allclose(after_replay, after_steps, rtol=1e-3, atol=1e-3)

@@ -1,5 +1,6 @@
 """The duet logic on fake time: call and response on the grid, interruption, accompaniment, locate,
 stop and style switches; every note-on that would be sent has its note-off."""
+import numpy as np
 import pytest
 import torch
 
@@ -7,6 +8,7 @@ from antiphon.engine.events import Meter, Note
 from antiphon.engine.model import PRESETS, EventLSTM
 from antiphon.engine.runtime import StepRuntime
 from antiphon.engine.session import ACCOMPANY, ANSWERING, LISTENING, Session, SessionParams
+from antiphon.engine.tokens import TIME_SHIFT, VELOCITY
 
 
 @pytest.fixture(scope="module")
@@ -228,3 +230,53 @@ def test_a_chord_struck_one_note_at_a_time_is_reconsidered_for_each_note(runtime
     fp.take(s.stop())
     fp.sent += fp.scheduled
     assert not fp.hanging()
+
+
+def test_a_style_prepared_on_another_thread_takes_over_and_hears_what_came_meanwhile():
+    """Switching to the heavy jsb-quarter ensemble: its replay runs on a worker thread while the player
+    plays on; adopting it steps only what came since, and the state equals hearing the stream directly."""
+    import threading
+
+    from antiphon.engine.style import load_style
+
+    s = Session(load_style("default").runtime(), Meter(4, 4), SessionParams(response_bars=1), seed=2)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(400)  # answered, listening again
+    jsb = load_style("jsb-quarter").runtime()
+    s.set_runtime(jsb)
+    assert s.wants_style_replay()
+    switch = s.prepare_style()
+    worker = threading.Thread(target=switch.run)
+    worker.start()
+    fp.play([Note(0, 12, 67, 90), Note(12, 24, 69, 90)], origin=410)  # the player goes on meanwhile
+    worker.join()
+    assert s.gen.runtime is not jsb  # not yet: the old style still plays
+    assert s.adopt_style(switch)
+    assert s.gen.runtime is jsb and s.last_switch_caught_up > 0
+    stepped = jsb.initial_state()
+    tokens = switch.tokens + list(s.history)[len(s.history) - s.last_switch_caught_up:]
+    positions = switch.positions + []
+    tick = switch.tick
+    for tok in tokens[len(switch.tokens):]:
+        if TIME_SHIFT <= tok < VELOCITY:
+            tick += tok - TIME_SHIFT + 1
+        positions.append(tick % 96)
+    for tok, pos in zip(tokens, positions):
+        expected = np.array(jsb.step(int(tok), int(pos), stepped))
+    jsb.sync_sounding(stepped, s.gen.grammar.sounding)
+    np.testing.assert_allclose(s.gen.state.members[0].h, stepped.members[0].h, atol=1e-3)
+    fp.run_to(600)
+    assert not fp.hanging()
+
+
+def test_a_replay_made_stale_by_a_rollback_is_refused(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=2)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(400)
+    s.set_runtime(runtime)
+    switch = s.prepare_style().run()
+    s.rollbacks += 1  # the stream went back meanwhile (an interruption, in accompaniment)
+    assert not s.adopt_style(switch)
+    assert s._pending_runtime is runtime and s.wants_style_replay()
