@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from antiphon.training.splits import (MIN_PIECES_TO_HOLD_OUT, SPLITS, assign_split, piece_key,
-                                      small_data_splits, split_fraction)
+from antiphon.training.splits import (MIN_PIECES_TO_HOLD_OUT, SMALL_SPLIT_EVENTS, SPLITS, assign_split,
+                                      piece_key, small_data_splits, split_fraction)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = Path(sys.executable).with_name("antiphon")
@@ -96,7 +96,7 @@ def test_a_25_file_folder_goes_through_the_readme_commands_word_for_word(band, t
     assert "prepared 25 pieces" in prepared.stdout
     assert "small-data rule" in prepared.stderr and "23 train, 1 valid, 1 test" in prepared.stderr
     train = outputs["train"][0]
-    assert "session memory not tuned" in train.stderr and "fewer than 2000" in train.stderr
+    assert "session memory not tuned" in train.stderr and f"fewer than {SMALL_SPLIT_EVENTS}" in train.stderr
     figures = json.loads(train.stdout.strip().splitlines()[-1])
     assert "skipped" in figures["memory_tuning"] and figures["test"]["events"] > 0
     lstm, markov = (json.loads(r.stdout) for r in outputs["eval"])
@@ -112,7 +112,6 @@ def test_fewer_than_a_few_thousand_valid_events_tune_no_memory(tmp_path):
     from antiphon.engine.style import load_style, save_style
     from antiphon.training.data import Split
     from antiphon.training.memory_tune import tune_memory
-    from antiphon.training.splits import SMALL_SPLIT_EVENTS
 
     torch.manual_seed(0)
     path = tmp_path / "t.style"

@@ -168,11 +168,11 @@ def test_ema_weights_are_the_ones_validated_saved_and_resumed(jsb_small, tmp_pat
 
 
 def test_a_session_memory_is_chosen_on_valid_and_eval_scores_with_it(tmp_path_factory, tmp_path, capsys):
-    jsb = jsb_subset(tmp_path_factory, 12, 6)  # 2,318 valid events: enough to tune a memory on (2,000)
+    jsb = jsb_subset(tmp_path_factory, 12, 9)  # 3,234 valid events: enough to choose a memory on (3,000)
     out = tmp_path / "m.style"
     assert antiphon(["train", jsb, "--out", str(out), "--epochs", "1", *TINY]) == 0
     tuning = load_style(str(out)).meta["memory_tuning"]
-    assert tuning["split_events"] == 2318
+    assert tuning["split_events"] == 3234
     assert tuning["nll_per_event"] <= tuning["nll_per_event_without"]
     # chorales whose every phrase comes back: the memory must be chosen, and must help
     data = json.loads(JSB.read_text())
