@@ -61,9 +61,9 @@ def assign_split(key: str) -> str:
 # The hash split is a contract: a big corpus keeps it exactly. Only when it leaves a split empty does a
 # small set of pieces get the small-data rule instead.
 MIN_PIECES_TO_HOLD_OUT = 10  # with fewer pieces nothing is held out: every piece trains
-# A held-out split below this many events gives noisy figures, and no session memory is chosen on it: on
-# corpus:bach, memories chosen on 1-3 valid chorales (up to ~2,100 events) cost up to 0.098 nats/event on
-# test in 30 random draws each, on 5 chorales (~3,300 events) at most 0.032.
+# A held-out split below this many events gives noisy figures, and no session memory is chosen on it: a
+# memory chosen on 1-3 of corpus:bach's valid chorales (up to ~2,100 events) made the other valid chorales
+# up to 0.107 nats/event worse (40 random draws each), one chosen on 4-8 (2,600-5,700 events) at most 0.052.
 SMALL_SPLIT_EVENTS = 3000
 
 
