@@ -1,8 +1,21 @@
 """MIDI beat clock follower: 24 ticks per quarter, Start/Continue/Stop, Song Position Pointer.
 
-`ClockFollower.feed()` is called from the MIDI input thread with each realtime/system-common
-message and its arrival time (time.perf_counter() seconds). Readers on other threads ask for
-`tick_at(t)`, `time_of(tick)`, `bpm`, `running`, or one consistent `snapshot(t)`.
+`ClockFollower.feed()` is called with each realtime/system-common message and its time as the driver
+stamped it (time.perf_counter() seconds), in the order they arrived, from whichever thread reads the
+input (never a driver's thread). Readers on other threads ask for `tick_at(t)`, `time_of(tick)`,
+`bpm`, `running`, or one consistent `snapshot(t)`.
+
+The real world: a missing 0xF8 (an interval of about two, or three, periods while locked) is counted
+in `lost_ticks` and the position moves on by the ticks missed; two such intervals in a row are a
+tempo change instead, and a long interval followed by a short one was a late time stamp (the count is
+taken back either way). Where the I/O layer gives each message its sample frame (JACK), intervals are
+measured in frames, which a late cycle does not stretch. The tempo is clamped to 20..400 BPM, so 0xF8s 1.6 ms
+apart (a flood, a broken device) never read as 1600 BPM. Song Position Pointer re-anchors the position
+at the next 0xF8; while rolling that is a relocation.
+
+Ordinals: an I/O layer that releases notes on 0xF8 by count (plugin/jack_native.py, plugin/polled_io.py)
+stamps each message with the number of 0xF8 it has seen (`ordinal`) and its transport `epoch`; fed
+those, the follower answers `ordinal_of(tick)`: which 0xF8 will be song tick `tick`.
 
 Tempo is smoothed with a 2nd-order delay-locked loop, as in jack_midi_clock's jack_mclk_dump.c and
 Ardour's midi_clock_slave.cc:
@@ -43,6 +56,12 @@ SONG_POSITION = 0xF2
 
 DEFAULT_BANDWIDTH_HZ = 0.5  # loop bandwidth B in Hz; tuned with tests/test_clock.py (jitter vs. small changes)
 DEFAULT_SILENCE_S = 0.25
+MIN_BPM, MAX_BPM = 20.0, 400.0
+MIN_PERIOD = 60.0 / (MAX_BPM * TICKS_PER_QUARTER)
+MAX_PERIOD = 60.0 / (MIN_BPM * TICKS_PER_QUARTER)
+LOST_TICK_RATIO = 1.6  # an interval this many periods long, or more, while locked: a 0xF8 went missing
+SHORT_TICK_RATIO = 0.6  # ...unless the next is this short: then the long one was a late time stamp
+MAX_LOST_TICKS = 3  # longer gaps (but shorter than the silence rule) restart the phase instead
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,8 @@ class ClockSnapshot:
     bar: int  # 1-based bar number at `tick` for the meter asked (tick 0 is bar 1 beat 1)
     beat: int  # 1-based beat within the bar
     time: float  # the perf_counter() time this snapshot describes
+    ticks: int = 0  # 0xF8 received
+    lost_ticks: int = 0  # 0xF8 that never arrived (gaps of about two or three periods while locked)
 
 
 class ClockFollower:
@@ -104,23 +125,36 @@ class ClockFollower:
         self._detect_count = 0
         self._detect_sign = 0
         self.resets = 0  # change-detector resets (for tests and diagnostics)
-        self.relocations = 0  # Start/Continue messages seen: a reader that sees it change knows the song jumped
+        self.relocations = 0  # Start/Continue (and SPP while rolling): a reader that sees it change knows the song jumped
         self.malformed = 0
+        self.ticks = 0  # 0xF8 received
+        self.lost_ticks = 0
+        self._last_lost = 0  # ticks the previous interval was read as missing (0: it was a normal one)
+        # which 0xF8 (by the I/O layer's count) is which song tick: ordinal _ord_base is tick _ord_tick
+        self._epoch: int | None = None
+        self._ord_base: int | None = None
+        self._ord_tick = 0
+        self._last_frame: int | None = None
+        self._frame_intervals: deque[int] = deque(maxlen=8)  # recent 0xF8 intervals in frames (normal ones)
 
     # ---- feeding (MIDI input thread) -------------------------------------------------------
-    def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None) -> None:
-        """One MIDI message: `status` byte, the data bytes after it, arrival time (perf_counter)."""
+    def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None,
+             ordinal: int | None = None, epoch: int | None = None, frame: int | None = None) -> None:
+        """One MIDI message: `status` byte, the data bytes after it, its time (perf_counter), and where
+        the I/O layer stamps them, its 0xF8 count, transport epoch and sample frame."""
         if t is None:
             t = time.perf_counter()
         with self._lock:
             self._check_silence(t)
+            if epoch is not None:
+                self._epoch = epoch
             if status == CLOCK:
-                self._on_clock(t)
+                self._on_clock(t, ordinal, frame)
             elif status == START:
-                self._on_transport(t, 0)
+                self._on_transport(t, 0, ordinal)
             elif status == CONTINUE:
                 pos = self._pending_position if self._pending_position is not None else self._position_now(t)
-                self._on_transport(t, int(round(pos)))
+                self._on_transport(t, int(round(pos)), ordinal)
             elif status == STOP:
                 self._freeze(t)
                 self._transport = "stopped"
@@ -132,13 +166,19 @@ class ClockFollower:
                 sixteenths = (data[0] & 0x7F) | ((data[1] & 0x7F) << 7)
                 pos = sixteenths * (TICKS_PER_QUARTER // 4)
                 self._pending_position = pos
-                if not self._running:
+                if ordinal is not None:
+                    self._ord_base, self._ord_tick = ordinal + 1, pos
+                if self._running and self._source == "midi":
+                    self.relocations += 1  # the next 0xF8 is `pos`: the song jumps under what is scheduled
+                else:
                     self._ref_tick = float(pos)
                     self._ref_time = t
                     self._tick = pos
 
-    def _on_transport(self, t: float, position: int) -> None:
+    def _on_transport(self, t: float, position: int, ordinal: int | None = None) -> None:
         self.relocations += 1
+        if ordinal is not None:
+            self._ord_base, self._ord_tick = ordinal + 1, position  # the next 0xF8 is `position`
         self._midi_seen = True
         self._source = "midi"
         self._transport = "playing"
@@ -149,13 +189,19 @@ class ClockFollower:
         self._ref_time = t
         self._last_event = t
 
-    def _on_clock(self, t: float) -> None:
+    def _on_clock(self, t: float, ordinal: int | None = None, frame: int | None = None) -> None:
+        self.ticks += 1
+        frames = None
+        if frame is not None and self._last_frame is not None:
+            frames = (frame - self._last_frame) & 0xFFFFFFFF
+        self._last_frame = frame
         first_midi = not self._midi_seen
         if first_midi and self._pending_position is None and self._transport == "unknown":
             # clock with no transport message: count on from where the (internal) clock stands
             self._pending_position = int(round(self._position_now(t)))
         self._midi_seen = True
         self._source = "midi"
+        missing = 0
         if self._last_arrival is None or first_midi:
             self._reset_loop(t, self._period if not first_midi else None)
         else:
@@ -163,12 +209,33 @@ class ClockFollower:
             if interval <= 0:
                 self.malformed += 1
                 return
-            if interval > self.silence_s:
+            missing = self._missing(interval, frames)
+            if interval > self.silence_s or missing > MAX_LOST_TICKS:
                 # resumed after a gap: keep the tempo, restart the phase
+                missing = 0
+                self._last_lost = 0
                 self._recent3.clear()
+                self._frame_intervals.clear()
                 self._reset_loop(t, self._period)
+            elif self._last_lost and frames is None and interval < SHORT_TICK_RATIO * self._period:
+                # a long interval, then a short one: the tick before this one was stamped late, none was lost;
+                # the loop heard a tick that was not there, so its phase restarts here (the tempo kept)
+                self._undo_lost()
+                self._reset_loop(t, self._period)
+            elif missing and self._last_lost:
+                # two long intervals in a row: the tempo dropped, nothing was lost
+                self._undo_lost()
+                missing = 0
+                self._recent3.clear()
+                self._reset_loop(t, min(max(interval, MIN_PERIOD), MAX_PERIOD))
             else:
+                for k in range(1, missing + 1):  # the loop hears the missing ticks where they were due
+                    self._update_loop(self._last_arrival + interval * k / (missing + 1))
                 self._update_loop(t)
+                self._last_lost = missing
+                self.lost_ticks += missing
+                if not missing and frames is not None:
+                    self._frame_intervals.append(frames)
         self._last_arrival = t
         self._last_event = t
         if self._transport == "stopped":
@@ -179,14 +246,37 @@ class ClockFollower:
             self._pending_position = None
             self._t1 = t + self._period
         elif self._running or self._transport == "unknown":
-            self._tick += 1
+            self._tick += 1 + missing
         self._running = True
+        if ordinal is not None:
+            self._ord_base, self._ord_tick = ordinal, self._tick
         # the map: tick k at (t1 - period), k+1 at t1
         self._ref_tick = float(self._tick)
         self._ref_time = self._t1 - self._period
 
+    def _missing(self, interval: float, frames: int | None = None) -> int:
+        """0xF8s missing before one that came `interval` seconds (or `frames`) after the last (0 unless
+        the loop is settled)."""
+        if frames is not None and len(self._frame_intervals) >= 4:
+            ratio = frames / sorted(self._frame_intervals)[len(self._frame_intervals) // 2]
+        elif self._ticks_since_reset < self.lock_ticks:
+            return 0
+        else:
+            ratio = interval / self._period
+        return int(ratio - LOST_TICK_RATIO) + 1 if ratio >= LOST_TICK_RATIO else 0
+
+    def _undo_lost(self) -> None:
+        """The last interval read as missing ticks was the first of a slower tempo: take it back."""
+        n, self._last_lost = self._last_lost, 0
+        self.lost_ticks -= n
+        if self._running and self._transport != "stopped":
+            self._tick -= n
+            if self._ord_base is not None:
+                self._ord_tick -= n
+
     def _reset_loop(self, t: float, period: float | None) -> None:
         """Restart acquisition at the tick arriving at `t`, keeping `period` (None: unknown)."""
+        self._last_lost = 0
         self._arrivals.clear()
         self._arrivals.append(t)
         self._ticks_since_reset = 0
@@ -210,7 +300,7 @@ class ClockFollower:
         n = self._ticks_since_reset
         den = m * sii - si * si
         if den > 0:
-            self._period = (m * six - si * sx) / den
+            self._period = min(max((m * six - si * sx) / den, MIN_PERIOD), MAX_PERIOD)
             intercept = (sx - self._period * si) / m
             self._t1 = t_ref + intercept + (n + 1) * self._period
         if self._t1 <= t:
@@ -268,7 +358,7 @@ class ClockFollower:
         c = omega * omega
         e = t - self._t1
         self._t1 += b * e + self._period
-        self._period += c * e
+        self._period = min(max(self._period + c * e, MIN_PERIOD), MAX_PERIOD)
         if self._t1 <= t:  # never predict the next tick in the past
             self._t1 = t + self._period
 
@@ -364,6 +454,14 @@ class ClockFollower:
                 return None
             return self._tick
 
+    def ordinal_of(self, tick: int) -> tuple[int, int] | None:
+        """(epoch, ordinal): the 0xF8, by the I/O layer's count, that will be song tick `tick` while
+        MIDI clock rolls; None with the internal clock, while stopped, or without stamps."""
+        with self._lock:
+            if self._source != "midi" or not self._running or self._ord_base is None or self._epoch is None:
+                return None
+            return self._epoch, self._ord_base + int(tick) - self._ord_tick
+
     @property
     def bpm(self) -> float:
         with self._lock:
@@ -393,7 +491,8 @@ class ClockFollower:
             bpm = 60.0 / (self._period * TICKS_PER_QUARTER)
             locked = self._source == "midi" and self._running and self._ticks_since_reset >= self.lock_ticks
             running, source = self._running, self._source
+            ticks, lost = self.ticks, self.lost_ticks
         whole = int(math.floor(tick + 1e-9))
         bar = whole // meter.ticks_per_bar + 1
         beat = (whole % meter.ticks_per_bar) // meter.ticks_per_beat + 1
-        return ClockSnapshot(bpm, running, tick, source, locked, bar, beat, t)
+        return ClockSnapshot(bpm, running, tick, source, locked, bar, beat, t, ticks, lost)

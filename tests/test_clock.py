@@ -184,3 +184,116 @@ def test_feed_from_threads_while_reading():
     stop.set()
     th.join()
     assert abs(c.bpm - 120) < 0.1
+
+
+# ---- the real world: lost ticks, absurd tempi, Song Position Pointer, ordinals -------------------------
+def _started(bpm: float = 120.0, n: int = 48, t0: float = 1.0):
+    """A follower after Start and `n` ticks at `bpm`, the I/O layer's stamps fed along (ordinal = count)."""
+    c = ClockFollower()
+    T = period(bpm)
+    c.feed(START, b"", t0, ordinal=0, epoch=1)
+    times = [t0 + 0.005 + i * T for i in range(n)]
+    for i, t in enumerate(times):
+        c.feed(CLOCK, b"", t, ordinal=i + 1, epoch=1)
+    return c, times, T
+
+
+def test_a_missing_tick_is_counted_and_the_position_moves_on():
+    c, times, T = _started()
+    assert c.lost_ticks == 0 and c.tick_at(times[-1]) == pytest.approx(47, abs=0.05)
+    # tick 48 never arrives: 49 comes two periods after 47; the I/O layer never saw 48 either, so it
+    # counts this 0xF8 as its 49th (the first one after Start was song tick 0, its 1st)
+    c.feed(CLOCK, b"", times[-1] + 2 * T, ordinal=49, epoch=1)
+    assert c.lost_ticks == 1
+    assert c.tick_at(times[-1] + 2 * T) == pytest.approx(49, abs=0.05)
+    assert abs(c.bpm - 120) < 0.2  # the loop heard the missing tick where it was due
+    for k in range(1, 24):
+        c.feed(CLOCK, b"", times[-1] + (2 + k) * T, ordinal=49 + k, epoch=1)
+    assert c.lost_ticks == 1 and abs(c.bpm - 120) < 0.2
+    # and the ordinal map follows the master: song tick 80 is the I/O layer's 80th 0xF8 now (81st before)
+    assert c.ordinal_of(80) == (1, 80)
+    snap = c.snapshot(times[-1] + 25 * T)
+    assert snap.ticks == 48 + 24 and snap.lost_ticks == 1
+
+
+def test_two_or_three_missing_ticks():
+    c, times, T = _started()
+    c.feed(CLOCK, b"", times[-1] + 3 * T, ordinal=49, epoch=1)
+    assert c.lost_ticks == 2 and c.tick_at(times[-1] + 3 * T) == pytest.approx(50, abs=0.05)
+    c.feed(CLOCK, b"", times[-1] + 4 * T, ordinal=50, epoch=1)
+    c.feed(CLOCK, b"", times[-1] + 8 * T, ordinal=51, epoch=1)
+    assert c.lost_ticks == 5
+
+
+def test_a_late_stamp_is_not_a_lost_tick():
+    """A long interval followed by a short one: the tick between was stamped late (a late cycle)."""
+    c, times, T = _started()
+    c.feed(CLOCK, b"", times[-1] + 1.7 * T, ordinal=49, epoch=1)  # late by 0.7 periods
+    c.feed(CLOCK, b"", times[-1] + 2.0 * T, ordinal=50, epoch=1)
+    assert c.lost_ticks == 0
+    assert c.tick_at(times[-1] + 2.0 * T) == pytest.approx(49, abs=0.05)
+
+
+def test_frames_decide_when_the_driver_gives_them():
+    """With sample frames, a late time stamp never looks like a lost tick, and a real gap always does."""
+    c = ClockFollower()
+    T = period(120)
+    fpt = 1000  # frames per tick at 48 kHz and 120 BPM
+    c.feed(START, b"", 1.0, ordinal=0, epoch=1, frame=0)
+    for i in range(30):
+        c.feed(CLOCK, b"", 1.0 + i * T, ordinal=i + 1, epoch=1, frame=i * fpt)
+    # stamped 1.8 periods after the last (a late cycle), but only one tick of frames later
+    c.feed(CLOCK, b"", 1.0 + 29 * T + 1.8 * T, ordinal=31, epoch=1, frame=30 * fpt)
+    assert c.lost_ticks == 0
+    # a real gap: two ticks of frames, stamped on time
+    c.feed(CLOCK, b"", 1.0 + 32 * T, ordinal=32, epoch=1, frame=32 * fpt)
+    assert c.lost_ticks == 1 and c.tick_at(1.0 + 32 * T) == pytest.approx(32, abs=0.1)
+
+
+def test_the_tempo_halving_is_not_lost_ticks():
+    c, times, T = _started()
+    t = times[-1]
+    for k in range(1, 30):
+        c.feed(CLOCK, b"", t + k * 2 * T, ordinal=48 + k, epoch=1)
+    assert c.lost_ticks == 0
+    assert c.tick_at(t + 29 * 2 * T) == pytest.approx(47 + 29, abs=0.05)
+    assert abs(c.bpm - 60) < 0.5
+
+
+def test_tempo_is_clamped_to_20_400_bpm():
+    c = ClockFollower()
+    feed_ticks(c, [1.0 + i * 0.0016 for i in range(200)])  # 0xF8 1.6 ms apart: 1562 BPM as read naively
+    assert c.bpm == pytest.approx(400.0)
+    slow = ClockFollower()
+    feed_ticks(slow, [1.0 + i * 0.2 for i in range(3)])  # 12.5 BPM (within the 0.25 s silence rule)
+    assert slow.bpm == pytest.approx(20.0)
+
+
+def test_song_position_pointer_while_rolling_reanchors_and_relocates():
+    c, times, T = _started()
+    relocations = c.relocations
+    t = times[-1] + T / 2
+    c.feed(SONG_POSITION, bytes([32, 0]), t, ordinal=48, epoch=2)  # 32 sixteenths = tick 192
+    assert c.relocations == relocations + 1
+    assert c.tick_at(t + T / 4) == 192  # waiting for the 0xF8 that *is* 192
+    assert c.ordinal_of(192) == (2, 49) and c.ordinal_of(200) == (2, 57)
+    c.feed(CLOCK, b"", times[-1] + T, ordinal=49, epoch=2)
+    c.feed(CLOCK, b"", times[-1] + 2 * T, ordinal=50, epoch=2)
+    assert c.tick_at(times[-1] + 2 * T) == pytest.approx(193, abs=0.05)
+    assert c.ordinal_of(200) == (2, 57)
+
+
+def test_ordinals_after_start_and_continue():
+    c = ClockFollower()
+    T = period(100)
+    assert c.ordinal_of(0) is None  # no MIDI clock yet
+    c.feed(START, b"", 1.0, ordinal=7, epoch=3)  # seven 0xF8 before Start (clock while stopped)
+    assert c.ordinal_of(0) == (3, 8) and c.ordinal_of(24) == (3, 32)
+    for i in range(10):
+        c.feed(CLOCK, b"", 1.01 + i * T, ordinal=8 + i, epoch=3)
+    assert c.ordinal_of(24) == (3, 32)
+    c.feed(STOP, b"", 1.01 + 9.5 * T, ordinal=17, epoch=4)
+    assert c.ordinal_of(24) is None  # stopped: nothing waits for a tick
+    c.feed(SONG_POSITION, bytes([8, 0]), 1.5, ordinal=17, epoch=5)  # tick 48
+    c.feed(CONTINUE, b"", 1.6, ordinal=17, epoch=6)
+    assert c.ordinal_of(48) == (6, 18) and c.ordinal_of(60) == (6, 30)
