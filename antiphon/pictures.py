@@ -55,3 +55,35 @@ def piano_roll_png(path: str, parts: list[tuple[str, list, str]], meter, title: 
     fig.savefig(path)
     plt.close(fig)
     return labels
+
+
+def piano_rolls_png(path: str, rows: list[tuple[str, list, str]], meter, title: str) -> None:
+    """One piano roll per row, stacked on a shared time axis and a shared pitch range (note names)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    notes_all = [n for _, notes, _ in rows for n in notes]
+    lo = min((n.pitch for n in notes_all), default=60)
+    hi = max((n.pitch for n in notes_all), default=72)
+    end = max((n.end for n in notes_all), default=meter.ticks_per_bar)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(11, 1.6 + 1.5 * len(rows)), dpi=110, sharex=True)
+    beats_per_bar = meter.ticks_per_bar / 24
+    ticks = pitch_ticks(lo - 1, hi + 1)
+    for ax, (label, notes, colour) in zip(axes, rows):
+        for n in notes:
+            ax.add_patch(Rectangle((n.start / 24, n.pitch - 0.4), (n.end - n.start) / 24, 0.8, color=colour,
+                                   alpha=0.9, lw=0))
+        for b in range(0, int(end / 24 / beats_per_bar) + 2):
+            ax.axvline(b * beats_per_bar, color="#999", lw=0.6)
+        ax.set_ylim(lo - 1.5, hi + 1.5)
+        ax.set_yticks(ticks, [note_name(p) for p in ticks], fontsize=7)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    axes[-1].set_xlim(0, end / 24 + 0.5)
+    axes[-1].set_xlabel("quarter notes")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

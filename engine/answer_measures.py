@@ -103,11 +103,18 @@ def polyphony(notes: list[Note]) -> float:
 
 def loops(notes: list[Note], length: int = LOOP_NOTES) -> bool:
     """The melody holds `length` notes in a row on two pitches or fewer (E-D#-E-D#...)."""
+    return longest_two_pitch_run(notes) >= length
+
+
+def longest_two_pitch_run(notes: list[Note]) -> int:
+    """Melody notes in the longest run that uses two pitches or fewer (a repeated note counts too)."""
     line = [n.pitch for n in melody(notes)]
-    for i in range(len(line) - length + 1):
-        if len(set(line[i:i + length])) <= 2:
-            return True
-    return False
+    best = start = 0
+    for end in range(len(line)):
+        while len(set(line[start:end + 1])) > 2:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 def longest_echo(call: list[Note], answer: list[Note]) -> int:

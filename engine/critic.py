@@ -9,7 +9,8 @@ Each candidate gets a score, the weighted sum of explainable terms (every term i
     onsets               share of its onsets at bar positions where the call has onsets
     density              minus |log| of its onsets per beat over the call's
     polyphony            minus |its mean polyphony - the call's|
-    loop                 -1 when its melody loops 8+ notes on two pitches
+    loop                 minus how far its melody's longest run on two pitches goes past 4 notes, in 4s
+                         (-1 for the 8-note loop the answer benchmark counts; E-D#-E-D#, C-C-C-C...)
     echo                 -1 when it copies 6+ notes of the call unchanged (an echo is not an answer)
     cadence              1 when it ends on a note of the tonic triad
     strong_ending        1 when its last onset is on a strong beat
@@ -103,7 +104,7 @@ def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: 
         "onsets": am.onset_share(call.notes, notes, call.meter),
         "density": -abs(math.log((d + 0.1) / (call._density + 0.1))),
         "polyphony": -abs(am.polyphony(notes) - call._polyphony),
-        "loop": -float(am.loops(notes)),
+        "loop": -max(0, am.longest_two_pitch_run(notes) - 4) / 4.0,
         "echo": -float(am.longest_echo(call.notes, notes) >= am.ECHO_NOTES),
         "cadence": float(am.ends_on(notes, call.key, "stable")),
         "strong_ending": float(am.ends_on_strong_beat(notes, call.meter)),

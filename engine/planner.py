@@ -18,7 +18,7 @@ from .events import Note
 from .generator import Generator
 from .grammar_batch import GrammarBatch
 from .sampler import BatchSampler, SamplingParams
-from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT
+from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
 
 
 @dataclass
@@ -35,8 +35,10 @@ class Candidate:
 class Planner:
     def __init__(self, gen: Generator, k: int, until_tick: int, params: SamplingParams, rng: np.random.Generator,
                  max_polyphony: int = 8, max_note_ticks: int = 192, max_tokens: int = 4096,
-                 laggard_factor: float = 1.5, stepper=None):
-        """`stepper`: what steps the K streams (default the generator's runtime; see engine/torch_step.py)."""
+                 laggard_factor: float = 1.5, stepper=None, bias: np.ndarray | None = None):
+        """`stepper`: what steps the K streams (default the generator's runtime; see engine/torch_step.py).
+        `bias`: added to the logits when sampling (not to the likelihood the critic reads): a tilt towards
+        the call's pitch classes (see `pitch_class_bias`)."""
         self.runtime = stepper or gen.runtime
         self.k = k
         self.until = int(until_tick)
@@ -45,6 +47,7 @@ class Planner:
         self.max_note_ticks = max_note_ticks
         self.max_tokens = max_tokens
         self.laggard_factor = laggard_factor
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)
         self.sampler = BatchSampler(rng)
         self.grammar = GrammarBatch(gen.grammar, k)
         self.state = self.runtime.fork(gen.state, k, max_tokens=256)
@@ -87,7 +90,7 @@ class Planner:
             capped[crowded, NOTE_ON:NOTE_OFF] = False
             keep = capped.any(axis=1)
             masks[keep] = capped[keep]
-        tokens = self.sampler.sample(self.logits, masks, self.params)
+        tokens = self.sampler.sample(self.logits if self.bias is None else self.logits + self.bias, masks, self.params)
         started = self.started[rows]
         expired = (started >= 0) & (g.tick[:, None] - started >= self.max_note_ticks) & masks[:, NOTE_OFF:TIME_SHIFT]
         forced = expired.any(axis=1)
@@ -147,3 +150,18 @@ class Planner:
                 notes.append(Note(start, max(self.until, start + 1), int(p), int(self.velocity[k, p])))
             out.append(Candidate(self.tokens[k, :self.length[k]].tolist(), sorted(notes), float(self.loglik[k])))
         return out
+
+
+def pitch_class_bias(call: list[Note], strength: float, floor: float = 0.1) -> np.ndarray | None:
+    """Logit additions that tilt note-ons towards the call's pitch classes: strength * log of each class's
+    share of the call's duration (relative to the average, with a floor for classes it never plays)."""
+    from .answer_measures import pitch_class_weights
+
+    if strength <= 0 or not call:
+        return None
+    w = pitch_class_weights(call)
+    share = (w / w.sum() + floor / 12) / (1 + floor)
+    tilt = strength * np.log(share * 12)
+    bias = np.zeros(VOCAB_SIZE, dtype=np.float32)
+    bias[NOTE_ON:NOTE_OFF] = tilt[np.arange(128) % 12]
+    return bias

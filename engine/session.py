@@ -26,7 +26,7 @@ from .runtime import StepRuntime
 from .answer_measures import CONSONANT, key_of_notes
 from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
-from .planner import Planner
+from .planner import Planner, pitch_class_bias
 from .sampler import SamplingParams, key_of
 from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE, StreamEncoder,
                      shift_tokens)
@@ -69,8 +69,9 @@ class SessionParams:
     candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
     end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
     register: str = "free"  # follow | free: the answer stays near the call's register (hard filter)
+    kinship: float = 0.0  # planned candidates lean towards the call's pitch classes by this (0: not at all)
     voicing: str = "below"  # below | above | around the player's notes: where the accompaniment plays
-    comp: str = "follow"  # free | follow | beats | sustain: the accompaniment's rhythm (see _comp_allows)
+    comp: str = "free"  # free | follow | beats | sustain: the accompaniment's rhythm (see _comp_allows)
     react: bool = True  # accompaniment re-plans the tick the player plays on (False: predicted a beat ahead)
     stale_hold_bars: float = 2.0  # a player's note (or pedal) held this long with nothing else played no
     # longer holds the phrase open: its note-off may have been lost
@@ -160,6 +161,15 @@ class Output:
     notes: list[OutNote] = field(default_factory=list)
     cancel_from: int | None = None
 
+    def merge(self, later: "Output") -> None:
+        """Adds what a later step decided. The plugin cancels before it schedules, so a later withdrawal
+        must lie after every note decided before it (the session merges only such: an answer's end, the
+        accompaniment's last release)."""
+        if later.cancel_from is not None:
+            self.cancel_from = later.cancel_from if self.cancel_from is None else min(self.cancel_from,
+                                                                                      later.cancel_from)
+        self.notes += later.notes
+
 
 @dataclass(frozen=True)
 class RollNote:
@@ -183,6 +193,7 @@ class SessionSnapshot:
     roll: tuple[RollNote, ...]
     choice: str = ""  # the critic's last choice, in one line
     plan_ms: float = 0.0  # how long planning the last answer took
+    device: str = "cpu"  # where planned answers are computed
 
 
 _NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -190,8 +201,13 @@ _NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
 class Session:
     def __init__(self, runtime: StepRuntime, meter: Meter = Meter(), params: SessionParams = SessionParams(),
-                 seed: int | None = None, history_tokens: int = 2048, roll_ticks: int = 24 * 4 * 8):
+                 seed: int | None = None, history_tokens: int = 2048, roll_ticks: int = 24 * 4 * 8,
+                 device: str = "cpu"):
+        """`device`: where planned answers' K streams are stepped ("cpu": numpy, the faster there; "cuda":
+        torch, see engine/torch_step.py). The session's own stream is always stepped on the CPU."""
         self.meter = meter
+        self.device = str(device)
+        self._stepper = None
         self.params = params.validated()
         self._seed = seed
         self.gen = Generator(runtime, meter, seed=seed, max_polyphony=self.params.max_polyphony)
@@ -379,8 +395,7 @@ class Session:
             if self.state == ANSWERING:
                 self._generate(now + p.lookahead_beats * tpb, self._answer_end, out)
                 if self.gen.grammar.tick >= self._answer_end:
-                    end = self.release_all(self._answer_end)
-                    out.notes += end.notes
+                    out.merge(self.release_all(self._answer_end))
                     self.answers += 1
         else:
             recent = self._last_player_tick is not None and now - self._last_player_tick < self.meter.ticks_per_bar
@@ -388,7 +403,7 @@ class Session:
             if playing and not self.encoder.pending:
                 self._generate(now + p.lookahead_beats * tpb, None, out)
             elif not playing and self._ours:
-                out.notes += self.release_all(now).notes  # the player stopped: so does the band
+                out.merge(self.release_all(now))  # the player stopped: so does the band
         return out
 
     # ------------------------------------------------------------------ internals
@@ -477,7 +492,15 @@ class Session:
         p = self.params
         end = start + p.response_bars * self.meter.ticks_per_bar
         return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng, max_polyphony=p.max_polyphony,
-                       max_note_ticks=int(p.max_note_beats * self.meter.ticks_per_beat))
+                       max_note_ticks=int(p.max_note_beats * self.meter.ticks_per_beat), stepper=self._planning_stepper(),
+                       bias=pitch_class_bias(self.call().notes, p.kinship))
+
+    def _planning_stepper(self):
+        from .torch_step import planning_stepper
+
+        if self._stepper is None or self._stepper[0] is not self.gen.runtime:
+            self._stepper = (self.gen.runtime, planning_stepper(self.gen.runtime, self.device))
+        return self._stepper[1]
 
     def _drop_plan(self) -> None:
         self._planner, self._plan_for = None, None
@@ -857,4 +880,5 @@ class Session:
         return SessionSnapshot(self.state, self.params.mode, self._now - self.offset,
                                self.gen.step_ms, self.gen.tokens, self.phrases, self.answers, key,
                                tuple(self.recent_notes()[-256:]),
-                               self.last_choice.summary() if self.last_choice else "", self.last_plan_ms)
+                               self.last_choice.summary() if self.last_choice else "", self.last_plan_ms,
+                               self.device)

@@ -146,11 +146,13 @@ def memory_key_bytes(style) -> int:
     return sum(c.window * style.config.hidden * 4 for c in configs if c is not None)
 
 
-def bench_batch_step(style, k: int, bandwidth: float, quick: bool) -> dict:
+def bench_batch_step(style, k: int, bandwidth: float, quick: bool, device=None) -> dict:
     """One batched step of K streams from the listened state, against the bandwidth floor of what it reads
     (every member's weights and memory keys, once for all K)."""
+    from .torch_step import planning_stepper
+
     gen, _, _ = listened_generator(style)
-    runtime = gen.runtime
+    runtime = planning_stepper(gen.runtime, device)
     batch = runtime.fork(gen.state, k)
     rng = np.random.default_rng(0)
     positions = np.zeros(k, dtype=np.int64)
@@ -166,11 +168,12 @@ def bench_batch_step(style, k: int, bandwidth: float, quick: bool) -> dict:
             "batch_step_over_floor": round(us / floor, 2)}
 
 
-def bench_plan(style, k: int, quick: bool, bars: int = 2) -> dict:
+def bench_plan(style, k: int, quick: bool, bars: int = 2, device=None) -> dict:
     """Planning K candidates of a `bars`-bar answer from the listened state and letting the critic choose,
     as the session does at a phrase's end: fork, plan, choose. Wall time per plan."""
     from .critic import DEFAULT_WEIGHTS, Call, choose
     from .planner import Planner
+    from .torch_step import planning_stepper
     from .sampler import SamplingParams
     from .session import SessionParams
 
@@ -180,12 +183,13 @@ def bench_plan(style, k: int, quick: bool, bars: int = 2) -> dict:
     span = bars * gen.meter.ticks_per_bar
     call = Call(call_notes, gen.meter)
     weights = getattr(gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS
+    stepper = planning_stepper(gen.runtime, device)
     times, tokens = [], []
     for seed in range(8 if quick else 40):
         t0 = time.perf_counter()
         fork = gen.fork(seed=seed)
         planner = Planner(fork, k, start + span, params, fork.sampler.rng, max_polyphony=p.max_polyphony,
-                          max_note_ticks=int(p.max_note_beats * gen.meter.ticks_per_beat))
+                          max_note_ticks=int(p.max_note_beats * gen.meter.ticks_per_beat), stepper=stepper)
         planner.run()
         candidates = planner.candidates()
         choose(call, [(c.notes, c.per_token) for c in candidates], span, weights)

@@ -265,3 +265,11 @@ def batch_stepper(runtime, device: str | torch.device = "cpu"):
     if isinstance(runtime, EnsembleRuntime):
         return TorchEnsembleStepper(runtime, device)
     return TorchStepper(runtime, device)
+
+
+def planning_stepper(runtime, device=None):
+    """What steps a planner's K streams: the runtime itself (numpy) on the CPU, where it is the faster, and
+    torch on a GPU."""
+    if device is None or torch.device(device).type == "cpu":
+        return runtime
+    return batch_stepper(runtime, device)

@@ -174,6 +174,10 @@ class Panel(QMainWindow):
         self.stats_label = QLabel(objectName="stats")
         legend.addWidget(self.stats_label)
         root.addLayout(legend)
+        self.critic_label = QLabel(objectName="stats")
+        self.critic_label.setToolTip("The critic's last choice: which candidate, out of how many, and the terms "
+                                     "that weighed most; how long planning took, and where it ran")
+        root.addWidget(self.critic_label)
 
         # controls
         bottom = QHBoxLayout()
@@ -211,8 +215,14 @@ class Panel(QMainWindow):
         self.silence_beats.setSuffix(" beats")
         self.silence_beats.setToolTip("With 'Silence': how long a rest ends the phrase")
         self.silence_beats.valueChanged.connect(lambda v: self._set_param("silence_beats", v))
+        self.candidates = QSpinBox()
+        self.candidates.setRange(1, 256)
+        self.candidates.setToolTip("Answers planned for each phrase; the critic plays the one that fits the call "
+                                   "best (1: sample one as it plays)")
+        self.candidates.valueChanged.connect(lambda v: self._set_param("candidates", v))
         for r, (label, w) in enumerate((("Mode", self.mode), ("Answer", self.response_bars),
-                                         ("Phrase end", self.phrase_end), ("after", self.silence_beats))):
+                                         ("Phrase end", self.phrase_end), ("after", self.silence_beats),
+                                         ("Candidates", self.candidates))):
             lab = QLabel(label, objectName="dim")
             grid.addWidget(lab, r, 2, alignment=Qt.AlignmentFlag.AlignRight)
             grid.addWidget(w, r, 3)
@@ -487,6 +497,8 @@ class Panel(QMainWindow):
             f"model step {s.session.step_ms:4.2f} ms · engine p99 {s.step_ms_p99:4.2f} ms · "
             f"late {st.late_current_ms:4.2f} ms (worst {st.late_worst_ms:4.2f}) · "
             f"in {s.received} · out {st.sent} · dropped {s.dropped_inbox + st.dropped}")
+        ss = s.session
+        self.critic_label.setText(f"critic: {ss.choice or '—'}  ·  planned in {ss.plan_ms:.0f} ms on {ss.device}")
         self.stats_label.setToolTip("model step: the last event's LSTM step; engine p99: one engine iteration; "
                                     "late: how late the sender put the last scheduled message on the port")
         if s.errors != self._last_errors:
@@ -550,7 +562,8 @@ class Panel(QMainWindow):
                 widget.blockSignals(True)
                 widget.setCurrentIndex(widget.findData(getattr(p, name)))
                 widget.blockSignals(False)
-        for name, widget in (("response_bars", self.response_bars), ("silence_beats", self.silence_beats)):
+        for name, widget in (("response_bars", self.response_bars), ("silence_beats", self.silence_beats),
+                             ("candidates", self.candidates)):
             if follow(name):
                 widget.blockSignals(True)
                 widget.setValue(getattr(p, name))

@@ -16,7 +16,7 @@ from antiphon.engine.style import resolve_style
 from antiphon.plugin.live import LEARNABLE, LiveConfig
 
 ORGANISATION = APPLICATION = "Antiphon"
-PARAM_KEYS = ("mode", "temperature", "top_p", "response_bars", "phrase_end")
+PARAM_KEYS = ("mode", "temperature", "top_p", "response_bars", "phrase_end", "candidates")
 BPM_RANGE = (20.0, 400.0)  # the panel's tempo box; the same range `antiphon live --bpm` accepts
 _DEFAULT_CONFIG = LiveConfig()
 _DEFAULT_PARAMS = SessionParams()
@@ -56,7 +56,8 @@ def load_config(config: LiveConfig, s: QSettings | None = None) -> LiveConfig:
     """`config` with the saved settings filled in where it holds defaults."""
     s = s or qsettings()
     params = config.params
-    kinds = {"mode": str, "temperature": float, "top_p": float, "response_bars": int, "phrase_end": str}
+    kinds = {"mode": str, "temperature": float, "top_p": float, "response_bars": int, "phrase_end": str,
+             "candidates": int}
     changes = {}
     for key in PARAM_KEYS:
         saved = _get(s, f"params/{key}", kinds[key])

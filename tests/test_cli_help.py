@@ -56,6 +56,8 @@ def test_one_temperature_default_and_one_meaning_of_bars():
     defaults = {name: parsers[name].get_default("temperature") for name in ("live", "demo", "generate")}
     assert set(defaults.values()) == {arguments.DEFAULT_TEMPERATURE} == {SessionParams().temperature}, defaults
     assert {parsers[n].get_default("top_p") for n in ("live", "generate")} == {SessionParams().top_p}
+    for name, value in arguments.SESSION_DEFAULTS.items():  # planned answers and accompaniment
+        assert parsers["live"].get_default(name) == value == getattr(SessionParams(), name), name
     # --bars is what Antiphon generates (generate); the demo's call length is --call-bars
     bars = {a.dest: a for a in flags(parsers["demo"])}
     assert "call_bars" in bars and "deprecated" in bars["deprecated_bars"].help

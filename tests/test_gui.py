@@ -134,6 +134,16 @@ def test_played_phrase_appears_in_piano_roll(panel, player, qtbot):
     assert sum(_bluish(c) for c in pixels) > 50  # the player's notes are blue (velocity sets the alpha)
     # the phrase ended (1 beat of silence): the tiny model answers; the roll holds its notes too
     qtbot.waitUntil(lambda: panel.engine.snapshot().session.answers >= 1, timeout=5000)
+    # it was planned: the critic's choice and the planning time are shown
+    qtbot.waitUntil(lambda: panel.critic_label.text().startswith("critic: #"), timeout=3000)
+    assert " ms on cpu" in panel.critic_label.text()
+
+
+def test_candidates_box_reaches_the_session(panel, qtbot):
+    panel.candidates.setValue(3)
+    qtbot.waitUntil(lambda: panel.engine.session.params.candidates == 3, timeout=2000)
+    panel.candidates.setValue(1)
+    qtbot.waitUntil(lambda: panel.engine.session.params.candidates == 1, timeout=2000)
 
 
 def _bluish(c) -> bool:

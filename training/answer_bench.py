@@ -94,3 +94,4 @@ def verdict(result: dict) -> dict[str, dict[str, bool]]:
     """Per set, per measure: is Antiphon as shipped at least as good as the real continuation?"""
     return {name: {k: BETTER[k] * (r["shipped"][k] - r["real"][k]) >= -1e-9 for k in MEASURES}
             for name, r in result["sets"].items()}
+

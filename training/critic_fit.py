@@ -37,13 +37,15 @@ class FitData:
     measures: list[np.ndarray]  # per call: (K, len(MEASURES)), each candidate's answer measures
     real: np.ndarray  # (calls, len(MEASURES)): the real continuations'
     sets: list[str]  # per call: the call set it came from (each set must reach its own real continuations)
+    candidates: list = None  # per call: (the critic's call, [(notes, per-token log-likelihood)], span), to
+    # compute the terms again when their definitions change
 
 
 def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, seeds: int = 1,
             params: SessionParams = SessionParams(), limit: int | None = None, log=None) -> FitData:
     runtime = style.runtime()
     params = replace(params, candidates=k)
-    terms, measures, real, names = [], [], [], []
+    terms, measures, real, names, kept = [], [], [], [], []
     t0 = time.perf_counter()
     for name in sets:
         calls = held_out_calls(name, split, continuation_bars=params.response_bars, limit=limit)
@@ -56,6 +58,7 @@ def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, see
                 span = params.response_bars * held.meter.ticks_per_bar
                 cands = [(c.notes, c.per_token) for c in session.last_candidates]
                 terms.append(term_matrix(session.last_call, cands, span))
+                kept.append((session.last_call, cands, span))
                 key = key_of_notes(held.call)
                 measures.append(np.array([[as_row(measure(held.call, n, held.meter, key))[m] for m in MEASURES]
                                           for n, _ in cands]))
@@ -63,7 +66,12 @@ def collect(style, sets=("bach", "folk"), split: str = "valid", k: int = 64, see
                 names.append(name)
         if log:
             log(f"{name}: {len(calls)} calls collected, {time.perf_counter() - t0:.0f} s")
-    return FitData(terms, measures, np.array(real), names)
+    return FitData(terms, measures, np.array(real), names, kept)
+
+
+def retermed(data: FitData) -> FitData:
+    """The same candidates with the critic's terms computed again (after a term's definition changed)."""
+    return replace(data, terms=[term_matrix(call, cands, span) for call, cands, span in data.candidates])
 
 
 def chosen(data: FitData, w: np.ndarray, k: int | None = None) -> list[int]:

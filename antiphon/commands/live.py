@@ -38,6 +38,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookahead", type=arguments.float_in(0.25, 8.0), default=1.0,
                    help="beats generated ahead of the playhead, 0.25..8")
     p.add_argument("--key-lock", action="store_true", help="answer only in the call's key")
+    defaults = arguments.SESSION_DEFAULTS
+    p.add_argument("--candidates", type=arguments.int_in(1, 1024), default=defaults["candidates"],
+                   help="answers planned for each phrase, the critic plays the best (1: sample one as it plays)")
+    p.add_argument("--end-on", default=defaults["end_on"], choices=["stable", "tonic", "any"],
+                   help="the answer ends on a note of the tonic triad, on the tonic, or anywhere (a hard rule "
+                        "of the critic, dropped only when no candidate keeps it)")
+    p.add_argument("--register", default=defaults["register"], choices=["follow", "free"],
+                   help="the answer stays within a fifth of the call's register, or goes where it likes")
+    p.add_argument("--voicing", default=defaults["voicing"], choices=["below", "above", "around"],
+                   help="--mode accompany: play below, above or around your notes")
+    p.add_argument("--comp", default=defaults["comp"], choices=["free", "follow", "beats", "sustain"],
+                   help="--mode accompany: the accompaniment's rhythm: its own, your onsets, the beats, or "
+                        "chords held from one of your notes to the next")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where planned answers are computed (auto: CUDA when present; the model's own stream "
+                        "and every port stay on the CPU)")
     p.add_argument("--passthrough", action="store_true", help="echo the player's notes to the output")
     p.add_argument("--record", metavar="FILE.mid", type=arguments.writable_file,
                    help="record call and answer (saved every second)")
@@ -59,7 +75,9 @@ def config_from(args):
     params = SessionParams(mode=args.mode, temperature=args.temperature, top_p=args.top_p,
                            response_bars=args.response_bars, phrase_end=args.phrase_end,
                            silence_beats=args.silence_beats, answer_on=args.answer_on,
-                           lookahead_beats=args.lookahead, key_lock=args.key_lock).validated()
+                           lookahead_beats=args.lookahead, key_lock=args.key_lock, candidates=args.candidates,
+                           end_on=args.end_on, register=args.register, voicing=args.voicing,
+                           comp=args.comp).validated()
     return LiveConfig(backend=args.backend, in_port=args.in_port, out_port=args.out_port, bpm=args.bpm,
                       meter=Meter.parse(args.meter), style=args.style, channel=args.channel - 1,
                       passthrough=args.passthrough, record=args.record, params=params, seed=args.seed)
