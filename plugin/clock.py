@@ -9,7 +9,8 @@ The real world: a missing 0xF8 (an interval of about two, or three, periods whil
 in `lost_ticks` and the position moves on by the ticks missed; two such intervals in a row are a
 tempo change instead, and a long interval followed by a short one was a late time stamp (the count is
 taken back either way). Where the I/O layer gives each message its sample frame (JACK), intervals are
-measured in frames, which a late cycle does not stretch. The tempo is clamped to 20..400 BPM, so 0xF8s 1.6 ms
+measured in frames, which a late wake-up does not stretch (a callback that runs a whole cycle late
+still can: hence the check on the interval after). The tempo is clamped to 20..400 BPM, so 0xF8s 1.6 ms
 apart (a flood, a broken device) never read as 1600 BPM. Song Position Pointer re-anchors the position
 at the next 0xF8; while rolling that is a relocation.
 
@@ -217,7 +218,7 @@ class ClockFollower:
                 self._recent3.clear()
                 self._frame_intervals.clear()
                 self._reset_loop(t, self._period)
-            elif self._last_lost and frames is None and interval < SHORT_TICK_RATIO * self._period:
+            elif self._last_lost and self._short(interval, frames):
                 # a long interval, then a short one: the tick before this one was stamped late, none was lost;
                 # the loop heard a tick that was not there, so its phase restarts here (the tempo kept)
                 self._undo_lost()
@@ -264,6 +265,12 @@ class ClockFollower:
         else:
             ratio = interval / self._period
         return int(ratio - LOST_TICK_RATIO) + 1 if ratio >= LOST_TICK_RATIO else 0
+
+    def _short(self, interval: float, frames: int | None) -> bool:
+        """This interval is far shorter than a period (the one before it was long: a late stamp)."""
+        if frames is not None and len(self._frame_intervals) >= 4:
+            return frames < SHORT_TICK_RATIO * sorted(self._frame_intervals)[len(self._frame_intervals) // 2]
+        return interval < SHORT_TICK_RATIO * self._period
 
     def _undo_lost(self) -> None:
         """The last interval read as missing ticks was the first of a slower tempo: take it back."""

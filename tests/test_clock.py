@@ -245,9 +245,15 @@ def test_frames_decide_when_the_driver_gives_them():
     # stamped 1.8 periods after the last (a late cycle), but only one tick of frames later
     c.feed(CLOCK, b"", 1.0 + 29 * T + 1.8 * T, ordinal=31, epoch=1, frame=30 * fpt)
     assert c.lost_ticks == 0
-    # a real gap: two ticks of frames, stamped on time
+    # a real gap: two ticks of frames, stamped on time, and the next tick a period later
     c.feed(CLOCK, b"", 1.0 + 32 * T, ordinal=32, epoch=1, frame=32 * fpt)
     assert c.lost_ticks == 1 and c.tick_at(1.0 + 32 * T) == pytest.approx(32, abs=0.1)
+    c.feed(CLOCK, b"", 1.0 + 33 * T, ordinal=33, epoch=1, frame=33 * fpt)
+    assert c.lost_ticks == 1 and c.tick_at(1.0 + 33 * T) == pytest.approx(33, abs=0.1)
+    # a callback a whole cycle late: its frames stretch one interval and shrink the next; nothing was lost
+    c.feed(CLOCK, b"", 1.0 + 34.9 * T, ordinal=34, epoch=1, frame=34 * fpt + 900)
+    c.feed(CLOCK, b"", 1.0 + 35 * T, ordinal=35, epoch=1, frame=35 * fpt)
+    assert c.lost_ticks == 1 and c.tick_at(1.0 + 35 * T) == pytest.approx(35, abs=0.1)
 
 
 def test_the_tempo_halving_is_not_lost_ticks():
