@@ -1,16 +1,21 @@
-"""The live runner: ports, clock, engine thread, sender, recorder. The one place where threads meet.
+"""The live runner: ports, clock, engine thread, I/O process, recorder. The one place where threads meet.
 
-    MIDI input thread ──clock messages──▶ ClockFollower            (fed directly: timing matters)
-                     └─notes, CCs──▶ bounded inbox ──▶ engine thread: Session ─▶ TimedSender thread
-    recorder thread: saves the recording once a second                        ─▶ Antiphon Out
+    I/O process (both ports; plugin/sender_process.py) ──events──▶ reader thread here:
+        clock messages, with the driver's time stamps ─▶ ClockFollower
+        notes, CCs ─▶ bounded inbox (never drops a note-off) ─▶ engine thread: Session
+        every message written to Antiphon Out ─▶ the recording (what was sent, where it was sent)
+    engine thread ─▶ I/O process: notes for a 0xF8 (MIDI clock) or for a deadline (internal clock)
+    recorder thread: saves the recording once a second
     anyone (panel, CLI, CC): Controls (parameters, commands) ─▶ engine thread; snapshot() ◀─ anyone
 
-The engine thread never waits on the panel, the disk or a style load; the panel only reads
-`snapshot()` and writes through `Controls`.
+No Python runs in a MIDI driver's thread; on MIDI clock an answer's note goes out with the master's
+0xF8 of its tick, from the I/O process (from C in JACK's cycle where the native client runs), so it
+sits on the master's tick whatever the engine's Python is doing. The engine thread never waits on the
+panel, the disk or a style load; the panel only reads `snapshot()` and writes through `Controls`.
 """
 from __future__ import annotations
 
-import heapq
+import bisect
 import itertools
 import queue
 import threading
@@ -25,11 +30,23 @@ from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionPa
 from antiphon.engine.style import load_style
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
-from .sender import SenderStats, TimedSender, release_every_note
-from .sender_process import ProcessSender
+from .ports import message_ok
+from .sender import SenderStats
+from .sender_process import IOProcess
 
 INBOX_LIMIT = 4096
+PLAN_SLICE_S = 0.004  # planning an answer ahead takes at most this long per engine iteration
 LEARNABLE = ("temperature", "top_p", "mode", "response_bars", "panic")
+PASSTHROUGH_TAG = 1  # the player's notes echoed to the output: not part of the answer
+FIRST_TAG = 2
+KEPT_CCS = (64, 120, 121, 123)  # sustain, all sound off, reset controllers, all notes off
+
+
+def must_keep(msg: bytes) -> bool:
+    """What a full inbox still takes: note-offs, and the CCs that end held notes (a flood must never
+    leave the session waiting for a note-off it dropped)."""
+    kind = msg[0] & 0xF0
+    return kind == 0x80 or (kind == 0x90 and msg[2] == 0) or (kind == 0xB0 and msg[1] in KEPT_CCS)
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class LiveConfig:
     params: SessionParams = SessionParams()
     cc_map: tuple[tuple[int, str], ...] = ((21, "temperature"), (22, "top_p"), (23, "mode"))
     seed: int | None = None
-    sender: str = "process"  # "process" (default: immune to the model's GIL use) or "thread"
+    device: str = "auto"  # where planned answers are computed: auto (CUDA when present), cpu or cuda
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,14 @@ class Controls:
         return None
 
 
+def planning_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class LiveEngine:
     def __init__(self, config: LiveConfig, runtime: StepRuntime | None = None, style_name: str | None = None):
         self.config = config
@@ -155,7 +180,8 @@ class LiveEngine:
         self.style_name = style_name or config.style
         self.controls = Controls(config.params, dict(config.cc_map))
         self.clock = ClockFollower(internal_bpm=config.bpm)
-        self.session = Session(runtime, self.meter, self.controls.params, seed=config.seed)
+        self.session = Session(runtime, self.meter, self.controls.params, seed=config.seed,
+                               device=planning_device(config.device))
         self.channel = config.channel
         self.passthrough = config.passthrough
         self._inbox: deque = deque()
@@ -163,6 +189,7 @@ class LiveEngine:
         self._stop = threading.Event()
         self._dropped_inbox = 0
         self._received = 0
+        self._malformed = 0
         self._step_ms: deque = deque(maxlen=2000)
         self._params_version = -1
         self._snapshot: LiveSnapshot | None = None
@@ -170,18 +197,21 @@ class LiveEngine:
         self._errors: deque = deque(maxlen=8)
         self.recorder: Recorder | None = None
         self.record_path: str | None = None
-        self.inp = self.out = self.sender = None
-        self.out_name = ""
+        self.sender: IOProcess | None = None
+        self.in_name = self.out_name = ""
+        self.backend = config.backend
         self._threads: list[threading.Thread] = []
-        # notes on MIDI clock wait here (song tick, seq, message) until their 0xF8 arrives
-        self._pending: list[tuple[int, int, bytes]] = []
-        self._pending_lock = threading.Lock()
-        self._pending_seq = itertools.count()
         self._relocations = 0  # the clock's Start/Continue count the engine has acted on
+        # what the recording needs to place a sent message: the stream tick each tag was scheduled
+        # for, and where the stream stood when (samples of the engine thread's clock)
+        self._tags = itertools.count(FIRST_TAG)
+        self._tag_ticks: dict[int, int] = {}
+        self._timeline: deque = deque(maxlen=4096)  # (perf time, stream tick, running, period)
+        self._timeline_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveEngine":
-        from .ports import _register, open_input, resolve_backend
+        from .ports import _register, resolve_backend
 
         from threadpoolctl import threadpool_limits
 
@@ -189,20 +219,13 @@ class LiveEngine:
         # machine busy with a DAW they made one step 40x slower (0.34 -> 13 ms measured while training)
         threadpool_limits(1, user_api="blas")
         backend = resolve_backend(self.config.backend)
-        if self.config.sender == "process":
-            # the sender owns the output port in a process of its own (no GIL shared with the model);
-            # it first releases whatever a previous run killed hard may have left sounding
-            self.sender = ProcessSender(backend, self.config.out_port, release_channels=(self.channel,))
-            self.out_name = self.sender.name
-            _register(backend, self.out_name)
-        else:
-            from .ports import open_output
-
-            self.out = open_output(backend, self.config.out_port)
-            self.out_name = self.out.name
-            release_every_note(self.out.send_message, (self.channel,))
-            self.sender = TimedSender(self.out)
-        self.inp = open_input(backend, self.config.in_port, callback=self._on_midi)
+        # both ports live in the I/O process (no GIL shared with the model); it first releases whatever a
+        # previous run killed hard may have left sounding
+        self.sender = IOProcess(backend, self.config.in_port, self.config.out_port, release_channels=(self.channel,),
+                                on_input=self._on_input, on_sent=self._on_sent)
+        self.in_name, self.out_name, self.backend = self.sender.in_name, self.sender.name, backend
+        _register(backend, self.out_name)
+        _register(backend, self.in_name)
         self.clock.start()
         if self.config.record:
             self._start_recording(self.config.record)
@@ -223,14 +246,10 @@ class LiveEngine:
         self._wake.set()
         for t in self._threads:
             t.join(timeout=2.0)
-        if self.inp is not None:
-            self.inp.close()
         if self.sender is not None:
-            self.sender.close()
+            self.sender.close()  # its last messages (the release) reach the recording before it goes
         if self.recorder is not None and self.record_path:
             self._save_recording()
-        if self.out is not None:
-            self.out.close()
 
     @classmethod
     def started(cls, config: LiveConfig, factory=None) -> "LiveEngine":
@@ -249,23 +268,64 @@ class LiveEngine:
     def __exit__(self, *exc):
         self.close()
 
-    # ------------------------------------------------------------------ MIDI input thread
-    def _on_midi(self, data: bytes, t: float) -> None:
-        status = data[0]
-        if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
-            self.clock.feed(status, data[1:], t)
-            if status == CLOCK:
-                self._release_due(self.clock.last_tick)
-            else:
-                self._wake.set()
-            return
-        kind = status & 0xF0
-        if kind in (0x80, 0x90, 0xB0) and len(data) == 3:
-            if len(self._inbox) >= INBOX_LIMIT:
-                self._dropped_inbox += 1
-                return
-            self._inbox.append((data, t))
+    # ------------------------------------------------------------------ the I/O process's reader thread
+    def _on_input(self, events) -> None:
+        """[(time, message, 0xF8 ordinal, transport epoch, frame)]: clock to the follower, notes and CCs
+        to the inbox. Times are the driver's, so it does not matter when this thread gets to run."""
+        wake = False
+        for t, msg, ordinal, epoch, frame in events:
+            if not message_ok(msg):
+                self._malformed += 1
+                continue
+            status = msg[0]
+            if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
+                self.clock.feed(status, msg[1:], t, ordinal, epoch, frame)
+                wake = wake or status != CLOCK
+            elif status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3:
+                self._enqueue(msg, t)
+                wake = True
+        if wake:
             self._wake.set()
+
+    def _enqueue(self, msg: bytes, t: float) -> None:
+        if len(self._inbox) >= INBOX_LIMIT and not must_keep(msg):
+            self._dropped_inbox += 1
+            return
+        self._inbox.append((msg, t))
+
+    def _on_sent(self, messages) -> None:
+        """[(time, message, tag, ordinal, late)] as written to Antiphon Out: the answer's recording."""
+        rec = self.recorder
+        for t, msg, tag, _ordinal, late in messages:
+            if tag == PASSTHROUGH_TAG:
+                continue
+            tick = self._tag_ticks.pop(tag, None)
+            if rec is None:
+                continue
+            if tick is None or late:
+                tick = self._stream_tick_at(t)
+            rec.add("antiphon", tick, msg)
+
+    def _stream_tick_at(self, t: float) -> float:
+        """The stream tick (song tick + the session's offset) at perf_counter() time `t`."""
+        with self._timeline_lock:
+            samples = list(self._timeline)
+        if not samples:
+            return float(self.session._now)
+        i = bisect.bisect_right(samples, (t, float("inf"))) - 1
+        st, tick, running, period = samples[max(i, 0)]
+        return tick + (t - st) / period if running and i >= 0 else tick
+
+    def _new_tag(self, stream_tick: int) -> int:
+        tag = next(self._tags) & 0xFFFFFFFF
+        if tag < FIRST_TAG:  # wrapped after four billion messages
+            self._tags = itertools.count(FIRST_TAG)
+            tag = next(self._tags)
+        if len(self._tag_ticks) > 100_000:  # tags of withdrawn messages never come back: forget the oldest
+            for old in list(itertools.islice(self._tag_ticks, 50_000)):
+                del self._tag_ticks[old]
+        self._tag_ticks[tag] = stream_tick
+        return tag
 
     # ------------------------------------------------------------------ engine thread
     def _engine_loop(self) -> None:
@@ -277,7 +337,6 @@ class LiveEngine:
                 running = self._engine_iteration(running)
             except Exception as exc:  # the engine must survive anything: release, report, go on
                 self._errors.append(f"{type(exc).__name__}: {exc}")
-                self._clear_pending()
                 self.sender.panic()
                 try:
                     self.session.stop()
@@ -299,31 +358,37 @@ class LiveEngine:
             # poll, so `running` never reads False): the song position jumped under notes scheduled on the
             # old timeline. Release what sounds now (note-offs, no CC 123: loops would fill recordings
             # with it) and start over at the new position.
-            ended = self.session.stop()
-            if self.recorder is not None:
-                for n in ended.notes:
-                    self.recorder.add("antiphon", n.tick, bytes([0x80 | self.channel, n.pitch, 0]))
-            self._clear_pending()
+            self.session.stop()
             self.sender.cancel_pending(release_now=True)
             self.session.locate(self.clock.tick_at(now))
         elif was_running and not running:
             self._apply(self.session.stop())
-            self._clear_pending()
             self.sender.panic()
         elif running and not was_running:
             self._apply(self.session.locate(self.clock.tick_at(now)))
         for _ in range(len(self._inbox)):
             data, t = self._inbox.popleft()
             self._handle_input(data, t)
+        if self.session.wants_style_replay():  # a new style hears the stream on a thread of its own
+            switch = self.session.prepare_style()
+            self._spawn(lambda: self._replay_style(switch), "antiphon-style-replay")
         if running:
             t0 = time.perf_counter()
-            self._apply(self.session.advance(self.clock.tick_at(time.perf_counter())))
+            self._apply(self.session.advance(self.clock.tick_at(time.perf_counter()), budget_s=PLAN_SLICE_S))
             self._step_ms.append((time.perf_counter() - t0) * 1000)
             if self.recorder is not None:
                 self.recorder.tempo(self.session._now, self.clock.bpm)
+        self._sample_timeline()
         if now - self._published >= 0.03:
             self._publish()
         return running
+
+    def _sample_timeline(self) -> None:
+        t = time.perf_counter()
+        clock = self.clock
+        sample = (t, clock.tick_at(t) + self.session.offset, clock.poll(t), clock.period)
+        with self._timeline_lock:
+            self._timeline.append(sample)
 
     def _handle_input(self, data: bytes, t: float) -> None:
         self._received += 1
@@ -335,7 +400,7 @@ class LiveEngine:
             self._apply(self.session.control_change(tick, data[1], data[2]))
             return
         if self.passthrough:
-            self.sender.send_now(bytes([kind | self.channel]) + data[1:])
+            self.sender.send_now(bytes([kind | self.channel]) + data[1:], PASSTHROUGH_TAG)
         if self.recorder is not None:
             self.recorder.add("player", tick + self.session.offset, data)
         if kind == 0x90 and data[2] > 0:
@@ -344,71 +409,34 @@ class LiveEngine:
             self._apply(self.session.note_off(tick, data[1]))
 
     def _apply(self, out) -> None:
-        """Session output -> the sender (and the recording).
+        """Session output -> the I/O process.
 
-        On MIDI clock a note waits in `_pending` until the 0xF8 of its tick arrives and goes out from
-        the input thread right then (`_release_due`), so it sits on the master's tick whatever the
-        tick<->time map says: notes are generated up to `lookahead_beats` ahead, and a deadline fixed
-        that early misses the tick by (lookahead x tempo error) -- 5-8 ms at 140 BPM with a 1 % error.
-        On the internal clock the map is exact and notes are scheduled at its deadlines."""
+        On MIDI clock a note is queued for the 0xF8 of its tick (by the I/O layer's count of them) and
+        goes out with that 0xF8, so it sits on the master's tick whatever the tick<->time map says: notes
+        are generated up to `lookahead_beats` ahead, and a deadline fixed that early misses the tick by
+        (lookahead x tempo error) -- 5-8 ms at 140 BPM with a 1 % error. On the internal clock the map
+        is exact and notes are scheduled at its deadlines."""
         offset = self.session.offset
+        clock = self.clock
         if out.cancel_from is not None:
-            self._cancel_pending(out.cancel_from - offset)
-            self.sender.cancel_from(self.clock.time_of(out.cancel_from - offset))
+            cut = out.cancel_from - offset
+            where = clock.ordinal_of(cut)
+            if where is not None:
+                self.sender.cancel_ticks_from(*where)
+            self.sender.cancel_from(clock.time_of(cut))
         ch = self.channel
+        on_ticks, at_times = [], []
         for n in out.notes:
             msg = bytes([(0x90 if n.velocity else 0x80) | ch, n.pitch, n.velocity])
-            if not self._defer(n.tick - offset, msg):
-                self.sender.schedule(self.clock.time_of(n.tick - offset), msg)
-            if self.recorder is not None:
-                self.recorder.add("antiphon", n.tick, msg)
-
-    def _defer(self, tick: int, msg: bytes) -> bool:
-        """Queue `msg` for the 0xF8 of `tick` if MIDI clock runs and that tick has not arrived yet."""
-        if self.clock.source != "midi" or not self.clock.running:
-            return False
-        with self._pending_lock:
-            last = self.clock.last_tick
-            if last is not None and tick <= last:
-                return False
-            heapq.heappush(self._pending, (int(tick), next(self._pending_seq), msg))
-            return True
-
-    def _release_due(self, tick: int | None) -> None:
-        """Input thread, on each 0xF8: send what waits for this tick (or an earlier one)."""
-        if tick is None:
-            return
-        with self._pending_lock:
-            due = []
-            while self._pending and self._pending[0][0] <= tick:
-                due.append(heapq.heappop(self._pending)[2])
-        for msg in due:
-            self.sender.send_now(msg)
-
-    def _cancel_pending(self, tick: int) -> None:
-        """Drop waiting events at `tick` or later; a note that would still sound there ends there."""
-        with self._pending_lock:
-            keep, dropped_offs = [], set()
-            for item in sorted(self._pending):
-                if item[0] < tick:
-                    keep.append(item)
-                elif item[2][0] & 0xF0 == 0x80 or item[2][2] == 0:
-                    dropped_offs.add((item[2][0] & 0x0F, item[2][1]))
-            sounding = set()
-            for _, _, msg in keep:
-                key = (msg[0] & 0x0F, msg[1])
-                if msg[0] & 0xF0 == 0x90 and msg[2] > 0:
-                    sounding.add(key)
-                else:
-                    sounding.discard(key)
-            for ch, pitch in sorted(sounding | dropped_offs):
-                keep.append((int(tick), next(self._pending_seq), bytes([0x80 | ch, pitch, 0])))
-            heapq.heapify(keep)
-            self._pending = keep
-
-    def _clear_pending(self) -> None:
-        with self._pending_lock:
-            self._pending = []
+            where = clock.ordinal_of(n.tick - offset)
+            if where is not None:
+                on_ticks.append((where[0], where[1], msg, self._new_tag(n.tick)))
+            else:
+                at_times.append((clock.time_of(n.tick - offset), msg))
+        if on_ticks:
+            self.sender.at_tick_many(on_ticks)
+        if at_times:
+            self.sender.schedule_many(at_times)
 
     def _run_commands(self) -> None:
         while True:
@@ -423,10 +451,11 @@ class LiveEngine:
             elif cmd[0] == "style_loaded":
                 self.session.set_runtime(cmd[1])
                 self.style_name = cmd[2]
+            elif cmd[0] == "style_replayed":
+                self.session.adopt_style(cmd[1])  # False: the stream went back meanwhile; replayed again
             elif cmd[0] == "passthrough":
                 self.passthrough = cmd[1]
             elif cmd[0] == "channel":
-                self._clear_pending()
                 self.sender.panic()
                 self.channel = max(0, min(15, cmd[1]))
             elif cmd[0] == "record":
@@ -434,8 +463,18 @@ class LiveEngine:
 
     def _panic(self) -> None:
         self._apply(self.session.release_all(self.session._now))
-        self._clear_pending()
         self.sender.panic()
+
+    def _replay_style(self, switch) -> None:
+        """Runs on its own thread: the new style's forward pass over the recent stream; the engine thread
+        adopts it (stepping only what was played meanwhile)."""
+        try:
+            switch.run()
+        except Exception as exc:
+            self._errors.append(f"style replay: {type(exc).__name__}: {exc}")
+            return
+        self.controls.commands.put(("style_replayed", switch))
+        self._wake.set()
 
     def _load_style(self, name: str) -> None:
         """Runs on its own thread: the disk and the weight refolding never touch the engine thread."""
@@ -480,14 +519,14 @@ class LiveEngine:
         self._published = time.perf_counter()
         steps = sorted(self._step_ms)
         p99 = steps[min(len(steps) - 1, int(len(steps) * 0.99))] if steps else 0.0
+        st = self.sender.stats() if self.sender is not None else SenderStats(0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
         snap = LiveSnapshot(
             clock=self.clock.snapshot(meter=self.meter), session=self.session.snapshot(),
-            sender=self.sender.stats(), params=self.controls.params, style=self.style_name,
-            received=self._received, dropped_inbox=self._dropped_inbox,
-            malformed=self.inp.malformed if self.inp else 0, step_ms_p99=p99, recording=self.record_path,
+            sender=st, params=self.controls.params, style=self.style_name,
+            received=self._received, dropped_inbox=self._dropped_inbox + st.in_dropped,
+            malformed=self._malformed, step_ms_p99=p99, recording=self.record_path,
             cc_map=self.controls.cc_map, learning=self.controls.learning,
-            ports=(self.inp.name if self.inp else "", self.out_name),
-            backend=self.inp.backend if self.inp else self.config.backend, errors=tuple(self._errors))
+            ports=(self.in_name, self.out_name), backend=self.backend, errors=tuple(self._errors))
         self._snapshot = snap
 
 
@@ -497,4 +536,5 @@ def status_line(s: LiveSnapshot) -> str:
     return (f"{c.bpm:6.1f} BPM {c.source:8s} {transport:7s} {c.bar:4d}:{c.beat} | {ss.mode:13s} {ss.state:9s} "
             f"key {ss.key:9s} | T {s.params.temperature:.2f} | step {ss.step_ms:5.2f} ms | "
             f"late now {st.late_current_ms:5.2f} p99 {st.late_p99_ms:5.2f} worst {st.late_worst_ms:5.2f} ms | "
-            f"in {s.received} out {st.sent} drop {s.dropped_inbox + st.dropped}")
+            f"in {s.received} out {st.sent} drop {s.dropped_inbox + st.dropped} | "
+            f"clock {c.ticks} ticks, {c.lost_ticks} lost | late for their tick {st.late_ticks}")

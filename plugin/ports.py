@@ -1,19 +1,26 @@
 """MIDI ports over python-rtmidi: virtual "Antiphon In" / "Antiphon Out", or existing ports by name.
 
-    inp = open_input("auto", callback=lambda data, t: ...)   # data: bytes, t: perf_counter() at arrival
+    inp = open_input("auto")          # polled: inp.poll() -> [(message bytes, seconds since the previous one)]
     out = open_output("auto")
     out.send_message(b"\\x90\\x3c\\x64")
 
 With no name, a virtual port is created under the client name "Antiphon" (ALSA, JACK, CoreMIDI).
-On JACK every rtmidi object is its own client, so the output's client shows up as "Antiphon-01"
-(JACK's numbering); the port names stay "Antiphon In" / "Antiphon Out". With a name (the Windows /
-loopMIDI way), the first existing port whose name contains it (case-insensitive) is opened; our own
-ports are never candidates, so our output can never be wired straight back into our input.
+With a name (the Windows / loopMIDI way), the first existing port whose name contains it
+(case-insensitive) is opened; our own ports are never candidates, so our output can never be wired
+straight back into our input.
 
-The input callback gets the raw message bytes and a perf_counter() timestamp taken in rtmidi's
-callback thread (rtmidi itself only gives deltas). Clock (0xF8) and other timing messages are let
-through; active sensing is ignored; sysex is let through too (Panic/MIDI-learn code may ignore it).
-A callback that raises, or a malformed message, is counted, never propagated into rtmidi's thread.
+No Python runs in rtmidi's input thread (for JACK that is JACK's process thread, and python-rtmidi
+takes the GIL for every callback): the input is never given a callback. rtmidi queues each message
+with its delta time, taken from the driver (JACK's clock in its process callback, the ALSA queue's
+timestamps), and a thread of ours polls the queue (plugin/polled_io.py). Clock (0xF8) and transport
+messages are let through; active sensing and sysex are ignored by rtmidi. Malformed messages are
+counted and dropped.
+
+Every rtmidi object is a client of its own: on JACK the output shows up under "Antiphon-01". Antiphon's
+own JACK client (plugin/jack_native.py) has both ports under one "Antiphon" and is used instead
+wherever it can be built; this module remains the way for ALSA and CoreMIDI, and for JACK without a C
+compiler. JACK ports are listed through the system's libjack (plugin/jack_lib.py), which also reaches
+PipeWire's JACK.
 """
 from __future__ import annotations
 
@@ -22,10 +29,7 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
-from typing import Callable
-
 import rtmidi
 
 CLIENT_NAME = "Antiphon"
@@ -70,8 +74,12 @@ def _api_compiled(backend: str) -> bool:
 def jack_running() -> bool:
     """Is a JACK server reachable (the one JACK_DEFAULT_SERVER names, or 'default')?
 
-    Probed with `jack_lsp` when installed (quiet and never starts a server); otherwise with a
-    guarded rtmidi JACK client (libjack prints to stderr when there is no server)."""
+    Probed through the system's libjack (JACK2's, then PipeWire's; never starting a server, its
+    complaints kept off stderr); without one, with `jack_lsp`, then with a guarded rtmidi client."""
+    from . import jack_lib
+
+    if jack_lib.any_library() is not None:
+        return jack_lib.find_server() is not None
     if not _api_compiled("jack"):
         return False
     lsp = shutil.which("jack_lsp")
@@ -133,13 +141,16 @@ def resolve_backend(backend: str = "auto") -> str:
     return backend
 
 
-def _make(kind, backend: str, client: str):
+def _make(kind, backend: str, client: str, **kw):
     try:
-        return kind(_APIS[backend], name=client)
+        return kind(_APIS[backend], name=client, **kw)
     except rtmidi.RtMidiError as exc:
         if backend == "jack":
-            raise ValueError(f"cannot open a JACK client: no JACK server reachable (start jackd; "
-                             f"JACK_DEFAULT_SERVER={os.environ.get('JACK_DEFAULT_SERVER', 'default')}): {exc}") from None
+            from . import jack_lib
+
+            hint = jack_lib.pipewire_hint() if jack_lib.find_server() is not None else "start jackd"
+            raise ValueError(f"cannot open a JACK client through python-rtmidi ({hint}; "
+                             f"JACK_DEFAULT_SERVER={jack_lib.server_name()}): {exc}") from None
         if backend == "alsa":
             raise ValueError(f"cannot open the ALSA sequencer ({exc}); 'sudo modprobe snd-seq' or use --backend jack") from None
         raise ValueError(f"cannot open {backend} MIDI: {exc}") from None
@@ -197,45 +208,44 @@ class _ClosesOnExit:
 
 @dataclass
 class InputPort(_ClosesOnExit):
-    """An open MIDI input. `callback(data: bytes, t: float)` runs on rtmidi's thread."""
+    """An open MIDI input, polled: `poll()` drains rtmidi's own queue (never a callback)."""
 
     backend: str
     name: str  # our virtual port's name, or the existing port we connected to
     virtual: bool
     _midi: object = field(repr=False)
-    callback: Callable[[bytes, float], None] | None = field(default=None, repr=False)
     received: int = 0
     malformed: int = 0
-    callback_errors: int = 0
 
-    def _on_message(self, event, data=None) -> None:
-        t = time.perf_counter()
-        try:
-            msg = bytes(event[0])
-        except Exception:
-            self.malformed += 1
-            return
-        if not message_ok(msg):
-            self.malformed += 1
-            return
-        self.received += 1
-        cb = self.callback
-        if cb is None:
-            return
-        try:
-            cb(msg, t)
-        except Exception:
-            self.callback_errors += 1
+    def poll(self) -> list[tuple[bytes, float]]:
+        """[(message, seconds since the previous message as the driver stamped them)] queued so far."""
+        m = self._midi
+        out: list[tuple[bytes, float]] = []
+        if m is None:
+            return out
+        delta_carry = 0.0
+        while True:
+            event = m.get_message()
+            if event is None:
+                return out
+            try:
+                msg, delta = bytes(event[0]), float(event[1])
+            except Exception:
+                self.malformed += 1
+                continue
+            delta_carry += delta
+            if not message_ok(msg):
+                self.malformed += 1
+                continue
+            self.received += 1
+            out.append((msg, delta_carry))
+            delta_carry = 0.0
 
     def close(self) -> None:
         m = self._midi
         if m is None:
             return
         self._midi = None
-        try:
-            m.cancel_callback()
-        except Exception:
-            pass
         m.close_port()
         m.delete()
         _unregister(self.backend, self.name)
@@ -289,18 +299,20 @@ def _open(midi, backend: str, name: str | None, port_name: str, direction: str) 
         raise
 
 
+# rtmidi's input queue: at 10,000 messages a second it holds 1.6 s of a thread that could not poll
+INPUT_QUEUE = 16384
+
+
 def open_input(backend: str = "auto", name: str | None = None,
-               callback: Callable[[bytes, float], None] | None = None,
                client_name: str = CLIENT_NAME, port_name: str = IN_PORT_NAME) -> InputPort:
-    """Virtual 'Antiphon In' (name None) or the existing input whose name contains `name`."""
+    """Virtual 'Antiphon In' (name None) or the existing input whose name contains `name`; polled."""
     backend = resolve_backend(backend)
-    midi = _make(rtmidi.MidiIn, backend, client_name)
-    midi.ignore_types(sysex=False, timing=False, active_sense=True)
+    midi = _make(rtmidi.MidiIn, backend, client_name, queue_size_limit=INPUT_QUEUE)
+    midi.ignore_types(sysex=True, timing=False, active_sense=True)
     full, virtual = _open(midi, backend, name, port_name, "input")
-    port = InputPort(backend, full, virtual, midi, callback)
+    port = InputPort(backend, full, virtual, midi)
     if virtual:
         _register(backend, full)
-    midi.set_callback(port._on_message)
     return port
 
 
@@ -318,6 +330,10 @@ def open_output(backend: str = "auto", name: str | None = None,
 
 def _list_names(backend: str, direction: str) -> list[str]:
     """Port names other clients offer: direction 'in' = ports we could read from (their outputs)."""
+    if backend == "jack":
+        names = jack_port_names("out" if direction == "in" else "in")
+        if names is not None:
+            return names
     kind = rtmidi.MidiIn if direction == "in" else rtmidi.MidiOut
     try:
         m = kind(_APIS[backend], name=CLIENT_NAME + " list")
@@ -327,6 +343,29 @@ def _list_names(backend: str, direction: str) -> list[str]:
         return list(m.get_ports())
     finally:
         m.delete()
+
+
+def jack_port_names(direction: str) -> list[str] | None:
+    """JACK MIDI ports through the system's libjack ('out': ports that send); None without a server."""
+    from . import jack_lib
+
+    lib = jack_lib.find_server()
+    if lib is None:
+        return None
+    client = lib.open_client(CLIENT_NAME + " list")
+    if not client:
+        return None
+    try:
+        return lib.ports(client, direction)
+    finally:
+        lib.close_client(client)
+
+
+def find_port_name(names: list[str], wanted: str, backend: str, direction: str, exclude_prefix: str = "") -> str:
+    """The existing port (full name) matching `wanted` as open_input/open_output match it; our own
+    ports (and, with `exclude_prefix`, every port of our client) are never candidates."""
+    names = [n for n in names if not (exclude_prefix and n.startswith(exclude_prefix))]
+    return names[_find_port(names, wanted, backend, direction)]
 
 
 def list_ports(backends: list[str] | None = None) -> dict[str, dict[str, list[str]]]:

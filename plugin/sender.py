@@ -44,6 +44,10 @@ class SenderStats:
     late_p50_ms: float  # over the rolling window
     late_p99_ms: float
     window: int  # messages in the rolling window
+    in_dropped: int = 0  # input messages the I/O layer could not keep (its ring full: never note-offs)
+    late_ticks: int = 0  # messages queued for a 0xF8 that had passed already (sent at once)
+    lost: int = 0  # messages that could not be written at all (port buffer full for many cycles)
+    max_cycle_us: float = 0.0  # the longest JACK process callback of Antiphon's own client
 
 
 def _is_note_on(msg: bytes) -> bool:
@@ -158,6 +162,16 @@ class TimedSender:
                     self._emit(bytes([NOTE_OFF | ch, pitch, 0]))
         return dropped
 
+    def clear(self) -> int:
+        """Drop everything queued and send nothing (whoever owns the port releases what sounds).
+        Returns how many events were dropped."""
+        with self._cond:
+            dropped = len(self._heap)
+            self._heap.clear()
+            self._epoch += 1
+            self._cond.notify()
+        return dropped
+
     def cancel_from(self, deadline: float) -> int:
         """Drop every queued event due at `deadline` or later (material withdrawn by the engine).
         Any note that would still sound at `deadline` gets its note-off there. Returns how many
@@ -206,9 +220,9 @@ class TimedSender:
             self._touched = set(self._sounding)
             return len(missed)
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Panic, then stop the thread. Idempotent."""
-        if self._thread.is_alive():
+    def close(self, timeout: float = 2.0, panic: bool = True) -> None:
+        """Panic (unless the port's owner releases its notes itself), then stop the thread. Idempotent."""
+        if panic and self._thread.is_alive():
             self.panic()
         with self._cond:
             self._closing = True

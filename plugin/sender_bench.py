@@ -12,9 +12,9 @@ from antiphon.engine.sampler import SamplingParams
 def bench_sender_under_load(style, seconds: float, kind: str) -> dict:
     """Schedules a note every 5 ms for `seconds` while another thread generates flat out."""
     from .sender import TimedSender
-    from .sender_process import ProcessSender
+    from .sender_process import IOProcess
 
-    sender = ProcessSender(None) if kind == "process" else TimedSender(lambda msg: None)
+    sender = IOProcess(None) if kind == "process" else TimedSender(lambda msg: None)
     gen = Generator(style.runtime(), seed=0)
     stop = threading.Event()
     counter = [0]

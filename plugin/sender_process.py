@@ -1,32 +1,47 @@
-"""The timed sender in a process of its own, so the model's Python never holds its interpreter lock.
+"""The I/O process: both MIDI ports, in a process of its own, so the model's Python never holds its GIL.
 
-A TimedSender in one process shares the GIL with whatever else runs there: a thread generating
-flat out makes it milliseconds late (see `antiphon bench`). ProcessSender runs a TimedSender in a
-child process that owns the output port and imports nothing heavy; the parent sends it (deadline,
-bytes) over a pipe. Deadlines are time.perf_counter() values, which on Linux and macOS read the
-same monotonic clock in every process.
+    engine process                                      I/O process (this module's _child)
+    ──────────────                                      ──────────────────────────────────
+    IOProcess.at_tick/schedule/send_now/panic ─control▶ commands ─▶ port layer ─▶ Antiphon Out
+    on_input(events) ◀── reader thread ◀──────events─── forwarder ◀── port layer ◀── Antiphon In
+    on_sent(messages) ◀─┘                                (every message written, with its time)
 
-The child watches the pipe: if the engine process dies, even by SIGKILL, the pipe closes and the
-child releases every sounding note (note-offs, CC 64=0, CC 123) before it exits.
+The port layer is Antiphon's own JACK client (plugin/jack_native.py: one client, both ports, a C
+process callback that sends what waits for a 0xF8 in the same cycle, at the same frame) or, where it
+cannot be built and for ALSA and CoreMIDI, python-rtmidi polled every half millisecond by a thread here
+(plugin/polled_io.py). Every input message reaches the engine with its driver time stamp, its 0xF8
+ordinal and its transport epoch; every message written comes back with its time and the tag the
+engine gave it (the recording is what was sent). Messages due at perf_counter() deadlines (the
+internal clock) go out from a TimedSender thread here. Deadlines are time.perf_counter() values,
+which on Linux and macOS read the same monotonic clock in every process.
+
+The child watches the control pipe: if the engine process dies, even by SIGKILL, the pipe closes and
+the child releases every sounding note (note-offs, CC 64=0, CC 123) before it exits. It ignores
+SIGINT and SIGTERM (a Ctrl-C reaches the whole process group; the engine answers it with a Panic that
+must still go out through here).
+
+ANTIPHON_JACK_IO=rtmidi makes JACK use python-rtmidi even where the native client builds.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 import time
 
 from .sender import SenderStats
 
 _STATS_FIELDS = ("sent", "dropped", "queued", "sounding", "late_current_ms", "late_worst_ms", "late_p50_ms",
-                 "late_p99_ms", "window")
+                 "late_p99_ms", "window", "in_dropped", "late_ticks", "lost", "max_cycle_us")
+_INT_FIELDS = {"sent", "dropped", "queued", "sounding", "window", "in_dropped", "late_ticks", "lost"}
+FORWARD_S = 0.001  # input and "sent" batches go to the engine this often
+POLL_S = 0.0005  # rtmidi's queue is polled this often (the native client needs no polling)
 
 
 def _realtime_priority() -> str:
-    """The sender's threads (and the JACK client thread the port creates) run before ordinary work
-    where the system allows: SCHED_FIFO, else a higher nice level, else as they are. It sleeps between
-    deadlines, so it never holds a core for long."""
-    import os
-
+    """The I/O threads (and the JACK client thread the port creates) run before ordinary work where
+    the system allows: SCHED_FIFO, else a higher nice level, else as they are. They sleep between
+    polls and deadlines, so they never hold a core for long."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         return "fifo"
@@ -39,139 +54,370 @@ def _realtime_priority() -> str:
         return "normal"
 
 
-def _child(conn, stats, backend, port_name, release_channels) -> None:
+class NullIO:
+    """No ports (the sender benchmark): a TimedSender whose messages go nowhere."""
+
+    kind = "none"
+    backend = None
+    client_name = in_name = out_name = None
+
+    def __init__(self):
+        from .sender import TimedSender
+
+        self.timed = TimedSender(lambda msg: None, name="antiphon-sender")
+
+    def poll(self):
+        pass
+
+    def read_input(self):
+        return []
+
+    def read_sent(self):
+        return []
+
+    def send(self, msg, tag=0):
+        self.timed.send_now(msg)
+        return True
+
+    def at_tick(self, epoch, ordinal, msg, tag=0):
+        return self.send(msg, tag)
+
+    def cancel_from(self, epoch, ordinal):
+        return True
+
+    def release(self, clear_ticks=True, controllers=False):
+        if controllers:
+            self.timed.panic()
+        else:
+            self.timed.cancel_pending(release_now=True)
+        return True
+
+    def release_missed(self):
+        return True
+
+    def release_every_note(self, channels):
+        pass
+
+    def sounding(self):
+        return self.timed.sounding()
+
+    def stats(self):
+        st = self.timed.stats()
+        return {"sent": st.sent, "sounding": st.sounding, "queued": st.queued}
+
+    def pending(self):
+        return 0
+
+    def close(self):
+        self.timed.close(panic=False)
+
+
+def open_io(backend: str | None, in_port: str | None = None, out_port: str | None = None):
+    """The port layer: the native JACK client where it can be built, else python-rtmidi, polled."""
+    if backend is None:
+        return NullIO()
+    if backend == "jack" and os.environ.get("ANTIPHON_JACK_IO", "").lower() != "rtmidi":
+        from . import jack_lib
+        from .jack_native import NativeJack, NativeUnavailable
+
+        if jack_lib.any_library() is not None and jack_lib.find_server() is None:
+            raise ValueError(f"no JACK server reachable (JACK_DEFAULT_SERVER={jack_lib.server_name()}): start "
+                             "jackd, or PipeWire with pipewire-jack")
+        try:
+            io = NativeJack.open()
+        except NativeUnavailable as exc:
+            reason = str(exc)
+        else:
+            try:
+                _connect_named(io, in_port, out_port)
+            except Exception:
+                io.close()
+                raise
+            return io
+        try:
+            from .polled_io import PolledIO
+
+            return PolledIO(backend, in_port, out_port)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (Antiphon's own JACK client was not available either: {reason})") from None
+    from .polled_io import PolledIO
+
+    return PolledIO(backend, in_port, out_port)
+
+
+def _connect_named(io, in_port: str | None, out_port: str | None) -> None:
+    """--in-port / --out-port on the native client: its ports connected to the existing ones named
+    (matched as plugin.ports matches them; our own ports are never candidates)."""
+    from .ports import find_port_name
+
+    own = io.client_name + ":"
+    if in_port is not None:
+        src = find_port_name(io.ports("out"), in_port, "jack", "input", exclude_prefix=own)
+        if io.connect(src, io.in_name) != 0:
+            raise ValueError(f"cannot connect {src!r} to {io.in_name!r}")
+        io.in_name = src
+    if out_port is not None:
+        dst = find_port_name(io.ports("in"), out_port, "jack", "output", exclude_prefix=own)
+        if io.connect(io.out_name, dst) != 0:
+            raise ValueError(f"cannot connect {io.out_name!r} to {dst!r}")
+        io.out_name = dst
+
+
+class _ReconnectWatch:
+    """Tells when Antiphon Out gains a connection: the native client counts them in its connect
+    callback; python-rtmidi's JACK port is watched through libjack (plugin.ports.JackConnectionWatch)."""
+
+    def __init__(self, io):
+        self._io = io
+        self._watch = None
+        self._seen = io.stats().get("connects", 0) if io.kind == "native" else 0
+        if io.kind == "rtmidi" and io.backend == "jack":
+            from .ports import JackConnectionWatch
+
+            self._watch = JackConnectionWatch.open(io.out_name)
+
+    def changed(self) -> bool:
+        if self._io.kind == "native":
+            n = self._io.stats().get("connects", 0)
+            new, self._seen = n != self._seen, n
+            return new
+        return self._watch is not None and self._watch.changed()
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+
+
+def _child(control, events, stats, backend, in_port, out_port, release_channels) -> None:
     import signal
 
-    from .ports import open_output
-    from .sender import TimedSender, release_every_note
-
-    # Ctrl-C in a terminal (or a kill of the process group) reaches this process too: the engine process
-    # answers it with Panic and then "close" through the pipe, so this one must outlive the signal to send
-    # them; it leaves on "close", when the pipe closes (the engine died) or by SIGKILL
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _realtime_priority()
-
     try:
-        out = None if backend is None else open_output(backend, port_name)
-    except Exception as exc:  # report why the port could not open, then leave
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        io = open_io(backend, in_port, out_port)
+    except Exception as exc:  # why the ports could not open, as one line for the engine to raise
+        control.send(("error", type(exc).__name__, str(exc)))
         return
-    sink = (lambda msg: None) if out is None else out.send_message
-    release_every_note(sink, release_channels)  # notes a previous run (killed hard) may have left on
-    sender = TimedSender(sink)
-    watch = None
-    if out is not None and out.backend == "jack":
-        from .ports import JackConnectionWatch
+    io.release_every_note(release_channels)  # notes a previous run (killed hard) may have left on
+    timed = io.timed
+    watch = _ReconnectWatch(io)
+    control.send(("ready", {"kind": io.kind, "backend": io.backend, "client": io.client_name,
+                            "in": io.in_name, "out": io.out_name}))
+    stop = threading.Event()
 
-        watch = JackConnectionWatch.open(out.name)
-    watched = time.monotonic()
-    conn.send(("ready", None if out is None else out.name))
+    def poller() -> None:  # python-rtmidi's queue; a no-op for the native client
+        while not stop.is_set():
+            io.poll()
+            time.sleep(POLL_S)
+
+    def forwarder() -> None:
+        while not stop.is_set():
+            try:
+                got = io.read_input()
+                if got:
+                    events.send(("in", got))
+                sent = io.read_sent()
+                if sent:
+                    events.send(("sent", sent))
+            except (OSError, ValueError, EOFError):
+                return  # the engine is gone; the command loop notices too
+            time.sleep(FORWARD_S)
+
+    threads = [threading.Thread(target=forwarder, name="antiphon-forwarder", daemon=True)]
+    if io.kind == "rtmidi":
+        threads.append(threading.Thread(target=poller, name="antiphon-poller", daemon=True))
+    for t in threads:
+        t.start()
 
     def publish() -> None:
-        st = sender.stats()
+        st, raw = timed.stats(), io.stats()
+        values = {"sent": raw.get("sent", st.sent), "dropped": st.dropped + raw.get("queue_full", 0),
+                  "queued": raw.get("queued", 0) + st.queued, "sounding": raw.get("sounding", st.sounding),
+                  "late_current_ms": st.late_current_ms, "late_worst_ms": st.late_worst_ms,
+                  "late_p50_ms": st.late_p50_ms, "late_p99_ms": st.late_p99_ms, "window": st.window,
+                  "in_dropped": raw.get("in_dropped", 0), "late_ticks": raw.get("late", 0),
+                  "lost": raw.get("lost", 0) + getattr(io, "command_overflows", 0),
+                  "max_cycle_us": raw.get("max_cycle_ns", 0) / 1000}
         for i, name in enumerate(_STATS_FIELDS):
-            stats[i] = float(getattr(st, name))
+            stats[i] = float(values[name])
 
+    watched = time.monotonic()
+    resynced = time.monotonic()
     try:
         while True:
-            if watch is not None and time.monotonic() - watched >= 0.2:
-                watched = time.monotonic()
+            now = time.monotonic()
+            if now - watched >= 0.2:
+                watched = now
                 if watch.changed():  # connected (again): send the note-offs a disconnect may have swallowed
-                    sender.release_missed()
-            if not conn.poll(0.05):
+                    io.release_missed()
+            if io.kind == "native" and now - resynced >= 0.25:
+                resynced = now
+                io.resync_clock()
+            if not control.poll(0.05):
                 publish()
                 continue
-            cmd = conn.recv()
+            cmd = control.recv()
             op = cmd[0]
-            if op == "batch":
+            if op == "tick":
+                for epoch, ordinal, msg, tag in cmd[1]:
+                    io.at_tick(epoch, ordinal, msg, tag)
+            elif op == "at":
                 for deadline, msg in cmd[1]:
-                    sender.schedule(deadline, msg)
-            elif op == "send_now":
-                sender.send_now(cmd[1])
+                    timed.schedule(deadline, msg)
+            elif op == "now":
+                io.send(cmd[1], cmd[2])
             elif op == "cancel_from":
-                sender.cancel_from(cmd[1])
-            elif op == "cancel_pending":
-                sender.cancel_pending(cmd[1])
+                timed.cancel_from(cmd[1])
+            elif op == "cancel_ticks":
+                io.cancel_from(cmd[1], cmd[2])
+            elif op == "relocate":  # the song jumped: what sounds ends, no CC 123 (loops would fill with it)
+                timed.clear()
+                io.release(clear_ticks=True, controllers=False)
             elif op == "panic":
-                sender.panic()
+                timed.clear()
+                io.release(clear_ticks=True, controllers=True)
             elif op == "reset_stats":
-                sender.reset_stats()
+                timed.reset_stats()
             elif op == "sounding":
-                conn.send(("sounding", sender.sounding()))
+                control.send(("sounding", io.sounding()))
             elif op == "close":
                 break
             publish()
     except (EOFError, OSError):
         pass  # the engine process is gone: release everything below
     finally:
-        sender.close()
-        publish()
-        if watch is not None:
-            watch.close()
-        if out is not None:
-            out.close()
+        timed.clear()
+        io.release(clear_ticks=True, controllers=True)
+        deadline = time.monotonic() + 0.5
+        while io.pending() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(0.02)  # the release goes out, and is forwarded, before the ports close
+        stop.set()
+        for t in threads:
+            t.join(0.5)
         try:
-            conn.send(("closed", None))
+            sent = io.read_sent()
+            if sent:
+                events.send(("sent", sent))
+        except (OSError, ValueError):
+            pass
+        publish()
+        watch.close()
+        io.close()
+        try:
+            control.send(("closed", None))
         except (OSError, ValueError):
             pass
 
 
-class ProcessSender:
-    """TimedSender's interface, sending from a child process. backend None = a silent sink (bench)."""
+class IOProcess:
+    """The engine's side of the I/O process. backend None = no ports at all (the sender benchmark).
 
-    def __init__(self, backend: str | None, port_name: str | None = None, release_channels=(),
-                 start_timeout: float = 20.0):
+    `on_input(events)` gets [(time, message, ordinal, epoch, frame)] and `on_sent(messages)` gets
+    [(time, message, tag, ordinal, late)], both on one reader thread of this process."""
+
+    def __init__(self, backend: str | None, in_port: str | None = None, out_port: str | None = None,
+                 release_channels=(), on_input=None, on_sent=None, start_timeout: float = 30.0):
         ctx = mp.get_context("spawn")
-        self._conn, child_conn = ctx.Pipe()
+        self._control, child_control = ctx.Pipe()
+        events_in, events_out = ctx.Pipe(duplex=False)
         self._stats = ctx.Array("d", len(_STATS_FIELDS), lock=False)
         self._lock = threading.Lock()
-        self._batch: list = []
-        self._proc = ctx.Process(target=_child, name="antiphon-sender",
-                                 args=(child_conn, self._stats, backend, port_name, tuple(release_channels)),
-                                 daemon=True)
+        self._reply_lock = threading.Lock()
+        self._replies: list = []
+        self._on_input, self._on_sent = on_input, on_sent
+        self._proc = ctx.Process(target=_child, name="antiphon-io",
+                                 args=(child_control, events_out, self._stats, backend, in_port, out_port,
+                                       tuple(release_channels)), daemon=True)
         self._proc.start()
-        child_conn.close()
-        if not self._conn.poll(start_timeout):
-            self._proc.kill()
-            raise OSError("the sender process did not start")
-        kind, info = self._conn.recv()
-        if kind == "error":
-            self._proc.join(2)
-            raise OSError(f"sender process: {info}")
-        self.name = info
+        child_control.close()
+        events_out.close()
+        self._events = events_in
         self._closed = False
+        if not self._control.poll(start_timeout):
+            self._proc.kill()
+            raise OSError("the MIDI I/O process did not start")
+        try:
+            reply = self._control.recv()
+        except EOFError:
+            self._proc.join(2)
+            raise OSError(f"the MIDI I/O process exited before it was ready (exit code {self._proc.exitcode})") from None
+        if reply[0] == "error":
+            self._proc.join(2)
+            _, kind, message = reply
+            raise (ValueError if kind == "ValueError" else OSError)(message)
+        info = reply[1]
+        self.kind, self.backend, self.client_name = info["kind"], info["backend"], info["client"]
+        self.in_name, self.name = info["in"], info["out"]
+        self._reader = threading.Thread(target=self._read_events, name="antiphon-io-reader", daemon=True)
+        self._reader.start()
+
+    @property
+    def out_name(self) -> str:
+        return self.name
 
     @property
     def pid(self) -> int:
         return self._proc.pid
+
+    def _read_events(self) -> None:
+        while True:
+            try:
+                kind, payload = self._events.recv()
+            except (EOFError, OSError):
+                return
+            try:
+                if kind == "in" and self._on_input is not None:
+                    self._on_input(payload)
+                elif kind == "sent" and self._on_sent is not None:
+                    self._on_sent(payload)
+            except Exception:  # a reader error must not stop the flow of input
+                pass
 
     def _send(self, cmd) -> None:
         with self._lock:
             if self._closed:
                 return
             try:
-                self._conn.send(cmd)
+                self._control.send(cmd)
             except (OSError, ValueError, BrokenPipeError):
                 self._closed = True
 
+    # ---- output (any thread) ----------------------------------------------------------------------------
+    def at_tick_many(self, items) -> None:
+        """[(epoch, ordinal, message, tag)]: each goes out with that 0xF8 (at once if it has passed)."""
+        items = [(int(e), int(o), bytes(m), int(tag)) for e, o, m, tag in items]
+        if items:
+            self._send(("tick", items))
+
+    def at_tick(self, epoch: int, ordinal: int, msg, tag: int = 0) -> None:
+        self.at_tick_many([(epoch, ordinal, msg, tag)])
+
     def schedule(self, deadline: float, msg) -> bool:
-        self._send(("batch", [(float(deadline), bytes(msg))]))
+        self._send(("at", [(float(deadline), bytes(msg))]))
         return True
 
     def schedule_many(self, items) -> None:
         items = [(float(d), bytes(m)) for d, m in items]
         if items:
-            self._send(("batch", items))
+            self._send(("at", items))
 
-    def send_now(self, msg) -> None:
-        self._send(("send_now", bytes(msg)))
+    def send_now(self, msg, tag: int = 0) -> None:
+        self._send(("now", bytes(msg), int(tag)))
 
     def cancel_from(self, deadline: float) -> None:
+        """Deadline-scheduled messages due at `deadline` or later are withdrawn."""
         self._send(("cancel_from", float(deadline)))
 
-    def cancel_pending(self, release_now: bool = False) -> None:
-        self._send(("cancel_pending", bool(release_now)))
+    def cancel_ticks_from(self, epoch: int, ordinal: int) -> None:
+        """Messages waiting for 0xF8 number `ordinal` or later are withdrawn; what would still sound
+        there ends there."""
+        self._send(("cancel_ticks", int(epoch), int(ordinal)))
+
+    def cancel_pending(self, release_now: bool = True) -> None:
+        """Everything queued is dropped and every sounding note released (no CC 123): a relocation."""
+        self._send(("relocate",))
 
     def panic(self) -> None:
         self._send(("panic",))
@@ -179,31 +425,32 @@ class ProcessSender:
     def reset_stats(self) -> None:
         self._send(("reset_stats",))
 
+    # ---- readers ----------------------------------------------------------------------------------------
     def stats(self) -> SenderStats:
         v = list(self._stats)
-        return SenderStats(*(int(x) if name in ("sent", "dropped", "queued", "sounding", "window") else x
-                             for name, x in zip(_STATS_FIELDS, v)))
+        return SenderStats(*(int(x) if name in _INT_FIELDS else x for name, x in zip(_STATS_FIELDS, v)))
 
     def sounding(self) -> list[tuple[int, int]]:
-        with self._lock:
-            if self._closed:
-                return []
-            self._conn.send(("sounding",))
+        with self._reply_lock:
+            with self._lock:
+                if self._closed:
+                    return []
+                self._control.send(("sounding",))
             while True:
-                kind, info = self._conn.recv()
+                kind, info = self._control.recv()
                 if kind == "sounding":
-                    return info
+                    return [tuple(x) for x in info]
 
     @property
     def alive(self) -> bool:
         return self._proc.is_alive()
 
-    def close(self, timeout: float = 3.0) -> None:
-        """Panic and stop the child. Idempotent."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Panic and stop the child (it forwards what it sent last before it goes). Idempotent."""
         with self._lock:
             if not self._closed:
                 try:
-                    self._conn.send(("close",))
+                    self._control.send(("close",))
                 except (OSError, ValueError):
                     pass
                 self._closed = True
@@ -211,3 +458,4 @@ class ProcessSender:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join(1)
+        self._reader.join(1.0)

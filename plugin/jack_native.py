@@ -1,0 +1,664 @@
+"""Antiphon's JACK client: one client named "Antiphon" with both ports, and no Python in JACK's thread.
+
+python-rtmidi's JACK ports are one client each ("Antiphon", "Antiphon-01"), and its input callback
+takes the GIL inside JACK's process thread; polled, it still stamps messages with the time its own
+callback ran. This client's process callback is a few dozen lines of C (SOURCE below, compiled once
+with the system's C compiler into Antiphon's cache folder and loaded with ctypes; see `build`):
+
+- input: every event goes into a lock-free ring with its time (JACK's clock when this cycle began, plus
+  the event's frame offset in the cycle, at the sample rate), its frame, the count of 0xF8 seen so far (its *ordinal*) and the transport *epoch*
+  (bumped by Start, Continue, Stop and Song Position Pointer);
+- output by tick: a message queued for ordinal N goes out in the same cycle, at the same frame, as
+  the Nth 0xF8: an answer sits on the master's ticks whatever Python is doing. A transport message
+  drops the queue and ends every note it started (the engine then re-plans on the new timeline);
+- output now: messages Python sends go out at the start of the next cycle; a full port buffer
+  carries them to the next cycle instead of dropping them;
+- bookkeeping: which notes sound (ons and offs always pair; an off for a silent note is skipped; a
+  second on is preceded by its off), and a log of everything written, with its time, for the
+  recorder and the counters.
+
+Python talks to it through three rings (commands in, input and "sent" out) and never blocks it.
+`NativeJack.open` raises `NativeUnavailable` when there is no C compiler or no libjack; the caller
+then falls back to python-rtmidi polled from a thread (plugin/polled_io.py).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from . import jack_lib
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef uint32_t jack_nframes_t;
+typedef uint64_t jack_time_t;
+typedef uint32_t jack_port_id_t;
+typedef struct jack_client jack_client_t;
+typedef struct jack_port jack_port_t;
+typedef struct { jack_nframes_t time; size_t size; unsigned char *buffer; } jack_midi_event_t;
+
+static struct {
+    jack_client_t *(*client_open)(const char *, int, int *, ...);
+    int (*client_close)(jack_client_t *);
+    char *(*get_client_name)(jack_client_t *);
+    jack_port_t *(*port_register)(jack_client_t *, const char *, const char *, unsigned long, unsigned long);
+    void *(*port_get_buffer)(jack_port_t *, jack_nframes_t);
+    const char *(*port_name)(const jack_port_t *);
+    jack_port_t *(*port_by_id)(jack_client_t *, jack_port_id_t);
+    int (*set_process_callback)(jack_client_t *, int (*)(jack_nframes_t, void *), void *);
+    int (*set_port_connect_callback)(jack_client_t *, void (*)(jack_port_id_t, jack_port_id_t, int, void *), void *);
+    int (*activate)(jack_client_t *);
+    int (*deactivate)(jack_client_t *);
+    uint32_t (*midi_get_event_count)(void *);
+    int (*midi_event_get)(jack_midi_event_t *, void *, uint32_t);
+    void (*midi_clear_buffer)(void *);
+    int (*midi_event_write)(void *, jack_nframes_t, const unsigned char *, size_t);
+    jack_nframes_t (*last_frame_time)(const jack_client_t *);
+    jack_time_t (*get_time)(void);
+    jack_nframes_t (*get_sample_rate)(jack_client_t *);
+    pthread_t (*client_thread_id)(jack_client_t *);
+} J;
+
+enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED };
+enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
+       ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
+       ST_QUEUED, ST_SOUNDING, ST_N };
+
+typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch; uint8_t size, data[3]; } in_rec_t;
+typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
+typedef struct { uint64_t time_us; uint32_t tag, ordinal, late; uint8_t size, data[3]; } out_rec_t;
+typedef struct { uint32_t ordinal, seq, tag; uint8_t size, data[3]; } entry_t;
+
+typedef struct { _Atomic uint32_t head, tail; uint32_t mask; size_t slot; char *mem; } ring_t;
+
+static int ring_init(ring_t *r, uint32_t slots, size_t slot) {
+    atomic_store(&r->head, 0); atomic_store(&r->tail, 0);
+    r->mask = slots - 1; r->slot = slot;
+    r->mem = calloc(slots, slot);
+    if (r->mem) mlock(r->mem, slots * slot);
+    return r->mem != NULL;
+}
+static uint32_t ring_free(ring_t *r) {
+    return r->mask + 1 - (atomic_load_explicit(&r->head, memory_order_relaxed) -
+                          atomic_load_explicit(&r->tail, memory_order_acquire));
+}
+static int ring_push(ring_t *r, const void *rec) {
+    uint32_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    if (h - atomic_load_explicit(&r->tail, memory_order_acquire) > r->mask) return 0;
+    memcpy(r->mem + (size_t)(h & r->mask) * r->slot, rec, r->slot);
+    atomic_store_explicit(&r->head, h + 1, memory_order_release);
+    return 1;
+}
+static int ring_pop(ring_t *r, void *rec) {
+    uint32_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (t == atomic_load_explicit(&r->head, memory_order_acquire)) return 0;
+    memcpy(rec, r->mem + (size_t)(t & r->mask) * r->slot, r->slot);
+    atomic_store_explicit(&r->tail, t + 1, memory_order_release);
+    return 1;
+}
+
+#define QUEUE_CAP 16384
+#define CARRY_CAP 4096
+#define COMMANDS_PER_CYCLE 2048
+
+typedef struct {
+    jack_client_t *client;
+    jack_port_t *in, *out;
+    ring_t in_ring, cmd_ring, sent_ring;
+    uint32_t ordinal, epoch, seq;
+    entry_t heap[QUEUE_CAP]; uint32_t heap_n;
+    entry_t scratch[QUEUE_CAP];
+    out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
+    uint8_t sounding[16][128], touched[16][128];
+    uint16_t channels;
+    void *buf; jack_nframes_t frame0, floor, nframes, rate;
+    jack_time_t cycle_us;
+    _Atomic uint64_t stats[ST_N];
+    char name[256], in_name[512], out_name[512];
+} aj_t;
+
+static void bump(aj_t *io, int k, uint64_t by) { atomic_fetch_add_explicit(&io->stats[k], by, memory_order_relaxed); }
+
+static int entry_less(const entry_t *a, const entry_t *b) {
+    return a->ordinal != b->ordinal ? (int32_t)(a->ordinal - b->ordinal) < 0 : (int32_t)(a->seq - b->seq) < 0;
+}
+static int heap_push(aj_t *io, entry_t e) {
+    if (io->heap_n >= QUEUE_CAP) return 0;
+    uint32_t i = io->heap_n++;
+    while (i && entry_less(&e, &io->heap[(i - 1) / 2])) { io->heap[i] = io->heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    io->heap[i] = e;
+    return 1;
+}
+static entry_t heap_pop(aj_t *io) {
+    entry_t top = io->heap[0], last = io->heap[--io->heap_n];
+    uint32_t i = 0, n = io->heap_n;
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && entry_less(&io->heap[c + 1], &io->heap[c])) c++;
+        if (!entry_less(&io->heap[c], &last)) break;
+        io->heap[i] = io->heap[c]; i = c;
+    }
+    if (n) io->heap[i] = last;
+    return top;
+}
+
+/* a frame of this cycle as JACK time: when this cycle's callback began, plus the frame's offset.
+   (jack_frames_to_time extrapolates from the driver's timer, which a late dummy driver makes jump
+   by tens of milliseconds; the callback's own start only ever errs late, by its wake-up delay) */
+static jack_time_t stamp(aj_t *io, jack_nframes_t frame) {
+    return io->cycle_us + (jack_time_t)frame * 1000000u / io->rate;
+}
+
+static void log_sent(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size, uint32_t tag, uint32_t late) {
+    out_rec_t r = {0};
+    r.time_us = stamp(io, frame);
+    r.tag = tag; r.ordinal = io->ordinal; r.late = late; r.size = size;
+    memcpy(r.data, d, size);
+    if (!ring_push(&io->sent_ring, &r)) bump(io, ST_LOG_DROPPED, 1);
+}
+
+/* write one message now or, when the port buffer is full (or already carrying), in the next cycle */
+static void write_out(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size, uint32_t tag, uint32_t late,
+                      int counted) {
+    if (frame < io->floor) frame = io->floor;
+    if (io->carry_n == 0 && J.midi_event_write(io->buf, frame, d, size) == 0) {
+        io->floor = frame;
+        if (counted) { bump(io, ST_SENT, 1); log_sent(io, frame, d, size, tag, late); }
+        return;
+    }
+    if (io->carry_n < CARRY_CAP) {
+        out_rec_t *c = &io->carry[io->carry_n++];
+        c->tag = tag; c->late = late | (counted ? 0x80000000u : 0); c->size = size;
+        memcpy(c->data, d, size);
+        bump(io, ST_CARRIED, 1);
+    } else bump(io, ST_LOST, 1);
+}
+
+static void flush_carry(aj_t *io) {
+    uint32_t i = 0;
+    for (; i < io->carry_n; i++) {
+        out_rec_t *c = &io->carry[i];
+        if (J.midi_event_write(io->buf, 0, c->data, c->size) != 0) break;
+        if (c->late & 0x80000000u) { bump(io, ST_SENT, 1); log_sent(io, 0, c->data, c->size, c->tag, 1); }
+    }
+    if (i) { memmove(io->carry, io->carry + i, (io->carry_n - i) * sizeof(out_rec_t)); io->carry_n -= i; }
+}
+
+/* the note bookkeeping: every note-on gets its note-off, an off for a silent note is skipped */
+static void emit(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size, uint32_t tag, uint32_t late) {
+    uint8_t st = d[0], kind = st & 0xF0, ch = st & 0x0F;
+    if (size == 3 && st >= 0x80 && st < 0xF0 && (kind == 0x80 || kind == 0x90)) {
+        uint8_t p = d[1] & 0x7F;
+        if (kind == 0x80 || d[2] == 0) {
+            if (!io->sounding[ch][p]) { bump(io, ST_SKIPPED_OFFS, 1); return; }
+            io->sounding[ch][p] = 0;
+        } else {
+            if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), p, 0}; write_out(io, frame, off, 3, 0, late, 1); }
+            io->sounding[ch][p] = 1; io->touched[ch][p] = 1;
+        }
+    }
+    if (st >= 0x80 && st < 0xF0) io->channels |= (uint16_t)(1u << ch);
+    write_out(io, frame, d, size, tag, late, 1);
+}
+
+static void release_sounding(aj_t *io, jack_nframes_t frame) {
+    for (int ch = 0; ch < 16; ch++)
+        for (int p = 0; p < 128; p++)
+            if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0}; emit(io, frame, off, 3, 0, 0); }
+}
+
+static void cancel_from(aj_t *io, uint32_t ordinal) {
+    /* keep what is due before `ordinal`; a note that would still sound there (started by what is
+       kept, or whose queued note-off is dropped) ends there */
+    uint32_t n = 0;
+    while (io->heap_n) io->scratch[n++] = heap_pop(io);
+    static uint8_t ends[16][128], will[16][128];
+    memset(ends, 0, sizeof ends); memset(will, 0, sizeof will);
+    for (uint32_t i = 0; i < n; i++) {
+        entry_t *e = &io->scratch[i];
+        uint8_t kind = e->data[0] & 0xF0, ch = e->data[0] & 0x0F, p = e->data[1] & 0x7F;
+        int note = e->size == 3 && (kind == 0x80 || kind == 0x90);
+        int off = note && (kind == 0x80 || e->data[2] == 0);
+        if ((int32_t)(e->ordinal - ordinal) < 0) {
+            heap_push(io, *e);
+            if (note) will[ch][p] = !off;
+        } else if (off) ends[ch][p] = 1;
+    }
+    for (int ch = 0; ch < 16; ch++)
+        for (int p = 0; p < 128; p++)
+            if (will[ch][p] || ends[ch][p]) {
+                entry_t e = {ordinal, io->seq++, 0, 3, {(uint8_t)(0x80 | ch), (uint8_t)p, 0}};
+                heap_push(io, e);
+            }
+}
+
+static void run_command(aj_t *io, const cmd_t *c) {
+    switch (c->op) {
+    case OP_SEND: emit(io, 0, c->data, c->size, c->tag, 0); break;
+    case OP_RAW: write_out(io, 0, c->data, c->size, 0, 0, 0); break;
+    case OP_AT_TICK: {
+        if (c->epoch != io->epoch) { bump(io, ST_STALE, 1); break; }
+        if ((int32_t)(c->ordinal - io->ordinal) <= 0) { bump(io, ST_LATE, 1); emit(io, 0, c->data, c->size, c->tag, 1); break; }
+        entry_t e = {c->ordinal, io->seq++, c->tag, c->size, {0}};
+        memcpy(e.data, c->data, c->size);
+        if (!heap_push(io, e)) {
+            bump(io, ST_QUEUE_FULL, 1);
+            uint8_t kind = c->data[0] & 0xF0;
+            if (!(kind == 0x90 && c->data[2])) emit(io, 0, c->data, c->size, c->tag, 1);  /* never lose an off */
+        }
+        break;
+    }
+    case OP_CANCEL_FROM: if (c->epoch == io->epoch) cancel_from(io, c->ordinal); break;
+    case OP_RELEASE:
+        if (c->data[0] & 1) io->heap_n = 0;
+        release_sounding(io, 0);
+        if (c->data[0] & 2)
+            for (int ch = 0; ch < 16; ch++)
+                if (io->channels & (1u << ch)) {
+                    uint8_t sus[3] = {(uint8_t)(0xB0 | ch), 64, 0}, ano[3] = {(uint8_t)(0xB0 | ch), 123, 0};
+                    emit(io, 0, sus, 3, 0, 0); emit(io, 0, ano, 3, 0, 0);
+                }
+        break;
+    case OP_RELEASE_MISSED:
+        for (int ch = 0; ch < 16; ch++)
+            for (int p = 0; p < 128; p++) {
+                if (io->touched[ch][p] && !io->sounding[ch][p]) {
+                    uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0};
+                    write_out(io, 0, off, 3, 0, 0, 1);
+                }
+                io->touched[ch][p] = io->sounding[ch][p];
+            }
+        break;
+    }
+}
+
+static int important(const uint8_t *d, size_t size) {
+    /* what the input ring keeps when nearly full: note-offs, sustain/all-notes-off/reset, transport */
+    uint8_t kind = d[0] & 0xF0;
+    if (d[0] >= 0xF0) return d[0] == 0xF8 || d[0] == 0xFA || d[0] == 0xFB || d[0] == 0xFC || d[0] == 0xF2;
+    if (kind == 0x80 || (kind == 0x90 && size == 3 && d[2] == 0)) return 1;
+    return kind == 0xB0 && size == 3 && (d[1] == 64 || d[1] == 120 || d[1] == 121 || d[1] == 123);
+}
+
+static uint64_t now_ns(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1000000000ull + ts.tv_nsec; }
+
+static int process(jack_nframes_t nframes, void *arg) {
+    aj_t *io = arg;
+    uint64_t t0 = now_ns();
+    io->cycle_us = J.get_time();
+    void *in = J.port_get_buffer(io->in, nframes);
+    io->buf = J.port_get_buffer(io->out, nframes);
+    J.midi_clear_buffer(io->buf);
+    io->frame0 = J.last_frame_time(io->client);
+    io->floor = 0; io->nframes = nframes;
+    flush_carry(io);
+    cmd_t c;
+    for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
+    uint32_t n = J.midi_get_event_count(in);
+    for (uint32_t i = 0; i < n; i++) {
+        jack_midi_event_t ev;
+        if (J.midi_event_get(&ev, in, i) != 0 || ev.size == 0) continue;
+        uint8_t st = ev.buffer[0];
+        if (st == 0xF8) { io->ordinal++; bump(io, ST_TICKS, 1); }
+        else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
+            /* the transport moved: what was queued for ticks belongs to the old timeline */
+            io->epoch++; io->heap_n = 0;
+            release_sounding(io, ev.time);
+        }
+        bump(io, ST_IN, 1);
+        if (ev.size > 3) bump(io, ST_IN_LONG, 1);
+        else if (ring_free(&io->in_ring) < (io->in_ring.mask + 1) / 8 && !important(ev.buffer, ev.size)) bump(io, ST_IN_DROPPED, 1);
+        else {
+            in_rec_t r = {0};
+            r.time_us = stamp(io, ev.time);
+            r.frame = io->frame0 + ev.time; r.ordinal = io->ordinal; r.epoch = io->epoch; r.size = (uint8_t)ev.size;
+            memcpy(r.data, ev.buffer, ev.size);
+            if (!ring_push(&io->in_ring, &r)) bump(io, ST_IN_DROPPED, 1);
+        }
+        if (st == 0xF8)
+            while (io->heap_n && (int32_t)(io->heap[0].ordinal - io->ordinal) <= 0) {
+                entry_t e = heap_pop(io);
+                emit(io, ev.time, e.data, e.size, e.tag, 0);
+            }
+    }
+    uint32_t sounding = 0;
+    for (int ch = 0; ch < 16; ch++) if (io->channels & (1u << ch)) for (int p = 0; p < 128; p++) sounding += io->sounding[ch][p];
+    atomic_store_explicit(&io->stats[ST_SOUNDING], sounding, memory_order_relaxed);
+    atomic_store_explicit(&io->stats[ST_QUEUED], io->heap_n + io->carry_n, memory_order_relaxed);
+    bump(io, ST_CYCLES, 1);
+    uint64_t dt = now_ns() - t0;
+    if (dt > atomic_load_explicit(&io->stats[ST_MAX_CYCLE_NS], memory_order_relaxed))
+        atomic_store_explicit(&io->stats[ST_MAX_CYCLE_NS], dt, memory_order_relaxed);
+    return 0;
+}
+
+static void on_connect(jack_port_id_t a, jack_port_id_t b, int connected, void *arg) {
+    aj_t *io = arg;
+    if (connected && J.port_by_id && (J.port_by_id(io->client, a) == io->out || J.port_by_id(io->client, b) == io->out))
+        bump(io, ST_CONNECTS, 1);
+}
+
+#define SYM(field, name, required) do { *(void **)&J.field = dlsym(lib, name); \
+    if (!J.field && required) { snprintf(err, errlen, "libjack has no %s", name); return NULL; } } while (0)
+
+aj_t *aj_open(const char *libpath, const char *client_name, const char *in_name, const char *out_name,
+              int rt_priority, char *err, int errlen) {
+    void *lib = dlopen(libpath, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { snprintf(err, errlen, "cannot load %s: %s", libpath, dlerror()); return NULL; }
+    SYM(client_open, "jack_client_open", 1); SYM(client_close, "jack_client_close", 1);
+    SYM(get_client_name, "jack_get_client_name", 1); SYM(port_register, "jack_port_register", 1);
+    SYM(port_get_buffer, "jack_port_get_buffer", 1); SYM(port_name, "jack_port_name", 1);
+    SYM(port_by_id, "jack_port_by_id", 0); SYM(set_process_callback, "jack_set_process_callback", 1);
+    SYM(set_port_connect_callback, "jack_set_port_connect_callback", 0);
+    SYM(activate, "jack_activate", 1); SYM(deactivate, "jack_deactivate", 1);
+    SYM(midi_get_event_count, "jack_midi_get_event_count", 1); SYM(midi_event_get, "jack_midi_event_get", 1);
+    SYM(midi_clear_buffer, "jack_midi_clear_buffer", 1); SYM(midi_event_write, "jack_midi_event_write", 1);
+    SYM(last_frame_time, "jack_last_frame_time", 1);
+    SYM(get_time, "jack_get_time", 1); SYM(get_sample_rate, "jack_get_sample_rate", 1);
+    SYM(client_thread_id, "jack_client_thread_id", 0);
+    aj_t *io = calloc(1, sizeof(aj_t));
+    if (io) mlock(io, sizeof *io);
+    if (!io || !ring_init(&io->in_ring, 1u << 16, sizeof(in_rec_t)) || !ring_init(&io->cmd_ring, 1u << 14, sizeof(cmd_t))
+        || !ring_init(&io->sent_ring, 1u << 15, sizeof(out_rec_t))) {
+        snprintf(err, errlen, "out of memory"); return NULL;
+    }
+    int status = 0;
+    io->client = J.client_open(client_name, 0x01 /* JackNoStartServer */, &status);
+    if (!io->client) { snprintf(err, errlen, "no JACK server reachable (status 0x%x)", status); free(io); return NULL; }
+    snprintf(io->name, sizeof io->name, "%s", J.get_client_name(io->client));
+    io->rate = J.get_sample_rate(io->client);
+    if (!io->rate) io->rate = 48000;
+    io->in = J.port_register(io->client, in_name, "8 bit raw midi", 0x1, 0);
+    io->out = J.port_register(io->client, out_name, "8 bit raw midi", 0x2, 0);
+    if (!io->in || !io->out) {
+        snprintf(err, errlen, "JACK refused to register the ports"); J.client_close(io->client); free(io); return NULL;
+    }
+    snprintf(io->in_name, sizeof io->in_name, "%s", J.port_name(io->in));
+    snprintf(io->out_name, sizeof io->out_name, "%s", J.port_name(io->out));
+    J.set_process_callback(io->client, process, io);
+    if (J.set_port_connect_callback) J.set_port_connect_callback(io->client, on_connect, io);
+    if (J.activate(io->client) != 0) { snprintf(err, errlen, "JACK refused to activate the client"); J.client_close(io->client); free(io); return NULL; }
+    if (rt_priority > 0 && J.client_thread_id) {
+        /* a server started without realtime leaves client threads at normal priority (or at the
+           priority of the thread that opened the client): our callback is microseconds of work, so it
+           may run before everything else of ours where the system allows */
+        pthread_t t = J.client_thread_id(io->client);
+        int policy; struct sched_param sp;
+        if (t && pthread_getschedparam(t, &policy, &sp) == 0 &&
+            (policy == SCHED_OTHER || policy == SCHED_BATCH || sp.sched_priority < rt_priority)) {
+            sp.sched_priority = rt_priority;  /* above the I/O process's own Python threads */
+            pthread_setschedparam(t, SCHED_FIFO, &sp);
+        }
+    }
+    return io;
+}
+
+const char *aj_name(aj_t *io, int which) { return which == 0 ? io->name : which == 1 ? io->in_name : io->out_name; }
+void *aj_client(aj_t *io) { return io->client; }
+int aj_command(aj_t *io, uint32_t op, uint32_t epoch, uint32_t ordinal, uint32_t tag, const uint8_t *data, uint32_t size) {
+    cmd_t c = {op, epoch, ordinal, tag, (uint8_t)(size > 3 ? 3 : size), {0}, 0};
+    if (size) memcpy(c.data, data, c.size);
+    return ring_push(&io->cmd_ring, &c);
+}
+int aj_pending_commands(aj_t *io) {
+    return (int)(atomic_load(&io->cmd_ring.head) - atomic_load(&io->cmd_ring.tail)) + (int)io->carry_n;
+}
+int aj_read_input(aj_t *io, in_rec_t *buf, int max) { int n = 0; while (n < max && ring_pop(&io->in_ring, &buf[n])) n++; return n; }
+int aj_read_sent(aj_t *io, out_rec_t *buf, int max) { int n = 0; while (n < max && ring_pop(&io->sent_ring, &buf[n])) n++; return n; }
+void aj_stats(aj_t *io, uint64_t *out) { for (int k = 0; k < ST_N; k++) out[k] = atomic_load_explicit(&io->stats[k], memory_order_relaxed); }
+void aj_sounding(aj_t *io, uint8_t *out) { memcpy(out, io->sounding, sizeof io->sounding); }
+uint64_t aj_time_us(aj_t *io) { (void)io; return J.get_time(); }
+int aj_thread_policy(aj_t *io) {
+    int policy = -1; struct sched_param sp;
+    if (J.client_thread_id) { pthread_t t = J.client_thread_id(io->client); if (t) pthread_getschedparam(t, &policy, &sp); }
+    return policy;
+}
+void aj_close(aj_t *io) {
+    if (!io) return;
+    J.deactivate(io->client);
+    J.client_close(io->client);
+    free(io->in_ring.mem); free(io->cmd_ring.mem); free(io->sent_ring.mem);
+    free(io);
+}
+"""
+
+OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED = range(1, 7)
+STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
+         "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding")
+RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
+
+
+class NativeUnavailable(RuntimeError):
+    """The native client cannot be built or loaded here (no C compiler, no libjack)."""
+
+
+class InRecord(ctypes.Structure):
+    _fields_ = [("time_us", ctypes.c_uint64), ("frame", ctypes.c_uint32), ("ordinal", ctypes.c_uint32),
+                ("epoch", ctypes.c_uint32), ("size", ctypes.c_uint8), ("data", ctypes.c_uint8 * 3)]
+
+
+class OutRecord(ctypes.Structure):
+    _fields_ = [("time_us", ctypes.c_uint64), ("tag", ctypes.c_uint32), ("ordinal", ctypes.c_uint32),
+                ("late", ctypes.c_uint32), ("size", ctypes.c_uint8), ("data", ctypes.c_uint8 * 3)]
+
+
+def cache_dir() -> Path:
+    """ANTIPHON_CACHE_DIR, else $XDG_CACHE_HOME/antiphon, else ~/.cache/antiphon."""
+    if os.environ.get("ANTIPHON_CACHE_DIR"):
+        return Path(os.environ["ANTIPHON_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "antiphon"
+
+
+_build_lock = threading.Lock()
+
+
+def build() -> Path:
+    """The compiled client, built once per source, compiler and platform (atomically: concurrent
+    starts never see half a file). Raises NativeUnavailable without a C compiler."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if not cc or not shutil.which(cc.split()[0]):
+        raise NativeUnavailable("no C compiler (cc) to build Antiphon's JACK client")
+    key = hashlib.sha256(f"{SOURCE}\0{cc}\0{sys.platform}\0{os.uname().machine}".encode()).hexdigest()[:16]
+    out = cache_dir() / f"jack-client-{key}.so"
+    with _build_lock:
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            src = Path(tmp) / "jack_client.c"
+            src.write_text(SOURCE)
+            lib = Path(tmp) / out.name
+            r = subprocess.run([*cc.split(), "-O2", "-std=gnu11", "-fPIC", "-shared", "-o", str(lib), str(src),
+                                "-ldl", "-lpthread"], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise NativeUnavailable(f"building Antiphon's JACK client failed: {r.stderr.strip()[-400:]}")
+            os.replace(lib, out)
+    return out
+
+
+def _declare(lib) -> None:
+    vp, cp, u32, i32 = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_int
+    lib.aj_open.restype = vp
+    lib.aj_open.argtypes = [cp, cp, cp, cp, i32, ctypes.c_char_p, i32]
+    lib.aj_name.restype = cp
+    lib.aj_name.argtypes = [vp, i32]
+    lib.aj_client.restype = vp
+    lib.aj_client.argtypes = [vp]
+    lib.aj_command.restype = i32
+    lib.aj_command.argtypes = [vp, u32, u32, u32, u32, ctypes.c_char_p, u32]
+    lib.aj_pending_commands.restype = i32
+    lib.aj_pending_commands.argtypes = [vp]
+    lib.aj_read_input.restype = i32
+    lib.aj_read_input.argtypes = [vp, ctypes.POINTER(InRecord), i32]
+    lib.aj_read_sent.restype = i32
+    lib.aj_read_sent.argtypes = [vp, ctypes.POINTER(OutRecord), i32]
+    lib.aj_stats.argtypes = [vp, ctypes.POINTER(ctypes.c_uint64)]
+    lib.aj_sounding.argtypes = [vp, ctypes.POINTER(ctypes.c_uint8)]
+    lib.aj_time_us.restype = ctypes.c_uint64
+    lib.aj_time_us.argtypes = [vp]
+    lib.aj_thread_policy.restype = i32
+    lib.aj_thread_policy.argtypes = [vp]
+    lib.aj_close.argtypes = [vp]
+
+
+class NativeJack:
+    """The open client. Commands may come from any thread (one lock, Python side only); `read_input`
+    and `read_sent` each belong to one reader thread."""
+
+    BATCH = 1024
+    kind = "native"
+    backend = "jack"
+
+    def __init__(self, lib, handle, jack: jack_lib.Library):
+        self._lib, self._h, self.jack = lib, handle, jack
+        self._cmd_lock = threading.Lock()
+        self._in_buf = (InRecord * self.BATCH)()
+        self._out_buf = (OutRecord * self.BATCH)()
+        self._stats = (ctypes.c_uint64 * len(STATS))()
+        self._offset = jack_lib.clock_offset(self.jack_time_us)
+        self.client_name = lib.aj_name(handle, 0).decode()
+        self.in_name = lib.aj_name(handle, 1).decode()
+        self.out_name = lib.aj_name(handle, 2).decode()
+        self.command_overflows = 0
+        from .sender import TimedSender
+
+        # messages due at perf_counter() deadlines (the internal clock) go out through `send`
+        self.timed = TimedSender(self.send, name="antiphon-sender")
+
+    @classmethod
+    def open(cls, client_name: str = "Antiphon", in_port: str = "Antiphon In", out_port: str = "Antiphon Out",
+             rt_priority: int = 20) -> "NativeJack":
+        jack = jack_lib.find_server()
+        if jack is None:
+            raise NativeUnavailable(f"no JACK server reachable (JACK_DEFAULT_SERVER={jack_lib.server_name()})")
+        lib = ctypes.CDLL(str(build()))
+        _declare(lib)
+        err = ctypes.create_string_buffer(512)
+        handle = lib.aj_open(jack.path.encode(), client_name.encode(), in_port.encode(), out_port.encode(),
+                             rt_priority, err, len(err))
+        if not handle:
+            raise NativeUnavailable(err.value.decode(errors="replace"))
+        return cls(lib, handle, jack)
+
+    # ---- time ----------------------------------------------------------------------------------
+    def jack_time_us(self) -> int:
+        return self._lib.aj_time_us(self._h)
+
+    def resync_clock(self) -> None:
+        self._offset = jack_lib.clock_offset(self.jack_time_us)
+
+    def to_perf(self, time_us: int) -> float:
+        """A JACK time stamp (microseconds) as time.perf_counter() seconds."""
+        return time_us * 1e-6 + self._offset
+
+    # ---- commands ------------------------------------------------------------------------------
+    def command(self, op: int, data: bytes = b"", epoch: int = 0, ordinal: int = 0, tag: int = 0) -> bool:
+        with self._cmd_lock:
+            ok = bool(self._lib.aj_command(self._h, op, epoch & 0xFFFFFFFF, ordinal & 0xFFFFFFFF, tag & 0xFFFFFFFF,
+                                           bytes(data), len(data)))
+        if not ok:
+            self.command_overflows += 1
+        return ok
+
+    def send(self, msg: bytes, tag: int = 0) -> bool:
+        return self.command(OP_SEND, msg, tag=tag)
+
+    def send_raw(self, msg: bytes) -> bool:
+        """Written as is: no note bookkeeping, not counted (the start-up release sweep)."""
+        return self.command(OP_RAW, msg)
+
+    def at_tick(self, epoch: int, ordinal: int, msg: bytes, tag: int = 0) -> bool:
+        return self.command(OP_AT_TICK, msg, epoch, ordinal, tag)
+
+    def cancel_from(self, epoch: int, ordinal: int) -> bool:
+        return self.command(OP_CANCEL_FROM, b"", epoch, ordinal)
+
+    def release(self, clear_ticks: bool = True, controllers: bool = False) -> bool:
+        flags = (RELEASE_CLEAR if clear_ticks else 0) | (RELEASE_CONTROLLERS if controllers else 0)
+        return self.command(OP_RELEASE, bytes([flags]))
+
+    def release_missed(self) -> bool:
+        return self.command(OP_RELEASE_MISSED)
+
+    def pending(self) -> int:
+        """Commands not yet run plus messages carried to the next cycle."""
+        return self._lib.aj_pending_commands(self._h)
+
+    def release_every_note(self, channels) -> None:
+        from .sender import release_every_note
+
+        release_every_note(self.send_raw, channels)
+
+    def poll(self) -> None:
+        """Nothing to do: the process callback has filled the input ring already."""
+    # ---- readers -------------------------------------------------------------------------------
+    def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
+        """[(perf_counter time, message, ordinal, epoch, frame)] received since the last call."""
+        out = []
+        while True:
+            n = self._lib.aj_read_input(self._h, self._in_buf, self.BATCH)
+            for r in self._in_buf[:n]:
+                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.ordinal, r.epoch, r.frame))
+            if n < self.BATCH:
+                return out
+
+    def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
+        """[(perf_counter time, message, tag, ordinal at sending, late)] written since the last call."""
+        out = []
+        while True:
+            n = self._lib.aj_read_sent(self._h, self._out_buf, self.BATCH)
+            for r in self._out_buf[:n]:
+                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.tag, r.ordinal, bool(r.late)))
+            if n < self.BATCH:
+                return out
+
+    def stats(self) -> dict[str, int]:
+        self._lib.aj_stats(self._h, self._stats)
+        return dict(zip(STATS, (int(v) for v in self._stats)))
+
+    def sounding(self) -> list[tuple[int, int]]:
+        buf = (ctypes.c_uint8 * (16 * 128))()
+        self._lib.aj_sounding(self._h, buf)
+        return [(i // 128, i % 128) for i, v in enumerate(buf) if v]
+
+    def thread_policy(self) -> int:
+        """sched policy of JACK's thread for this client (0 SCHED_OTHER, 1 SCHED_FIFO; -1 unknown)."""
+        return self._lib.aj_thread_policy(self._h)
+
+    # ---- the graph -----------------------------------------------------------------------------
+    def connect(self, src: str, dst: str) -> int:
+        return self.jack.connect(self._lib.aj_client(self._h), src, dst)
+
+    def ports(self, direction: str) -> list[str]:
+        return self.jack.ports(self._lib.aj_client(self._h), direction)
+
+    def close(self, flush_s: float = 0.5) -> None:
+        """Stops the deadline thread, lets the commands already queued run (a few cycles), closes."""
+        import time
+
+        self.timed.close(panic=False)
+        deadline = time.monotonic() + flush_s
+        while self._h and self.pending() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        h, self._h = self._h, None
+        if h:
+            self._lib.aj_close(h)

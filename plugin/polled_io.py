@@ -1,0 +1,208 @@
+"""Ports through python-rtmidi, polled from a thread of ours: ALSA, CoreMIDI, and JACK without a C compiler.
+
+The same interface as plugin/jack_native.py's client, done in Python: `poll()` (called every half
+millisecond by the I/O process's input thread) drains rtmidi's queue, stamps each message with its
+driver time, its 0xF8 ordinal and transport epoch, and on each 0xF8 sends what was queued for it.
+No Python runs in rtmidi's (or JACK's) threads; the cost is one poll interval plus one JACK period
+between a 0xF8 and the notes it releases, where the native client has none.
+
+Times: rtmidi gives each message the seconds since the previous one, from the driver's clock (JACK's
+jack_get_time() when its process callback ran, the ALSA queue's timestamps). `DeltaTimeline` sums
+them and anchors the sum on perf_counter() at the earliest moment consistent with every message
+having been seen after it arrived (a minimum over the lags, let drift slowly upwards so that the two
+clocks' frequency difference never accumulates).
+"""
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+from collections import deque
+
+from . import ports
+from .sender import TimedSender, _is_note_off, _is_note_on, release_every_note
+
+CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
+
+
+class DeltaTimeline:
+    """Delta times (seconds since the previous message) -> perf_counter() times."""
+
+    DRIFT = 1e-3  # the anchor may rise by this many seconds per second (1000 ppm: any two clocks)
+
+    def __init__(self):
+        self.total = 0.0
+        self.anchor: float | None = None
+        self._seen = 0.0
+
+    def stamp(self, delta: float, seen: float) -> float:
+        self.total += max(delta, 0.0)
+        lag_free = seen - self.total
+        if self.anchor is None or lag_free < self.anchor:
+            self.anchor = lag_free
+        else:
+            self.anchor = min(lag_free, self.anchor + (seen - self._seen) * self.DRIFT)
+        self._seen = seen
+        return self.anchor + self.total
+
+
+def cancel_entries(entries: list[tuple[int, int, int, bytes]], ordinal: int, seq) -> list[tuple[int, int, int, bytes]]:
+    """The tick queue cut at `ordinal` (as the native client does it): entries (ordinal, seq, tag, msg)
+    due before it stay; a note that would still sound there (started by what stays, or whose queued
+    note-off is dropped) gets a note-off at `ordinal`."""
+    keep, ends, will = [], set(), {}
+    for e in sorted(entries):
+        msg = e[3]
+        note = len(msg) == 3 and msg[0] & 0xF0 in (0x80, 0x90)
+        key = (msg[0] & 0x0F, msg[1])
+        if e[0] < ordinal:
+            keep.append(e)
+            if note:
+                will[key] = _is_note_on(msg)
+        elif note and _is_note_off(msg):
+            ends.add(key)
+    for ch, pitch in sorted({k for k, on in will.items() if on} | ends):
+        keep.append((ordinal, next(seq), 0, bytes([0x80 | ch, pitch, 0])))
+    heapq.heapify(keep)
+    return keep
+
+
+def _drain(q: deque) -> list:
+    out = []
+    while q:
+        out.append(q.popleft())
+    return out
+
+
+class PolledIO:
+    """Antiphon In and Antiphon Out through python-rtmidi, with the native client's interface."""
+
+    kind = "rtmidi"
+
+    def __init__(self, backend: str, in_name: str | None = None, out_name: str | None = None):
+        self._lock = threading.RLock()
+        self.inp = ports.open_input(backend, in_name)
+        try:
+            self.out = ports.open_output(backend, out_name)
+        except Exception:
+            self.inp.close()
+            raise
+        self.backend = self.inp.backend
+        self.in_name, self.out_name = self.inp.name, self.out.name
+        self.client_name = ports.CLIENT_NAME
+        self._timeline = DeltaTimeline()
+        self._ordinal = 0
+        self._epoch = 0
+        self._queue: list[tuple[int, int, int, bytes]] = []  # (ordinal, seq, tag, msg)
+        self._seq = iter(range(1 << 62))
+        self._received: deque = deque()  # (time, message, ordinal, epoch, frame)
+        self._sent: deque = deque()  # (time, message, tag, ordinal, late)
+        self._tag = 0
+        self._late = False
+        self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0}
+        self.timed = TimedSender(self._write, name="antiphon-sender")
+
+    # ---- output -------------------------------------------------------------------------------
+    def _write(self, msg: bytes) -> None:
+        """TimedSender's sink: every message that reaches the port, logged for the recorder."""
+        self.out.send_message(msg)
+        self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ordinal, self._late))
+
+    def _emit(self, msg: bytes, tag: int = 0, late: bool = False) -> None:
+        with self._lock:
+            self._tag, self._late = tag, late
+            try:
+                self.timed.send_now(msg)
+            finally:
+                self._tag, self._late = 0, False
+
+    def send(self, msg: bytes, tag: int = 0) -> bool:
+        self._emit(bytes(msg), tag)
+        return True
+
+    def send_raw(self, msg: bytes) -> bool:
+        self.out.send_message(bytes(msg))
+        return True
+
+    def at_tick(self, epoch: int, ordinal: int, msg: bytes, tag: int = 0) -> bool:
+        with self._lock:
+            if epoch != self._epoch:
+                self.counts["stale"] += 1
+            elif ordinal <= self._ordinal:
+                self.counts["late"] += 1
+                self._emit(bytes(msg), tag, late=True)
+            else:
+                heapq.heappush(self._queue, (ordinal, next(self._seq), tag, bytes(msg)))
+        return True
+
+    def cancel_from(self, epoch: int, ordinal: int) -> bool:
+        with self._lock:
+            if epoch == self._epoch:
+                self._queue = cancel_entries(self._queue, ordinal, self._seq)
+        return True
+
+    def release(self, clear_ticks: bool = True, controllers: bool = False) -> bool:
+        with self._lock:
+            if clear_ticks:
+                self._queue = []
+            if controllers:
+                self.timed.panic()
+            else:
+                for ch, pitch in self.timed.sounding():
+                    self._emit(bytes([0x80 | ch, pitch, 0]))
+        return True
+
+    def release_missed(self) -> bool:
+        self.timed.release_missed()
+        return True
+
+    def release_every_note(self, channels) -> None:
+        release_every_note(self.send_raw, channels)
+
+    # ---- input --------------------------------------------------------------------------------
+    def poll(self) -> None:
+        """Drain rtmidi's queue: stamp each message, and on each 0xF8 send what waits for it."""
+        seen = time.perf_counter()
+        for msg, delta in self.inp.poll():
+            t = self._timeline.stamp(delta, seen)
+            status = msg[0]
+            with self._lock:
+                if status == CLOCK:
+                    self._ordinal += 1
+                    self.counts["ticks"] += 1
+                elif status in (START, CONTINUE, STOP, SONG_POSITION):
+                    self._epoch += 1  # the transport moved: what waits for ticks was for the old timeline
+                    self._queue = []
+                    for ch, pitch in self.timed.sounding():
+                        self._emit(bytes([0x80 | ch, pitch, 0]))
+                self.counts["in"] += 1
+                self._received.append((t, msg, self._ordinal, self._epoch, None))  # no sample frames here
+                if status == CLOCK:
+                    while self._queue and self._queue[0][0] <= self._ordinal:
+                        _, _, tag, m = heapq.heappop(self._queue)
+                        self._emit(m, tag)
+
+    def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
+        return _drain(self._received)
+
+    def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
+        return _drain(self._sent)
+
+    # ---- readers ------------------------------------------------------------------------------
+    def sounding(self) -> list[tuple[int, int]]:
+        return self.timed.sounding()
+
+    def stats(self) -> dict[str, int]:
+        st = self.timed.stats()
+        with self._lock:
+            queued = len(self._queue)
+        return {"sent": st.sent, "sounding": st.sounding, "queued": queued + st.queued, "malformed": self.inp.malformed,
+                **self.counts}
+
+    def pending(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        self.timed.close(panic=False)
+        self.inp.close()
+        self.out.close()
