@@ -8,9 +8,15 @@
         ...
         events = dump.stop()                        # [(frame, bytes), ...]
 
-Every process runs in its own session with JACK_DEFAULT_SERVER set, and is killed by process group
-on stop(); the server is stopped last. `require_jackd()` skips when jackd is missing, except with
-CI=true, where it fails.
+Every process runs in its own session with JACK_DEFAULT_SERVER set and a settings folder of its own
+(XDG_CONFIG_HOME in the server's temp dir: nothing a test runs reads or writes the user's settings), and
+is killed by process group on stop(); the server is stopped last. `require_jackd()` skips when jackd
+is missing, except with CI=true, where it fails.
+
+The server is JACK's default, asynchronous one (what users run), unless a test asks for `sync=True`
+and says why. `PipeWireServer` is the same rig on PipeWire's JACK (a private, headless `pipewire`).
+`busy()` starts a process that keeps a core busy, as a DAW or a synth beside Antiphon would.
+`xruns(client)` counts the server log's late-cycle lines that name a client.
 """
 from __future__ import annotations
 
@@ -29,6 +35,42 @@ import pytest
 
 TOOLS = ("jackd", "jack_wait", "jack_lsp", "jack_connect", "jack_transport", "jack_midi_clock", "jack_midi_dump")
 _counter = itertools.count()
+
+
+def require_native() -> None:
+    """Skip (or, with CI=true, fail) when Antiphon's own JACK client cannot be built here (no C compiler)."""
+    from antiphon.plugin.jack_native import NativeUnavailable, build
+
+    try:
+        build()
+    except NativeUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc} -- required when CI=true (Debian: apt install gcc libc6-dev)")
+        pytest.skip(str(exc))
+
+
+def realtime_prefix() -> list[str]:
+    """`chrt -f 15` where this machine allows SCHED_FIFO, for the rig's stand-ins for the DAW (the clock master,
+    the player, the recorder). A DAW's JACK thread runs realtime; under a --no-realtime test server ours
+    would not, and on this 2-core machine with other jobs beside, a starved jack_midi_clock dropped its own
+    ticks (7 in 6 s, measured): a test would then measure the machine, not Antiphon. ANTIPHON_RT_TOOLS=0
+    runs them as ordinary processes. Antiphon's own threads get no such help here: it asks for
+    SCHED_FIFO itself, as it does on a user's machine."""
+    if os.environ.get("ANTIPHON_RT_TOOLS", "1") == "0" or shutil.which("chrt") is None:
+        return []
+    try:
+        import resource
+
+        allowed = os.geteuid() == 0 or resource.getrlimit(resource.RLIMIT_RTPRIO)[0] >= 15
+    except (ImportError, OSError, AttributeError):
+        allowed = False
+    return ["chrt", "-f", "15"] if allowed else []
+
+
+def measure_runs(default: int = 1) -> int:
+    """How many times the measuring tests repeat their run: ANTIPHON_MEASURE_RUNS, else `default` (the
+    suite stays fast; the full measurement is the same test with the variable set)."""
+    return max(1, int(os.environ.get("ANTIPHON_MEASURE_RUNS", default)))
 
 
 def require_jackd() -> None:
@@ -165,7 +207,8 @@ class JackServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
+        return dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1",
+                    XDG_CONFIG_HOME=os.path.join(self.tmp, "config"))
 
     def start(self, timeout: float = 10.0, retried: bool = False) -> "JackServer":
         require_jackd()
@@ -189,11 +232,32 @@ class JackServer:
         raise RuntimeError(f"jackd {self.name} not ready after {timeout}s: {self._log('jackd.log')}")
 
     def _log(self, name: str) -> str:
+        return self.log()[-2000:] if name == "jackd.log" else ""
+
+    def log(self) -> str:
+        """The server's whole log so far."""
         try:
-            with open(os.path.join(self.tmp, name), errors="replace") as f:
-                return f.read()[-2000:]
+            with open(os.path.join(self.tmp, "jackd.log"), errors="replace") as f:
+                return f.read()
         except OSError:
             return ""
+
+    def xruns(self, client: str, since: int = 0) -> int:
+        """Late-cycle lines of the server log (from character `since`) that name `client`: JACK2 logs
+        'client = NAME was not finished' and 'client NAME finished after current callback'."""
+        rx = re.compile(rf"XRun: client (= )?{re.escape(client)}(-\d+)? (was not finished|finished after)")
+        return len(rx.findall(self.log()[since:]))
+
+    def process_errors(self, since: int = 0) -> int:
+        """'Process error' lines of the server log (a cycle the graph did not finish in time, whoever was late)."""
+        return self.log()[since:].count("Process error")
+
+    def busy(self) -> Proc:
+        """A process that keeps one core busy (pure Python arithmetic) until the server stops."""
+        import sys
+
+        code = "x = 0\nwhile True:\n    x = (x * 7 + 1) % 1000003\n"
+        return self.spawn([sys.executable, "-c", code], "busy")
 
     def stop(self) -> None:
         # each child with the signal it closes its client on: a client that just dies makes the server
@@ -216,14 +280,30 @@ class JackServer:
         self.stop()
 
     # ---- tools -------------------------------------------------------------------------------
+    @property
+    def rtmidi_env(self) -> dict[str, str]:
+        """The environment for a process whose JACK clients are python-rtmidi's (its bundled libjack)."""
+        return self.env
+
     def run(self, *args: str, timeout: float = 10.0, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout, input=input)
 
-    def spawn(self, args: list[str], log_name: str, port: str = "", cls=Proc) -> Proc:
+    @property
+    def antiphon_env(self) -> dict[str, str]:
+        """The environment `antiphon live` runs in (as a user would start it)."""
+        return self.env
+
+    def spawn(self, args: list[str], log_name: str, port: str = "", cls=Proc, rtmidi: bool = False,
+              antiphon: bool = False, realtime: bool = False) -> Proc:
+        """`args` against this server; `rtmidi`: the process opens python-rtmidi JACK clients; `antiphon`:
+        it is Antiphon, started as a user would; `realtime`: a stand-in for the DAW (see `realtime_prefix`)."""
         path = os.path.join(self.tmp, f"{log_name}-{next(_counter)}.log")
+        if realtime:
+            args = [*realtime_prefix(), *args]
+        env = self.antiphon_env if antiphon else self.rtmidi_env if rtmidi else self.env
         with open(path, "w") as log:
             p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=self.env, start_new_session=True)
+                                 env=env, start_new_session=True)
         proc = cls(p, port, path)
         self.children.append(proc)
         return proc
@@ -271,16 +351,112 @@ class JackServer:
         args = ["jack_midi_clock", "-b", f"{bpm:g}", *extra]
         if jitter:
             args += ["-J", f"{jitter:g}"]
-        p = self.spawn(args, "midi_clock", port=f"{name}:mclk_out")
+        p = self.spawn(args, "midi_clock", port=f"{name}:mclk_out", realtime=True)
         p.stop_signal = signal.SIGINT  # SIGTERM kills it without closing its client
         self.wait_for_port(p.port)
         return p
 
     def midi_dump(self, client: str = "antiphon_dump") -> MidiDump:
         """jack_midi_dump -a CLIENT: records with frame timestamps from its start; stop() parses."""
-        p = self.spawn(["jack_midi_dump", "-a", client], "midi_dump", port=f"{client}:input", cls=MidiDump)
+        p = self.spawn(["jack_midi_dump", "-a", client], "midi_dump", port=f"{client}:input", cls=MidiDump,
+                       realtime=True)
         self.wait_for_port(p.port)
         return p  # type: ignore[return-value]
+
+
+# ---- PipeWire's JACK ---------------------------------------------------------------------------------------
+PIPEWIRE_TOOLS = ("pipewire", "pw-jack")
+
+
+def pipewire_libjack() -> str | None:
+    """PipeWire's libjack.so.0 (Debian: pipewire-jack), or None."""
+    import glob
+
+    found = sorted(glob.glob("/usr/lib/*/pipewire-0.3/jack/libjack.so.0"))
+    return found[0] if found else None
+
+
+def require_pipewire() -> None:
+    missing = [t for t in PIPEWIRE_TOOLS if shutil.which(t) is None]
+    if pipewire_libjack() is None:
+        missing.append("PipeWire's libjack")
+    if not missing:
+        return
+    reason = f"PipeWire missing: {', '.join(missing)} (Debian: apt install pipewire pipewire-jack pipewire-bin)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " -- required when CI=true")
+    pytest.skip(reason)
+
+
+@dataclass
+class PipeWireServer(JackServer):
+    """A private, headless PipeWire (its shipped config has a dummy driver), the JACK rig's tools run on
+    its JACK, as `pw-jack` runs them. The quantum is `period` frames at `rate`.
+
+    Antiphon itself gets no help (no pw-jack, no LD_PRELOAD): it finds PipeWire's libjack by itself.
+    python-rtmidi's clients (the test's player) need PipeWire's libjack preloaded: its wheel bundles a
+    libjack of its own that cannot reach PipeWire."""
+
+    name: str = "pipewire"
+
+    @property
+    def runtime_dir(self) -> str:
+        return os.path.join(self.tmp, "run")
+
+    @property
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("JACK_DEFAULT_SERVER", "LD_PRELOAD", "LD_LIBRARY_PATH")}
+        env.update(XDG_RUNTIME_DIR=self.runtime_dir, XDG_CONFIG_HOME=os.path.join(self.tmp, "config"),
+                   XDG_STATE_HOME=os.path.join(self.tmp, "state"), JACK_NO_START_SERVER="1",
+                   PIPEWIRE_QUANTUM=f"{self.period}/{self.rate}", PIPEWIRE_LATENCY=f"{self.period}/{self.rate}",
+                   DBUS_SESSION_BUS_ADDRESS="disabled:")
+        return env
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a JACK tool gets under `pw-jack`: PipeWire's libjack first on the loader's path."""
+        env = self.base_env
+        env["LD_LIBRARY_PATH"] = os.path.dirname(pipewire_libjack() or "")
+        return env
+
+    @property
+    def rtmidi_env(self) -> dict[str, str]:
+        return dict(self.env, LD_PRELOAD=pipewire_libjack() or "")
+
+    @property
+    def antiphon_env(self) -> dict[str, str]:
+        """A user's desktop session: PipeWire running, nothing preloaded, no pw-jack."""
+        return self.base_env
+
+    def start(self, timeout: float = 10.0, retried: bool = False) -> "PipeWireServer":
+        require_jackd()
+        require_pipewire()
+        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        os.chmod(self.runtime_dir, 0o700)
+        log = open(os.path.join(self.tmp, "jackd.log"), "w")
+        # info level: the graph's late nodes ("xrun") land in its log, as JACK2's do in jackd's
+        self.proc = subprocess.Popen(["pipewire"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=dict(self.base_env, PIPEWIRE_DEBUG="3"), start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pipewire exited with {self.proc.returncode}: {self._log('jackd.log')}")
+            if self.run("jack_lsp").returncode == 0:
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"PipeWire's JACK not ready after {timeout}s: {self._log('jackd.log')}")
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.popen.poll() is None and child.stop()
+        self.children.clear()
+        if self.proc is not None:
+            _kill_group(self.proc, timeout=5.0)
+            self.proc = None
+        if os.environ.get("ANTIPHON_KEEP_JACK_LOGS") is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 # ---- a clock-driven player and the live engine as processes ----------------------------------------------
@@ -342,7 +518,7 @@ def midi_player(server: JackServer, events: list[tuple[int, bytes]], client: str
     with open(path, "w") as f:
         json.dump([[int(t), list(m)] for t, m in events], f)
     p = server.spawn([sys.executable, os.path.abspath(__file__), "play", path, client], "player", port=f"{client}:out",
-                     cls=Player)
+                     cls=Player, rtmidi=True, realtime=True)
     p.clock_port = f"{client}_clock:clock"
     wait_for_line(p, r"^ready$", 30.0)
     return p  # type: ignore[return-value]
@@ -414,7 +590,7 @@ def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
     exe = os.path.join(os.path.dirname(sys.executable), "antiphon")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon"]
     mode = [] if panel else ["--headless"]
-    p = server.spawn([*cmd, "live", "--backend", "jack", *mode, *args], "antiphon")
+    p = server.spawn([*cmd, "live", "--backend", "jack", *mode, *args], "antiphon", antiphon=True)
     p.stop_signal = signal.SIGINT
     wait_for_line(p, r"^Antiphon live: ", 90.0)
     return p

@@ -1,5 +1,5 @@
 """Nothing lost: `antiphon live --record` killed with SIGKILL leaves a MIDI file that opens, missing at most the
-last second, and no note hanging on Antiphon Out (the sender process releases when its parent dies; the next start
+last second, and no note hanging on Antiphon Out (the I/O process releases when its parent dies; the next start
 releases again); `antiphon train` killed mid-epoch resumes from its last checkpoint; a damaged checkpoint is
 reported, never loaded. Figures print with `pytest -s`."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_sigkill_live_recording_survives_and_no_note_hangs(tmp_path):
 
     style = tiny_style(tmp_path / "tiny.style")
     rec = tmp_path / "take.mid"
-    with JackServer(sync=True, period=256) as jack, jack_env(jack):
+    with JackServer(period=256) as jack, jack_env(jack):
         dump = jack.midi_dump("killrec")
         # --out-port: Antiphon sends straight into the recorder, so even the next start's first messages land there
         app, a_in = start_live(jack, style, "--out-port", dump.port, "--record", str(rec))
@@ -99,11 +99,9 @@ def test_sigkill_live_recording_survives_and_no_note_hangs(tmp_path):
 _PARENT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from antiphon.plugin.ports import open_input
-from antiphon.plugin.sender_process import ProcessSender
+from antiphon.plugin.sender_process import IOProcess
 if __name__ == "__main__":
-    s = ProcessSender("jack", release_channels=(0,))
-    inp = open_input("jack", callback=lambda d, t: None)
+    s = IOProcess("jack", release_channels=(0,))
     print("ready", s.pid, s.name, flush=True)
     sys.stdin.readline()
     s.send_now(bytes([0x90, 64, 100]))
@@ -115,7 +113,7 @@ if __name__ == "__main__":
 
 @pytest.mark.jack
 def test_sender_releases_at_once_when_its_parent_dies(tmp_path):
-    """The engine process killed (SIGKILL) on an ordinary (asynchronous) JACK server: its sender process sees
+    """The engine process killed (SIGKILL) on an ordinary (asynchronous) JACK server: its I/O process sees
     the pipe close and releases at once."""
     from tests.jack import JackServer
 
@@ -151,14 +149,14 @@ def test_sender_releases_at_once_when_its_parent_dies(tmp_path):
 
 @pytest.mark.jack
 def test_sender_outlives_a_ctrl_c_to_the_process_group_and_panics_through_it():
-    """Ctrl-C in a terminal signals the whole process group: the sender process must stay up so that the
+    """Ctrl-C in a terminal signals the whole process group: the I/O process must stay up so that the
     engine's Panic (note-offs, then CC 123) still goes out through it."""
-    from antiphon.plugin.sender_process import ProcessSender
+    from antiphon.plugin.sender_process import IOProcess
     from tests.jack import JackServer, jack_env
 
-    with JackServer(sync=True, period=256) as jack, jack_env(jack):
+    with JackServer(period=256) as jack, jack_env(jack):
         dump = jack.midi_dump("ctrlc_rec")
-        s = ProcessSender("jack", release_channels=(0,))
+        s = IOProcess("jack", release_channels=(0,))
         try:
             jack.connect(s.name, dump.port)
             time.sleep(0.2)
