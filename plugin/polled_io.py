@@ -28,7 +28,7 @@ CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 class DeltaTimeline:
     """Delta times (seconds since the previous message) -> perf_counter() times."""
 
-    DRIFT = 1e-3  # the anchor may rise by this many seconds per second (1000 ppm: any two clocks)
+    DRIFT = 5e-4  # the anchor may rise by this many seconds per second (500 ppm: the kernel's largest slew)
 
     def __init__(self):
         self.total = 0.0

@@ -587,8 +587,12 @@ def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
     With `panel`, the PyQt6 panel runs instead of the status line (offscreen, still redrawing)."""
     import sys
 
+    import shlex
+
     exe = os.path.join(os.path.dirname(sys.executable), "antiphon")
     cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "antiphon"]
+    if os.environ.get("ANTIPHON_TEST_COMMAND"):  # another build, measured side by side (tests/measure_jam.py)
+        cmd = shlex.split(os.environ["ANTIPHON_TEST_COMMAND"])
     mode = [] if panel else ["--headless"]
     p = server.spawn([*cmd, "live", "--backend", "jack", *mode, *args], "antiphon", antiphon=True)
     p.stop_signal = signal.SIGINT

@@ -230,7 +230,7 @@ def status_figures(log: str) -> dict:
     return {"ticks": int(m.group(1)), "lost": int(m.group(2)), "late": int(m.group(3))} if m else {}
 
 
-def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True) -> dict:
+def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_args: tuple = ()) -> dict:
     """One run of the rig (see the module's docstring); returns its figures and what it recorded."""
     phrase = chorale if case.dense else soprano
     first = phrase(8.0)  # pickup + two phrases, to the second fermata (8 beats)
@@ -251,7 +251,7 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True) -> dict
     dump = jack.midi_dump(f"antiphon_rec{len(jack.children)}")
     player = midi_player(jack, events)
     app = live(jack, "--style", style_arg(), "--seed", "7", "--channel", "1", "--response-bars", "2",
-               "--record", str(take), panel=case.panel)
+               "--record", str(take), *extra_args, panel=case.panel)
     a_in, a_out = find_port(jack, ":Antiphon In"), find_port(jack, ":Antiphon Out")
     for src, dst in [(clock.port, a_in), (clock.port, player.clock_port), (clock.port, dump.port),
                      (player.port, a_in), (player.port, dump.port), (a_out, dump.port)]:
@@ -282,8 +282,8 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True) -> dict
     return r
 
 
-def check_jam(r: dict, label: str = "JACK") -> dict:
-    """The checks every jam run must pass; prints its figures, returns them."""
+def jam_figures(r: dict) -> dict:
+    """What one jam run measured (see the module's docstring), from the dump, the log and the recording."""
     case, rec, log, rate = r["case"], r["rec"], r["log"], r["rate"]
     first, second = r["first"], r["second"]
     assert len(rec.ticks) > r["cut_tick"], f"clock ticks recorded: {len(rec.ticks)}"
@@ -296,58 +296,64 @@ def check_jam(r: dict, label: str = "JACK") -> dict:
     end1 = call_offs[len(first) - 1]
     start2 = min(f for f, m in rec.call if m[0] & 0xF0 == 0x90 and f > end1)
     end2 = call_offs[-1]
-    answer1 = [(f, m) for f, m in rec.answer if end1 < f]
-    answer1 = [(f, m) for f, m in answer1 if f < start2 or m[0] & 0xF0 == 0x80 or m[2] == 0]
-    answer1_ons = [f for f, m in answer1 if m[0] & 0xF0 == 0x90 and m[2] > 0 and f < start2]
+    answer1_ons = [f for f, m in rec.answer if m[0] & 0xF0 == 0x90 and m[2] > 0 and end1 < f < start2]
     answer2_ons = [f for f, m in rec.answer if m[0] & 0xF0 == 0x90 and m[2] > 0 and f > end2]
     assert answer1_ons, f"no answer after the first call: {log[-2000:]}"
     assert answer2_ons, f"no answer after the second call: {log[-2000:]}"
-
-    # 1. each answer's first note on its tick, the answer a beat after the call
-    first_ms = [rec.onset_errors_ms([a[0]], rate)[0] for a in (answer1_ons, answer2_ons)]
-    delays = [(rec.position(a[0]) - rec.position(e)) / TPB for a, e in ((answer1_ons, end1), (answer2_ons, end2))]
-
-    # 2. every onset against the clock's ticks (frame domain)
     errs = rec.onset_errors_ms(answer1_ons + answer2_ons, rate)
-    p50, p99, worst = np.percentile(errs, 50), np.percentile(errs, 99), errs.max()
-
-    # 3. nothing hangs: after Stop (or SIGINT) mid-answer, every note-on has its note-off
     stop_frame = next((f for f, m in rec.other if m[0] == 0xFC), None) if case.ending == "stop" else None
-    left = hanging(rec.answer)
-    after_stop = hanging(rec.answer, until=stop_frame + 2 * frames_per_tick) if stop_frame is not None else None
-    resets = [m for _, m in rec.other if m[0] == 0xB0 | ANSWER_CH and m[1] == 123]
-
-    # 4. nothing lost between the I/O process and the port: what it says it sent is what JACK recorded
-    sent = int(re.search(r"^stopped: (\d+) messages sent", log, re.M).group(1))
-    heard = len(rec.answer) + sum(1 for _, m in rec.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0)
-
-    # 5. the recording is what went out, note for note, across the interruption
-    recorded = recorded_notes(r["take"], r["call1"])
-    compared, rec_worst, mismatches = compare_recording(rec, recorded)
-
+    sent = re.search(r"^stopped: (\d+) messages sent", log, re.M)
     x = r["xruns"]
-    rig = sum(v for k, v in x.items() if k != "Antiphon")
-    print(f"\n--- {label} {case.id}: answers' first notes {first_ms[0]:.2f} / {first_ms[1]:.2f} ms from their tick, "
-          f"{delays[0]:.2f} / {delays[1]:.2f} beats after the call; {len(errs)} onsets vs the clock's ticks p50 "
-          f"{p50:.2f} / p99 {p99:.2f} / max {worst:.2f} ms (period {r['period'] / rate * 1e3:.2f} ms); follower "
-          f"{r.get('ticks')} ticks, lost {r.get('lost')}; late for their tick {r.get('late')}; server log: late "
-          f"cycles naming Antiphon {x['Antiphon']}, the rig's clients {rig}, process errors {r['process_errors']}; "
-          f"hanging after {case.ending}: {len(after_stop) if after_stop is not None else len(left)}; sent {sent}, "
-          f"dump {heard}; recording vs dump: {compared} notes, worst {rec_worst:.2f} ticks, {len(mismatches)} "
-          f"mismatches; pitch-class r {pitch_class_r(rec.call, rec.answer):.2f}")
-    assert all(ms <= 2.0 for ms in first_ms), first_ms
-    assert all(0 < d <= 2.0 for d in delays), delays
-    assert p99 <= 2.5, sorted(errs)[-10:]
-    assert r.get("late") == 0, "notes handed to the I/O process after their tick had passed"
-    assert r.get("lost") == 0, "the follower lost clock ticks"
-    assert not left, f"notes left hanging: {sorted(left)}"
-    if after_stop is not None:
-        assert not after_stop, f"still sounding two ticks after Stop: {sorted(after_stop)}"
-    assert resets, "no All Notes Off at the end"
-    assert heard == sent
-    assert not mismatches, mismatches[:10]
-    assert x["Antiphon"] <= rig + 5, x  # never the late one (python-rtmidi's callback made it 1,500 in 10 s)
-    return {"first_ms": first_ms, "p99": p99, "lost": r.get("lost"), "xruns": x["Antiphon"]}
+    f = {
+        # 1. each answer's first note against the clock's nearest tick, and how far after the call it came
+        "first_ms": [float(rec.onset_errors_ms([a[0]], rate)[0]) for a in (answer1_ons, answer2_ons)],
+        "delays": [(rec.position(a[0]) - rec.position(e)) / TPB for a, e in ((answer1_ons, end1), (answer2_ons, end2))],
+        # 2. every onset against the clock's ticks (frame domain)
+        "onsets": len(errs), "p50": float(np.percentile(errs, 50)), "p99": float(np.percentile(errs, 99)),
+        "max": float(errs.max()), "worst10": sorted(errs)[-10:],
+        # 3. nothing hangs: after Stop (or SIGINT) mid-answer, every note-on has its note-off
+        "left": sorted(hanging(rec.answer)),
+        "after_stop": sorted(hanging(rec.answer, until=stop_frame + 2 * frames_per_tick)) if stop_frame else None,
+        "cc123": sum(1 for _, m in rec.other if m[0] == 0xB0 | ANSWER_CH and m[1] == 123),
+        # 4. nothing lost between the I/O process and the port: what it says it sent is what JACK recorded
+        "sent": int(sent.group(1)) if sent else None,
+        "heard": len(rec.answer) + sum(1 for _, m in rec.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
+        "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"),
+        "xruns": x["Antiphon"], "rig_xruns": sum(v for k, v in x.items() if k != "Antiphon"),
+        "process_errors": r["process_errors"], "r": pitch_class_r(rec.call, rec.answer),
+    }
+    # 5. the recording is what went out, note for note, across the interruption
+    f["compared"], f["rec_worst"], f["mismatches"] = compare_recording(rec, recorded_notes(r["take"], r["call1"]))
+    return f
+
+
+def describe(f: dict, label: str) -> str:
+    return (f"{label}: answers' first notes {f['first_ms'][0]:.2f} / {f['first_ms'][1]:.2f} ms from the clock's "
+            f"tick, {f['delays'][0]:.2f} / {f['delays'][1]:.2f} beats after the call; {f['onsets']} onsets vs the "
+            f"clock's ticks p50 {f['p50']:.2f} / p99 {f['p99']:.2f} / max {f['max']:.2f} ms; follower {f['ticks']} "
+            f"ticks, lost {f['lost']}; late for their tick {f['late']}; server log: late cycles naming Antiphon "
+            f"{f['xruns']}, the rig's clients {f['rig_xruns']}, process errors {f['process_errors']}; hanging after "
+            f"Stop {f['after_stop']}, at exit {f['left']}, CC 123 x{f['cc123']}; sent {f['sent']}, dump {f['heard']}; "
+            f"recording vs dump: {f['compared']} notes, worst {f['rec_worst']:.2f} ticks, {len(f['mismatches'])} "
+            f"mismatches; pitch-class r {f['r']:.2f}")
+
+
+def check_jam(r: dict, label: str = "JACK") -> dict:
+    """The checks every jam run must pass; prints its figures, returns them."""
+    f = jam_figures(r)
+    print(f"\n--- {describe(f, label + ' ' + r['case'].id)}")
+    assert all(ms <= 2.0 for ms in f["first_ms"]), f["first_ms"]
+    assert all(0 < d <= 2.0 for d in f["delays"]), f["delays"]
+    assert f["p99"] <= 2.5, f["worst10"]
+    assert f["late"] == 0, "notes handed to the I/O process after their tick had passed"
+    assert f["lost"] == 0, "the follower lost clock ticks"
+    assert not f["left"], f"notes left hanging: {f['left']}"
+    assert not f["after_stop"], f"still sounding two ticks after Stop: {f['after_stop']}"
+    assert f["cc123"], "no All Notes Off at the end"
+    assert f["heard"] == f["sent"]
+    assert not f["mismatches"], f["mismatches"][:10]
+    assert f["xruns"] <= f["rig_xruns"] + 5, f  # never the late one (python-rtmidi's callback: 1,500 in 10 s)
+    return f
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.id)
