@@ -111,7 +111,7 @@ def _loaded(path: str) -> Library | None:
 
 
 @contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """libjack prints its failures to stderr ("Cannot connect to server socket..."); a probe that is
     allowed to fail keeps them off the user's terminal (for the few milliseconds it takes)."""
     try:
@@ -134,7 +134,7 @@ def find_server() -> Library | None:
         lib = _loaded(path)
         if lib is None:
             continue
-        with _quiet_stderr():
+        with quiet_stderr():
             client = lib.open_client("Antiphon probe")
         if client:
             lib.close_client(client)
@@ -168,12 +168,11 @@ def clock_offset(jack_time_us, samples: int = 5) -> float:
 
 
 def pipewire_hint() -> str:
-    """One line for a user whose JACK is PipeWire's and whose libjack cannot reach it."""
+    """What to do when python-rtmidi cannot reach a server the system's libjack reaches (PipeWire's JACK)."""
     found = [p for pat in PIPEWIRE_LIBJACK for p in glob.glob(pat)]
-    if found:
-        return (f"on PipeWire, run it as `pw-jack antiphon ...`, or with LD_PRELOAD={found[0]} "
-                "(python-rtmidi's bundled libjack cannot reach PipeWire)")
-    return "start a JACK server (jackd, or PipeWire with pipewire-jack)"
+    preload = found[0] if found else "PipeWire's libjack.so.0"
+    return (f"python-rtmidi's bundled libjack cannot reach PipeWire's JACK: install a C compiler (gcc) so that "
+            f"Antiphon builds its own JACK client, or run it with LD_PRELOAD={preload}")
 
 
 def server_name() -> str:

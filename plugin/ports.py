@@ -142,15 +142,19 @@ def resolve_backend(backend: str = "auto") -> str:
 
 
 def _make(kind, backend: str, client: str, **kw):
+    from contextlib import nullcontext
+
+    from . import jack_lib
+
     try:
-        return kind(_APIS[backend], name=client, **kw)
+        with jack_lib.quiet_stderr() if backend == "jack" else nullcontext():  # libjack's own complaints
+            return kind(_APIS[backend], name=client, **kw)
     except rtmidi.RtMidiError as exc:
         if backend == "jack":
-            from . import jack_lib
-
-            hint = jack_lib.pipewire_hint() if jack_lib.find_server() is not None else "start jackd"
-            raise ValueError(f"cannot open a JACK client through python-rtmidi ({hint}; "
-                             f"JACK_DEFAULT_SERVER={jack_lib.server_name()}): {exc}") from None
+            if jack_lib.find_server() is not None:
+                raise ValueError(jack_lib.pipewire_hint()) from None
+            raise ValueError(f"no JACK server reachable (JACK_DEFAULT_SERVER={jack_lib.server_name()}): start "
+                             f"jackd, or PipeWire with pipewire-jack") from None
         if backend == "alsa":
             raise ValueError(f"cannot open the ALSA sequencer ({exc}); 'sudo modprobe snd-seq' or use --backend jack") from None
         raise ValueError(f"cannot open {backend} MIDI: {exc}") from None
