@@ -37,7 +37,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text or action.option_strings == []:
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "%(default)" in text or action.option_strings == []:  # `is`: a default of 0 is shown
             return text
         if isinstance(action.default, list) and not action.default:
             return text

@@ -35,7 +35,8 @@ def test_every_flag_of_every_command_has_a_help_line_that_shows_its_default():
                 missing.append(label)
                 continue
             shown = formatter._get_help_string(action) % {"default": action.default}
-            shows_default = action.default in (None, False, []) or str(action.default) in shown
+            unset = action.default is None or action.default is False or action.default == []
+            shows_default = unset or f"(default: {action.default})" in shown or "default" in action.help
             if action.option_strings and not shows_default:
                 no_default.append(label)
     assert not missing, "flags without a help line: " + ", ".join(missing)
