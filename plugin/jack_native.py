@@ -561,7 +561,7 @@ class NativeJack:
 
     # ---- time ----------------------------------------------------------------------------------
     def jack_time_us(self) -> int:
-        return self._lib.aj_time_us(self._h)
+        return self._lib.aj_time_us(self._h)  # jack_get_time(): no client needed
 
     def resync_clock(self) -> None:
         self._offset = jack_lib.clock_offset(self.jack_time_us)
@@ -573,6 +573,8 @@ class NativeJack:
     # ---- commands ------------------------------------------------------------------------------
     def command(self, op: int, data: bytes = b"", epoch: int = 0, ordinal: int = 0, tag: int = 0) -> bool:
         with self._cmd_lock:
+            if not self._h:  # closed: nothing may reach a freed client
+                return False
             ok = bool(self._lib.aj_command(self._h, op, epoch & 0xFFFFFFFF, ordinal & 0xFFFFFFFF, tag & 0xFFFFFFFF,
                                            bytes(data), len(data)))
         if not ok:
@@ -601,7 +603,7 @@ class NativeJack:
 
     def pending(self) -> int:
         """Commands not yet run plus messages carried to the next cycle."""
-        return self._lib.aj_pending_commands(self._h)
+        return self._lib.aj_pending_commands(self._h) if self._h else 0
 
     def release_every_note(self, channels) -> None:
         from .sender import release_every_note
@@ -614,30 +616,34 @@ class NativeJack:
     def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
         """[(perf_counter time, message, ordinal, epoch, frame)] received since the last call."""
         out = []
-        while True:
+        while self._h:
             n = self._lib.aj_read_input(self._h, self._in_buf, self.BATCH)
             for r in self._in_buf[:n]:
                 out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.ordinal, r.epoch, r.frame))
             if n < self.BATCH:
-                return out
+                break
+        return out
 
     def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
         """[(perf_counter time, message, tag, ordinal at sending, late)] written since the last call."""
         out = []
-        while True:
+        while self._h:
             n = self._lib.aj_read_sent(self._h, self._out_buf, self.BATCH)
             for r in self._out_buf[:n]:
                 out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.tag, r.ordinal, bool(r.late)))
             if n < self.BATCH:
-                return out
+                break
+        return out
 
     def stats(self) -> dict[str, int]:
-        self._lib.aj_stats(self._h, self._stats)
+        if self._h:
+            self._lib.aj_stats(self._h, self._stats)
         return dict(zip(STATS, (int(v) for v in self._stats)))
 
     def sounding(self) -> list[tuple[int, int]]:
         buf = (ctypes.c_uint8 * (16 * 128))()
-        self._lib.aj_sounding(self._h, buf)
+        if self._h:
+            self._lib.aj_sounding(self._h, buf)
         return [(i // 128, i % 128) for i, v in enumerate(buf) if v]
 
     def thread_policy(self) -> int:

@@ -277,6 +277,7 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     clients = {name: jack.xruns(name, log_at) for name in ("Antiphon", "jack_midi_clock", "antiphon_player",
                                                            "antiphon_player_clock", dump.port.split(":")[0])}
     r = {"case": case, "rec": rec, "log": log, "rate": jack.rate, "period": jack.period, "take": take,
+         "recorder": dump.port.split(":")[0],
          "call1": call1, "answer_starts": (answer1, None), "first": first, "second": second, "cut_tick": cut_tick,
          "xruns": clients, "process_errors": jack.process_errors(log_at), **status_figures(log)}
     return r
@@ -320,6 +321,7 @@ def jam_figures(r: dict) -> dict:
         "heard": len(rec.answer) + sum(1 for _, m in rec.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
         "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"),
         "xruns": x["Antiphon"], "rig_xruns": sum(v for k, v in x.items() if k != "Antiphon"),
+        "recorder_xruns": x[r["recorder"]],
         "process_errors": r["process_errors"], "r": pitch_class_r(rec.call, rec.answer),
     }
     # 5. the recording is what went out, note for note, across the interruption
@@ -350,6 +352,9 @@ def check_jam(r: dict, label: str = "JACK") -> dict:
     assert not f["left"], f"notes left hanging: {f['left']}"
     assert not f["after_stop"], f"still sounding two ticks after Stop: {f['after_stop']}"
     assert f["cc123"], "no All Notes Off at the end"
+    if (f["heard"] != f["sent"] or f["mismatches"]) and f["recorder_xruns"]:
+        pytest.skip(f"jack_midi_dump itself missed {f['recorder_xruns']} cycles (the server's log): what it heard "
+                    f"cannot be counted against what Antiphon sent ({f['heard']} of {f['sent']})")
     assert f["heard"] == f["sent"]
     assert not f["mismatches"], f["mismatches"][:10]
     assert f["xruns"] <= f["rig_xruns"] + 5, f  # never the late one (python-rtmidi's callback: 1,500 in 10 s)
