@@ -74,7 +74,7 @@ def test_open_io_names_refused_in_one_line(jack_server):
 def _ticked(io, jack_server, bpm: float, seconds: float, schedule=None, busy_thread: bool = True):
     """jack_midi_clock into `io` for `seconds` with a pure-Python thread busy in this process; a reader thread
     feeds a ClockFollower with what `io` stamped; `schedule(follower, io)` runs on it after each batch.
-    Returns (follower, input events, dump events)."""
+    Returns (follower, input events, dump events, the dump's client name)."""
     follower = ClockFollower(internal_bpm=100)
     events: list = []
     stop = threading.Event()
@@ -98,7 +98,6 @@ def _ticked(io, jack_server, bpm: float, seconds: float, schedule=None, busy_thr
 
     clock = jack_server.midi_clock(bpm)
     dump = jack_server.midi_dump(f"tick_rec{len(jack_server.children)}")
-    _ticked.last_dump = dump.port.split(":")[0]
     threads = [threading.Thread(target=reader, daemon=True)] + ([threading.Thread(target=burn, daemon=True)]
                                                                   if busy_thread else [])
     for t in threads:
@@ -121,7 +120,7 @@ def _ticked(io, jack_server, bpm: float, seconds: float, schedule=None, busy_thr
         for t in threads:
             t.join(2)
         clock.stop()
-    return follower, events, dump.stop()
+    return follower, events, dump.stop(), dump.port.split(":")[0]
 
 
 def _every_beat(follower, io, queued=set()):
@@ -140,10 +139,6 @@ def _every_beat(follower, io, queued=set()):
         io.at_tick(epoch, ordinal + 6, bytes([0x80, pitch, 0]))
 
 
-def dump_client(dump_events) -> str:
-    return _ticked.last_dump
-
-
 def _frame_errors(dump_events) -> tuple[list[int], list[int], list[int]]:
     ticks = [f for f, m in dump_events if m[0] == CLOCK]
     ons = [f for f, m in dump_events if m[0] == 0x90 and m[2] > 0]
@@ -159,7 +154,7 @@ def test_native_notes_go_out_with_their_tick(jack_server, native, bpm):
     """No Python in JACK's thread: a note queued for a 0xF8 comes out at that 0xF8's very frame, with a busy
     Python thread in the process that queues them; the follower locks and loses no tick."""
     log_at = len(jack_server.log())
-    follower, events, dump = _ticked(native, jack_server, bpm, 4.0, _every_beat)
+    follower, events, dump, recorder = _ticked(native, jack_server, bpm, 4.0, _every_beat)
     ticks, ons, errs = _frame_errors(dump)
     received = [e for e in events if e[1][0] == CLOCK]
     st = native.stats()
@@ -177,7 +172,7 @@ def test_native_notes_go_out_with_their_tick(jack_server, native, bpm):
     assert st["late"] == 0 and st["in_dropped"] == 0
     starved(arriving, bpm, f"lost {follower.lost_ticks} ticks, {jack_server.process_errors(log_at)} process errors")
     assert follower.lost_ticks == 0
-    recorder_late = jack_server.xruns(dump_client(dump), log_at)
+    recorder_late = jack_server.xruns(recorder, log_at)
     assert abs(len(received) - len(ticks)) <= 1 or recorder_late  # both may miss the clock's last tick at Stop
     statuses = [e[1][0] for e in events]
     assert START in statuses and STOP in statuses
@@ -191,7 +186,7 @@ def test_polled_rtmidi_fallback_sends_within_a_period_and_a_poll(jack_server):
     io = PolledIO("jack")
     try:
         assert io.in_name.endswith(":Antiphon In") and io.out_name.endswith(":Antiphon Out")
-        follower, events, dump = _ticked(io, jack_server, 150.0, 4.0, _every_beat)
+        follower, events, dump, _ = _ticked(io, jack_server, 150.0, 4.0, _every_beat)
     finally:
         io.close()
     ticks, ons, errs = _frame_errors(dump)
