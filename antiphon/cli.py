@@ -23,6 +23,7 @@ COMMANDS = {
     "tune-memory": "choose a style's session memory on held-out data",
     "calibrate": "choose a style's temperature on held-out data (then its memory)",
     "ensemble": "combine trained styles into one that plays their mixture",
+    "fit-critic": "fit the critic that chooses among planned answers, on valid calls",
     "generate": "continue a MIDI file offline",
     "live": "play live: virtual MIDI ports, clock sync, panel",
     "ports": "list MIDI backends and ports",

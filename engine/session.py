@@ -69,7 +69,7 @@ class SessionParams:
     candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
     end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
     register: str = "free"  # follow | free: the answer stays near the call's register (hard filter)
-    kinship: float = 0.0  # planned candidates lean towards the call's pitch classes by this (0: not at all)
+    kinship: float = 1.0  # planned candidates lean towards the call's pitch classes by this (0: not at all)
     voicing: str = "below"  # below | above | around the player's notes: where the accompaniment plays
     comp: str = "free"  # free | follow | beats | sustain: the accompaniment's rhythm (see _comp_allows)
     react: bool = True  # accompaniment re-plans the tick the player plays on (False: predicted a beat ahead)
@@ -92,6 +92,7 @@ class SessionParams:
                        top_p=float(min(max(self.top_p, 0.05), 1.0)),
                        response_bars=int(min(max(self.response_bars, 1), 64)),
                        candidates=int(min(max(self.candidates, 1), MAX_CANDIDATES)),
+                       kinship=float(min(max(self.kinship, 0.0), 4.0)),
                        silence_beats=float(min(max(self.silence_beats, 0.25), 16.0)),
                        stale_hold_bars=float(min(max(self.stale_hold_bars, 0.5), 64.0)),
                        lookahead_beats=float(min(max(self.lookahead_beats, 0.25), 8.0)))

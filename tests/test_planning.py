@@ -84,7 +84,7 @@ def test_constraints_filter_and_fall_back():
     assert call.key.name == "C major"
     on_tonic = [Note(200, 224, 62), Note(224, 300, 60)]
     on_third = [Note(200, 224, 62), Note(224, 300, 64)]
-    far = [Note(200, 224, 86), Note(224, 300, 84)]
+    far = [Note(200, 224, 86), Note(224, 300, 88)]  # ends on E6: stable, not the tonic, far above
     off_key = [Note(200, 224, 61), Note(224, 300, 66)]
     cands = [(on_third, -0.1), (on_tonic, -2.0), (far, 0.0), (off_key, 0.0)]
     assert choose(call, cands, 192, constraints=Constraints(end_on="tonic")).index == 1

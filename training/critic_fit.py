@@ -97,17 +97,21 @@ def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float
                    "real": {m: round(float(data.real[:, j].mean()), 4) for j, m in enumerate(MEASURES)}}
 
 
+# held, not fitted: the log-likelihood sets the scale; an echo of the call is not an answer, and silence is
+# never one, whatever the valid calls' own continuations do (folk and fiddle tunes often repeat their
+# first bars note for note)
+FIXED = {"log_likelihood": 1.0, "echo": 1.0, "silent": 10.0}
+
+
 def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k: int | None = None) -> dict:
-    """Coordinate ascent over the weights (the log-likelihood's stays 1: it sets the scale)."""
-    w = np.array([(start or DEFAULT_WEIGHTS).get(t, 0.0) for t in TERMS], dtype=float)
-    fixed = TERMS.index("log_likelihood")
-    w[fixed] = 1.0
+    """Coordinate ascent over the weights not in FIXED."""
+    w = np.array([FIXED.get(t, (start or DEFAULT_WEIGHTS).get(t, 0.0)) for t in TERMS], dtype=float)
     best, info = objective(data, w, k)
     start_score = best
     for _ in range(rounds):
         improved = False
         for j in range(len(TERMS)):
-            if j == fixed:
+            if TERMS[j] in FIXED:
                 continue
             base = w[j] if w[j] > 0 else 0.5
             for step in STEPS:
@@ -120,3 +124,18 @@ def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k
             break
     return {"weights": {t: round(float(x), 4) for t, x in zip(TERMS, w)}, "objective": round(best, 4),
             "objective_at_start": round(start_score, 4), **info}
+
+
+def write_critic(style_path, result: dict, out=None, meta_extra: dict | None = None) -> None:
+    """Stores the fitted weights (and how they were fitted) in a style file's metadata under "critic"."""
+    from pathlib import Path
+
+    from antiphon.engine.atomic import atomic_write_bytes
+    from antiphon.engine.style import pack, resolve_style, unpack
+
+    path = resolve_style(str(style_path))
+    tensors, meta = unpack(path.read_bytes(), str(path))
+    meta["critic"] = {"weights": result["weights"],
+                      "fit": {k: result[k] for k in ("objective", "objective_at_start", "gaps", "chosen", "real",
+                                                     "log_likelihood")} | (meta_extra or {})}
+    atomic_write_bytes(Path(out) if out else path, pack(tensors, meta))

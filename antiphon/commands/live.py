@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults = arguments.SESSION_DEFAULTS
     p.add_argument("--candidates", type=arguments.int_in(1, 1024), default=defaults["candidates"],
                    help="answers planned for each phrase, the critic plays the best (1: sample one as it plays)")
+    p.add_argument("--kinship", type=arguments.float_in(0.0, 4.0), default=defaults["kinship"],
+                   help="planned answers lean towards the pitch classes of your call, 0..4 (0: only the model)")
     p.add_argument("--end-on", default=defaults["end_on"], choices=["stable", "tonic", "any"],
                    help="the answer ends on a note of the tonic triad, on the tonic, or anywhere (a hard rule "
                         "of the critic, dropped only when no candidate keeps it)")
@@ -76,7 +78,7 @@ def config_from(args):
                            response_bars=args.response_bars, phrase_end=args.phrase_end,
                            silence_beats=args.silence_beats, answer_on=args.answer_on,
                            lookahead_beats=args.lookahead, key_lock=args.key_lock, candidates=args.candidates,
-                           end_on=args.end_on, register=args.register, voicing=args.voicing,
+                           kinship=args.kinship, end_on=args.end_on, register=args.register, voicing=args.voicing,
                            comp=args.comp).validated()
     return LiveConfig(backend=args.backend, in_port=args.in_port, out_port=args.out_port, bpm=args.bpm,
                       meter=Meter.parse(args.meter), style=args.style, channel=args.channel - 1,
