@@ -82,7 +82,8 @@ def config_from(args):
                            comp=args.comp).validated()
     return LiveConfig(backend=args.backend, in_port=args.in_port, out_port=args.out_port, bpm=args.bpm,
                       meter=Meter.parse(args.meter), style=args.style, channel=args.channel - 1,
-                      passthrough=args.passthrough, record=args.record, params=params, seed=args.seed)
+                      passthrough=args.passthrough, record=args.record, params=params, seed=args.seed,
+                      device=args.device)
 
 
 def run(args) -> int:
