@@ -163,9 +163,31 @@ def bench_batch_step(style, k: int, bandwidth: float, quick: bool, device=None) 
     us = median_us(step, 60 if quick else 300, warm=5)
     read = runtime.weight_bytes + memory_key_bytes(style)
     floor = read / bandwidth * 1e6
+    flops = k * step_flops(style)
     return {"batch_k": k, "batch_step_us": round(us, 1), "batch_step_us_per_stream": round(us / k, 1),
             "batch_floor_us_per_stream": round(floor / k, 1), "batch_bytes_read": read,
-            "batch_step_over_floor": round(us / floor, 2)}
+            "batch_step_over_floor": round(us / floor, 2), "batch_flops_per_stream": step_flops(style),
+            "batch_gflop_per_s": round(flops / us / 1e3, 1)}
+
+
+def step_flops(style) -> int:
+    """Multiply-adds x 2 one stream's step costs: every member's layers, head and interval head, and its
+    memory's window of keys (at this size the batched step is bound by these, not by the bytes read)."""
+    from .model import INTERVAL_SPAN
+
+    total = 0
+    members = style.members or []
+    for m in (members or [None]):
+        model, memory = (m.model, m.memory) if m is not None else (style.model, style.memory)
+        c = model.config
+        total += 2 * c.hidden * 4 * c.hidden + (c.layers - 1) * 2 * 2 * c.hidden * 4 * c.hidden
+        total += 2 * c.hidden * c.vocab_size
+        if c.interval_head:
+            rows = 4 if c.interval_roles else 2
+            total += 2 * c.hidden * rows * 2 * INTERVAL_SPAN + 2 * rows * 2 * INTERVAL_SPAN * 128
+        if memory is not None:
+            total += 2 * memory.window * c.hidden
+    return total
 
 
 def bench_plan(style, k: int, quick: bool, bars: int = 2, device=None) -> dict:
