@@ -542,7 +542,7 @@ class NativeJack:
         from .sender import TimedSender
 
         # messages due at perf_counter() deadlines (the internal clock) go out through `send`
-        self.timed = TimedSender(self.send, name="antiphon-sender")
+        self.timed = TimedSender(self.send, name="antiphon-sender", realtime=True)
 
     @classmethod
     def open(cls, client_name: str = "Antiphon", in_port: str = "Antiphon In", out_port: str = "Antiphon Out",

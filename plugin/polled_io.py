@@ -100,7 +100,7 @@ class PolledIO:
         self._tag = 0
         self._late = False
         self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0}
-        self.timed = TimedSender(self._write, name="antiphon-sender")
+        self.timed = TimedSender(self._write, name="antiphon-sender", realtime=True)
 
     # ---- output -------------------------------------------------------------------------------
     def _write(self, msg: bytes) -> None:

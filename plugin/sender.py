@@ -11,6 +11,8 @@ It keeps the notes it has actually sent, so Panic and every stop path can releas
 The queue is bounded: past `max_queue` events, new note-ons are dropped and counted; note-offs and
 everything else are always queued.
 
+`realtime`: the thread asks for SCHED_FIFO for itself (it sleeps between deadlines).
+
 The GIL: a busy Python thread holds the interpreter for up to sys.getswitchinterval() (5 ms by
 default) before a woken sender can run. `switch_interval` (default 0.5 ms) lowers that process-wide
 when the sender starts; pass None to leave the interpreter alone.
@@ -85,6 +87,7 @@ class TimedSender:
         switch_interval: float | None = 0.0005,
         clock: Callable[[], float] = time.perf_counter,
         name: str = "antiphon-sender",
+        realtime: bool = False,
     ):
         self._send_fn: Callable[[bytes], None] = output if callable(output) else output.send_message
         self.max_queue = int(max_queue)
@@ -106,6 +109,7 @@ class TimedSender:
         self._errors = 0
         self._closing = False
         self._epoch = 0  # bumped by panic/cancel so events already popped are not sent after them
+        self._realtime = realtime
         if switch_interval is not None and sys.getswitchinterval() > switch_interval:
             sys.setswitchinterval(switch_interval)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -270,6 +274,13 @@ class TimedSender:
 
     # ---- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        if self._realtime:  # this thread alone runs before ordinary work, where the system allows it
+            try:
+                import os
+
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+            except (AttributeError, OSError):
+                pass
         clock = self._clock
         while True:
             with self._cond:

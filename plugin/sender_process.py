@@ -39,9 +39,12 @@ POLL_S = 0.0005  # rtmidi's queue is polled this often (the native client needs 
 
 
 def _realtime_priority() -> str:
-    """The I/O threads (and the JACK client thread the port creates) run before ordinary work where
-    the system allows: SCHED_FIFO, else a higher nice level, else as they are. They sleep between
-    polls and deadlines, so they never hold a core for long."""
+    """For python-rtmidi's ports: this thread, the threads it starts and the driver threads the ports
+    create run before ordinary work where the system allows (SCHED_FIFO, else a higher nice level): the
+    poller sends what waits for a 0xF8. They sleep between polls and deadlines. The native client needs
+    none of it: its JACK thread asks for SCHED_FIFO itself, its deadline thread too, and the rest of this
+    process stays ordinary (realtime Python polling beside a --no-realtime JACK server only takes cycles
+    from the server)."""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
         return "fifo"
@@ -64,7 +67,7 @@ class NullIO:
     def __init__(self):
         from .sender import TimedSender
 
-        self.timed = TimedSender(lambda msg: None, name="antiphon-sender")
+        self.timed = TimedSender(lambda msg: None, name="antiphon-sender", realtime=True)
 
     def poll(self):
         pass
@@ -137,11 +140,13 @@ def open_io(backend: str | None, in_port: str | None = None, out_port: str | Non
         try:
             from .polled_io import PolledIO
 
+            _realtime_priority()
             return PolledIO(backend, in_port, out_port)
         except ValueError as exc:
             raise ValueError(f"{exc} (Antiphon's own JACK client was not available either: {reason})") from None
     from .polled_io import PolledIO
 
+    _realtime_priority()
     return PolledIO(backend, in_port, out_port)
 
 
@@ -193,7 +198,6 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _realtime_priority()
     try:
         io = open_io(backend, in_port, out_port)
     except Exception as exc:  # why the ports could not open, as one line for the engine to raise

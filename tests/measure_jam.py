@@ -54,9 +54,13 @@ def main() -> None:
                 traceback.print_exc()
     ok = [f for f in rows if f is not None]
     if ok:
-        first = [ms for f in ok for ms in f["first_ms"]]
-        print(f"\n{len(ok)} of {len(rows)} runs measured: first notes from their tick max {max(first):.2f} ms "
-              f"(median {np.median(first):.2f}); onsets p99 worst {max(f['p99'] for f in ok):.2f} ms; lost ticks "
+        clean = [f for f in ok if not f["recorder_xruns"]]
+        first = [ms for f in clean for ms in f["first_ms"]] or [float("nan")]
+        near = [ms for f in ok for ms in f["first_tick_ms"]]
+        print(f"\n{len(ok)} of {len(rows)} runs measured, {len(ok) - len(clean)} of them with the recorder missing "
+              f"cycles; first notes from the tick they were meant for max {max(first):.2f} ms (median "
+              f"{np.median(first):.2f}; runs with a sound recorder), from the nearest tick max {max(near):.2f} ms; "
+              f"onsets p99 worst {max(f['p99'] for f in ok):.2f} ms; lost ticks "
               f"{sum(f['lost'] or 0 for f in ok)}; late for their tick {sum(f['late'] or 0 for f in ok)}; late cycles "
               f"naming Antiphon {sum(f['xruns'] for f in ok)} (the rig's clients {sum(f['rig_xruns'] for f in ok)}); "
               f"runs with notes hanging after Stop/SIGINT {sum(bool(f['after_stop'] or f['left']) for f in ok)}; "
