@@ -18,8 +18,8 @@ Each candidate gets a score, the weighted sum of explainable terms (every term i
 
 Weights are fit on valid data (`antiphon fit-critic`, training/critic_fit.py) and stored in a style's
 metadata under "critic"; DEFAULT_WEIGHTS work for any style. Constraints are hard filters applied first
-(`--end-on`, `--register`, `--key-lock`), with a fallback: when no candidate passes them all, the
-candidates passing most of them compete.
+(no loop, always; `--end-on`, `--register`, `--key-lock`), with a fallback: when no candidate passes them
+all, the candidates passing most of them compete.
 """
 from __future__ import annotations
 
@@ -114,8 +114,10 @@ def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: 
 
 
 def passes(call: Call, notes: list[Note], c: Constraints) -> list[bool]:
-    """Each hard constraint: end_on, register, key_lock."""
-    return [c.end_on == "any" or am.ends_on(notes, call.key, c.end_on),
+    """Each hard constraint: no loop (always: 8+ melody notes on two pitches is never an answer), end_on,
+    register, key_lock."""
+    return [not am.loops(notes),
+            c.end_on == "any" or am.ends_on(notes, call.key, c.end_on),
             c.register == "free" or (bool(notes) and am.register_distance(call.notes, notes) <= FOLLOW_SEMITONES),
             not c.key_lock or am.key_fit(notes, call.key) == 1.0]
 
@@ -125,7 +127,7 @@ class Choice:
     index: int
     score: float
     terms: dict[str, float]  # weighted
-    passed: list[bool]  # the constraints the chosen candidate met (end_on, register, key_lock)
+    passed: list[bool]  # the constraints the chosen candidate met (no loop, end_on, register, key_lock)
     candidates: int
     scores: list[float] = field(default_factory=list)
 
@@ -133,7 +135,7 @@ class Choice:
         """JSON-ready: the chosen candidate, its weighted terms, how it stood among the others."""
         return {"chosen": self.index, "of": self.candidates, "score": round(self.score, 4),
                 "terms": {k: round(v, 4) for k, v in self.terms.items()},
-                "constraints_met": dict(zip(("end_on", "register", "key_lock"), self.passed)),
+                "constraints_met": dict(zip(("no_loop", "end_on", "register", "key_lock"), self.passed)),
                 "score_range": [round(min(self.scores), 4), round(max(self.scores), 4)] if self.scores else []}
 
     def summary(self) -> str:

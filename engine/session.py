@@ -68,7 +68,7 @@ class SessionParams:
     max_polyphony: int = 8
     candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
     end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
-    register: str = "free"  # follow | free: the answer stays near the call's register (hard filter)
+    register: str = "follow"  # follow | free: the answer stays near the call's register (hard filter)
     kinship: float = 1.0  # planned candidates lean towards the call's pitch classes by this (0: not at all)
     voicing: str = "below"  # below | above | around the player's notes: where the accompaniment plays
     comp: str = "free"  # free | follow | beats | sustain: the accompaniment's rhythm (see _comp_allows)
