@@ -214,7 +214,8 @@ class JackServer:
         require_jackd()
         log = open(os.path.join(self.tmp, "jackd.log"), "w")
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "--no-realtime", "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "--no-realtime", "-d", "dummy", "-r",
+             str(self.rate), "-p", str(self.period)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout
