@@ -6,7 +6,7 @@ continuation. The weights are then chosen so that the candidates the critic pick
 real continuations' measures (a shortfall on any measure costs, being better earns a little), while
 keeping what the model itself finds likely: the objective is
 
-    sum over measures of min(gap, 0) + 0.1 * clip(gap, -1, 1)  +  mean per-token log-likelihood chosen
+    sum over measures of min(gap - MARGIN, 0) + 0.1 * clip(gap, -1, 1)  +  mean per-token log-likelihood chosen
 
 where gap is the chosen answers' mean minus the real continuations' mean, in units of `SCALES`, signed
 so that positive is better, for each call set (averaged over the sets). Weights are non-negative (each term points the way it should); the search is
@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from antiphon.engine.answer_measures import key_of_notes, measure
-from antiphon.engine.critic import DEFAULT_WEIGHTS, TERMS, term_matrix
+from antiphon.engine.critic import DEFAULT_WEIGHTS, FOLLOW_SEMITONES, TERMS, term_matrix
 from antiphon.engine.session import SessionParams
 
 from .answer_bench import BETTER, MEASURES, answer, as_row
@@ -75,10 +75,25 @@ def retermed(data: FitData) -> FitData:
 
 
 def chosen(data: FitData, w: np.ndarray, k: int | None = None) -> list[int]:
-    return [int(np.argmax(t[:k] @ w)) for t in data.terms]
+    """The candidate the critic plays for each call: as engine.critic.choose, the best score among those
+    keeping the rules the session applies by default (no loop, then the call's register)."""
+    loops, register = MEASURES.index("loops"), MEASURES.index("register_distance")
+    picks = []
+    for t, m in zip(data.terms, data.measures):
+        scores = t[:k] @ w
+        rules = np.stack([m[:k, loops] == 0, m[:k, register] <= FOLLOW_SEMITONES], axis=1)
+        for kept in (2, 1, 0):
+            ok = rules[:, :kept].all(axis=1)
+            if ok.any():
+                break
+        picks.append(int(np.flatnonzero(ok)[np.argmax(scores[ok])]))
+    return picks
 
 
-def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float, dict]:
+MARGIN = 0.5  # the chosen answers should beat each real continuation's mean by half a scale unit: valid sets are small
+
+
+def objective(data: FitData, w: np.ndarray, k: int | None = None, margin: float = MARGIN) -> tuple[float, dict]:
     """The fit's objective for weights `w` (candidates: the first `k` of each call's), and its parts."""
     picks = chosen(data, w, k)
     sel = np.array([m[i] for m, i in zip(data.measures, picks)])
@@ -89,7 +104,7 @@ def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float
         rows = names == name
         gaps = {m: BETTER[m] * (sel[rows, j].mean() - data.real[rows, j].mean()) / SCALES[m]
                 for j, m in enumerate(MEASURES)}
-        score += sum(min(g, 0.0) + 0.1 * float(np.clip(g, -1, 1)) for g in gaps.values())
+        score += sum(min(g - margin, 0.0) + 0.1 * float(np.clip(g, -1, 1)) for g in gaps.values())
         per_set[name] = {m: round(g, 3) for m, g in gaps.items()}
     score = score / len(per_set) + ll
     return score, {"gaps": per_set, "log_likelihood": round(ll, 4),
@@ -103,10 +118,11 @@ def objective(data: FitData, w: np.ndarray, k: int | None = None) -> tuple[float
 FIXED = {"log_likelihood": 1.0, "echo": 1.0, "silent": 10.0}
 
 
-def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k: int | None = None) -> dict:
+def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k: int | None = None,
+        margin: float = MARGIN) -> dict:
     """Coordinate ascent over the weights not in FIXED."""
     w = np.array([FIXED.get(t, (start or DEFAULT_WEIGHTS).get(t, 0.0)) for t in TERMS], dtype=float)
-    best, info = objective(data, w, k)
+    best, info = objective(data, w, k, margin)
     start_score = best
     for _ in range(rounds):
         improved = False
@@ -117,7 +133,7 @@ def fit(data: FitData, start: dict[str, float] | None = None, rounds: int = 4, k
             for step in STEPS:
                 trial = w.copy()
                 trial[j] = base * step
-                score, trial_info = objective(data, trial, k)
+                score, trial_info = objective(data, trial, k, margin)
                 if score > best + 1e-9:
                     best, info, w, improved = score, trial_info, trial, True
         if not improved:
