@@ -5,12 +5,12 @@ stamped it (time.perf_counter() seconds), in the order they arrived, from whiche
 input (never a driver's thread). Readers on other threads ask for `tick_at(t)`, `time_of(tick)`,
 `bpm`, `running`, or one consistent `snapshot(t)`.
 
-The real world: a missing 0xF8 (an interval of about two, or three, periods while locked) is counted
-in `lost_ticks` and the position moves on by the ticks missed; two such intervals in a row are a
-tempo change instead, and a long interval followed by a short one was a late time stamp (the count is
-taken back either way). Where the I/O layer gives each message its sample frame (JACK), intervals are
-measured in frames, which a late wake-up does not stretch (a callback that runs a whole cycle late
-still can: hence the check on the interval after). The tempo is clamped to 20..400 BPM, so 0xF8s 1.6 ms
+The real world: a missing 0xF8 is counted in `lost_ticks` and the position moves on by the ticks
+missed. Where an I/O layer stamps ordinals, it has counted them (Antiphon's JACK client in sample
+frames, the same instant it releases queued notes by that count): the follower follows its count.
+Otherwise an interval of about two, or three, periods while locked is a lost tick; two such intervals
+in a row are a tempo change instead, and a long interval followed by a short one a late time stamp
+(the count is taken back either way). The tempo is clamped to 20..400 BPM, so 0xF8s 1.6 ms
 apart (a flood, a broken device) never read as 1600 BPM. Song Position Pointer re-anchors the position
 at the next 0xF8; while rolling that is a relocation.
 
@@ -135,14 +135,13 @@ class ClockFollower:
         self._epoch: int | None = None
         self._ord_base: int | None = None
         self._ord_tick = 0
-        self._last_frame: int | None = None
-        self._frame_intervals: deque[int] = deque(maxlen=8)  # recent 0xF8 intervals in frames (normal ones)
+        self._last_ordinal: int | None = None
 
     # ---- feeding (MIDI input thread) -------------------------------------------------------
     def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None,
-             ordinal: int | None = None, epoch: int | None = None, frame: int | None = None) -> None:
+             ordinal: int | None = None, epoch: int | None = None) -> None:
         """One MIDI message: `status` byte, the data bytes after it, its time (perf_counter), and where
-        the I/O layer stamps them, its 0xF8 count, transport epoch and sample frame."""
+        the I/O layer stamps them, its 0xF8 count and transport epoch."""
         if t is None:
             t = time.perf_counter()
         with self._lock:
@@ -150,7 +149,7 @@ class ClockFollower:
             if epoch is not None:
                 self._epoch = epoch
             if status == CLOCK:
-                self._on_clock(t, ordinal, frame)
+                self._on_clock(t, ordinal)
             elif status == START:
                 self._on_transport(t, 0, ordinal)
             elif status == CONTINUE:
@@ -190,12 +189,12 @@ class ClockFollower:
         self._ref_time = t
         self._last_event = t
 
-    def _on_clock(self, t: float, ordinal: int | None = None, frame: int | None = None) -> None:
+    def _on_clock(self, t: float, ordinal: int | None = None) -> None:
         self.ticks += 1
-        frames = None
-        if frame is not None and self._last_frame is not None:
-            frames = (frame - self._last_frame) & 0xFFFFFFFF
-        self._last_frame = frame
+        step = None  # 0xF8s the I/O layer counted since the last one (more than 1: some never arrived)
+        if ordinal is not None and self._last_ordinal is not None:
+            step = ((ordinal - self._last_ordinal + 2**31) % 2**32) - 2**31
+        self._last_ordinal = ordinal
         first_midi = not self._midi_seen
         if first_midi and self._pending_position is None and self._transport == "unknown":
             # clock with no transport message: count on from where the (internal) clock stands
@@ -210,33 +209,19 @@ class ClockFollower:
             if interval <= 0:
                 self.malformed += 1
                 return
-            missing = self._missing(interval, frames)
-            if interval > self.silence_s or missing > MAX_LOST_TICKS:
-                # resumed after a gap: keep the tempo, restart the phase
-                missing = 0
-                self._last_lost = 0
-                self._recent3.clear()
-                self._frame_intervals.clear()
-                self._reset_loop(t, self._period)
-            elif self._last_lost and self._short(interval, frames):
-                # a long interval, then a short one: the tick before this one was stamped late, none was lost;
-                # the loop heard a tick that was not there, so its phase restarts here (the tempo kept)
-                self._undo_lost()
-                self._reset_loop(t, self._period)
-            elif missing and self._last_lost:
-                # two long intervals in a row: the tempo dropped, nothing was lost
-                self._undo_lost()
-                missing = 0
-                self._recent3.clear()
-                self._reset_loop(t, min(max(interval, MIN_PERIOD), MAX_PERIOD))
-            else:
-                for k in range(1, missing + 1):  # the loop hears the missing ticks where they were due
-                    self._update_loop(self._last_arrival + interval * k / (missing + 1))
-                self._update_loop(t)
-                self._last_lost = missing
+            if step is not None and interval <= self.silence_s:
+                # the I/O layer saw the sample frames and counted what never arrived: follow its count
+                missing = step - 1
+                if missing < 0:  # it took back ticks it had counted as lost (the tempo dropped)
+                    self._recent3.clear()
+                    self._reset_loop(t, min(max(interval, MIN_PERIOD), MAX_PERIOD))
+                else:
+                    for k in range(1, missing + 1):  # the loop hears the missing ticks where they were due
+                        self._update_loop(self._last_arrival + interval * k / (missing + 1))
+                    self._update_loop(t)
                 self.lost_ticks += missing
-                if not missing and frames is not None:
-                    self._frame_intervals.append(frames)
+            else:
+                missing = self._lost_by_time(t, interval)
         self._last_arrival = t
         self._last_event = t
         if self._transport == "stopped":
@@ -255,31 +240,48 @@ class ClockFollower:
         self._ref_tick = float(self._tick)
         self._ref_time = self._t1 - self._period
 
-    def _missing(self, interval: float, frames: int | None = None) -> int:
-        """0xF8s missing before one that came `interval` seconds (or `frames`) after the last (0 unless
-        the loop is settled)."""
-        if frames is not None and len(self._frame_intervals) >= 4:
-            ratio = frames / sorted(self._frame_intervals)[len(self._frame_intervals) // 2]
-        elif self._ticks_since_reset < self.lock_ticks:
+    def _lost_by_time(self, t: float, interval: float) -> int:
+        """Without the I/O layer's count: missing 0xF8s judged by the interval (see the module's docstring);
+        returns how many to count now (negative: taken back)."""
+        missing = self._missing(interval)
+        if interval > self.silence_s or missing > MAX_LOST_TICKS:
+            # resumed after a gap: keep the tempo, restart the phase
+            self._last_lost = 0
+            self._recent3.clear()
+            self._reset_loop(t, self._period)
             return 0
-        else:
-            ratio = interval / self._period
+        if self._last_lost and interval < SHORT_TICK_RATIO * self._period:
+            # a long interval, then a short one: the tick before this one was stamped late, none was lost;
+            # the loop heard a tick that was not there, so its phase restarts here (the tempo kept)
+            taken = self._undo_lost()
+            self._reset_loop(t, self._period)
+            return -taken
+        if missing and self._last_lost:
+            # two long intervals in a row: the tempo dropped, nothing was lost
+            taken = self._undo_lost()
+            self._recent3.clear()
+            self._reset_loop(t, min(max(interval, MIN_PERIOD), MAX_PERIOD))
+            return -taken
+        for k in range(1, missing + 1):  # the loop hears the missing ticks where they were due
+            self._update_loop(self._last_arrival + interval * k / (missing + 1))
+        self._update_loop(t)
+        self._last_lost = missing
+        self.lost_ticks += missing
+        return missing
+
+    def _missing(self, interval: float) -> int:
+        """0xF8s missing before one that came `interval` after the last (0 unless the loop is settled)."""
+        if self._ticks_since_reset < self.lock_ticks:
+            return 0
+        ratio = interval / self._period
         return int(ratio - LOST_TICK_RATIO) + 1 if ratio >= LOST_TICK_RATIO else 0
 
-    def _short(self, interval: float, frames: int | None) -> bool:
-        """This interval is far shorter than a period (the one before it was long: a late stamp)."""
-        if frames is not None and len(self._frame_intervals) >= 4:
-            return frames < SHORT_TICK_RATIO * sorted(self._frame_intervals)[len(self._frame_intervals) // 2]
-        return interval < SHORT_TICK_RATIO * self._period
-
-    def _undo_lost(self) -> None:
-        """The last interval read as missing ticks was the first of a slower tempo: take it back."""
+    def _undo_lost(self) -> int:
+        """The last interval read as missing ticks was a late stamp or the first of a slower tempo: take
+        the count back; returns how many (the caller moves the position back by as many)."""
         n, self._last_lost = self._last_lost, 0
         self.lost_ticks -= n
-        if self._running and self._transport != "stopped":
-            self._tick -= n
-            if self._ord_base is not None:
-                self._ord_tick -= n
+        return n
 
     def _reset_loop(self, t: float, period: float | None) -> None:
         """Restart acquisition at the tick arriving at `t`, keeping `period` (None: unknown)."""

@@ -9,7 +9,9 @@ with the system's C compiler into Antiphon's cache folder and loaded with ctypes
   the event's frame offset in the cycle, at the sample rate), its frame, the count of 0xF8 seen so far (its *ordinal*) and the transport *epoch*
   (bumped by Start, Continue, Stop and Song Position Pointer);
 - output by tick: a message queued for ordinal N goes out in the same cycle, at the same frame, as
-  the Nth 0xF8: an answer sits on the master's ticks whatever Python is doing. A transport message
+  the Nth 0xF8: an answer sits on the master's ticks whatever Python is doing. A 0xF8 lost on the way
+  (a gap of two or three of the master's evenly spaced periods, in frames) is counted all the same,
+  so that what is queued stays on the tick it was meant for; A transport message
   drops the queue and ends every note it started (the engine then re-plans on the new timeline);
 - output now: messages Python sends go out at the start of the next cycle; a full port buffer
   carries them to the next cycle instead of dropping them;
@@ -79,7 +81,7 @@ static struct {
 enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED };
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
-       ST_QUEUED, ST_SOUNDING, ST_N };
+       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_N };
 
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
@@ -123,6 +125,9 @@ typedef struct {
     jack_port_t *in, *out;
     ring_t in_ring, cmd_ring, sent_ring;
     uint32_t ordinal, epoch, seq;
+    /* 0xF8 that never reached us: counted in the ordinal all the same (see count_tick) */
+    uint32_t last_tick_frame, intervals[8], n_intervals, next_interval, last_missing;
+    int have_tick;
     entry_t heap[QUEUE_CAP]; uint32_t heap_n;
     entry_t scratch[QUEUE_CAP];
     out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
@@ -298,6 +303,48 @@ static int important(const uint8_t *d, size_t size) {
     return kind == 0xB0 && size == 3 && (d[1] == 64 || d[1] == 120 || d[1] == 121 || d[1] == 123);
 }
 
+/* The ordinal of a 0xF8 at absolute frame `frame`: one more than the last, plus the ticks that never
+   arrived. The master's ticks are evenly spaced in frames (jitter aside): an interval of 1.6 periods or
+   more (up to 3 missing) means 0xF8s were lost on the way (a cycle this client, or the master, missed).
+   Counting them keeps every queued note on the tick it was meant for. Two such intervals in a row are
+   a slower tempo instead: the count is taken back and the period learnt anew. */
+static int cmp_u32(const void *a, const void *b) { uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b; return x < y ? -1 : x > y; }
+static void count_tick(aj_t *io, jack_nframes_t frame) {
+    uint32_t missing = 0;
+    if (io->have_tick) {
+        uint32_t d = frame - io->last_tick_frame;
+        int normal = 1;
+        if (io->n_intervals >= 4) {
+            uint32_t sorted[8];
+            memcpy(sorted, io->intervals, sizeof sorted);
+            for (uint32_t i = 1; i < io->n_intervals; i++)  /* insertion sort: 8 values, no allocation */
+                for (uint32_t j = i; j > 0 && cmp_u32(&sorted[j - 1], &sorted[j]) > 0; j--) {
+                    uint32_t t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t;
+                }
+            uint32_t median = sorted[io->n_intervals / 2];
+            if (median && (uint64_t)d * 10 >= (uint64_t)median * 16) {
+                normal = 0;
+                uint32_t m = (uint32_t)(((uint64_t)d * 10 / median - 16) / 10) + 1;
+                if (m > 3) { io->n_intervals = 0; io->last_missing = 0; }      /* a gap: start over */
+                else if (io->last_missing) {                                   /* the tempo dropped */
+                    io->ordinal -= io->last_missing;
+                    atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->last_missing, memory_order_relaxed);
+                    io->last_missing = 0; io->n_intervals = 0; normal = 1;
+                } else { missing = m; io->last_missing = m; }
+            }
+        }
+        if (normal) {
+            if (missing == 0) io->last_missing = 0;
+            io->intervals[io->next_interval] = d;
+            io->next_interval = (io->next_interval + 1) % 8;
+            if (io->n_intervals < 8) io->n_intervals++;
+        }
+    }
+    io->last_tick_frame = frame; io->have_tick = 1;
+    io->ordinal += 1 + missing;
+    if (missing) bump(io, ST_LOST_TICKS, missing);
+}
+
 static uint64_t now_ns(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1000000000ull + ts.tv_nsec; }
 
 static int process(jack_nframes_t nframes, void *arg) {
@@ -317,10 +364,11 @@ static int process(jack_nframes_t nframes, void *arg) {
         jack_midi_event_t ev;
         if (J.midi_event_get(&ev, in, i) != 0 || ev.size == 0) continue;
         uint8_t st = ev.buffer[0];
-        if (st == 0xF8) { io->ordinal++; bump(io, ST_TICKS, 1); }
+        if (st == 0xF8) { count_tick(io, io->frame0 + ev.time); bump(io, ST_TICKS, 1); }
         else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
             /* the transport moved: what was queued for ticks belongs to the old timeline */
             io->epoch++; io->heap_n = 0;
+            io->have_tick = 0; io->last_missing = 0;
             release_sounding(io, ev.time);
         }
         bump(io, ST_IN, 1);
@@ -442,7 +490,7 @@ void aj_close(aj_t *io) {
 
 OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED = range(1, 7)
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
-         "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding")
+         "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
 
 

@@ -273,13 +273,13 @@ class LiveEngine:
         """[(time, message, 0xF8 ordinal, transport epoch, frame)]: clock to the follower, notes and CCs
         to the inbox. Times are the driver's, so it does not matter when this thread gets to run."""
         wake = False
-        for t, msg, ordinal, epoch, frame in events:
+        for t, msg, ordinal, epoch, _frame in events:
             if not message_ok(msg):
                 self._malformed += 1
                 continue
             status = msg[0]
             if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
-                self.clock.feed(status, msg[1:], t, ordinal, epoch, frame)
+                self.clock.feed(status, msg[1:], t, ordinal, epoch)
                 wake = wake or status != CLOCK
             elif status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3:
                 self._enqueue(msg, t)

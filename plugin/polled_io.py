@@ -46,6 +46,53 @@ class DeltaTimeline:
         return self.anchor + self.total
 
 
+class TickCounter:
+    """The native client's count of 0xF8s (plugin/jack_native.py, count_tick), on driver time stamps instead
+    of sample frames: an interval of 1.6 periods or more (up to 3 missing) counts the ticks that never
+    arrived, so that notes queued by count stay on their tick; two such intervals in a row are a slower
+    tempo (the count is taken back). `reset()` at every transport message."""
+
+    def __init__(self):
+        self.ordinal = 0
+        self.lost = 0
+        self._last: float | None = None
+        self._intervals: deque = deque(maxlen=8)
+        self._last_missing = 0
+
+    def reset(self) -> None:
+        self._last, self._last_missing = None, 0
+
+    def tick(self, t: float) -> int:
+        missing = 0
+        if self._last is not None:
+            d = t - self._last
+            normal = True
+            if len(self._intervals) >= 4:
+                median = sorted(self._intervals)[len(self._intervals) // 2]
+                if median > 0 and d >= 1.6 * median:
+                    normal = False
+                    m = int(d / median - 1.6) + 1
+                    if m > 3:  # a gap: start over
+                        self._intervals.clear()
+                        self._last_missing = 0
+                    elif self._last_missing:  # the tempo dropped
+                        self.ordinal -= self._last_missing
+                        self.lost -= self._last_missing
+                        self._last_missing = 0
+                        self._intervals.clear()
+                        normal = True
+                    else:
+                        missing = self._last_missing = m
+            if normal:
+                if not missing:
+                    self._last_missing = 0
+                self._intervals.append(d)
+        self._last = t
+        self.ordinal += 1 + missing
+        self.lost += missing
+        return self.ordinal
+
+
 def cancel_entries(entries: list[tuple[int, int, int, bytes]], ordinal: int, seq) -> list[tuple[int, int, int, bytes]]:
     """The tick queue cut at `ordinal` (as the native client does it): entries (ordinal, seq, tag, msg)
     due before it stay; a note that would still sound there (started by what stays, or whose queued
@@ -91,7 +138,7 @@ class PolledIO:
         self.in_name, self.out_name = self.inp.name, self.out.name
         self.client_name = ports.CLIENT_NAME
         self._timeline = DeltaTimeline()
-        self._ordinal = 0
+        self._ticks = TickCounter()
         self._epoch = 0
         self._queue: list[tuple[int, int, int, bytes]] = []  # (ordinal, seq, tag, msg)
         self._seq = iter(range(1 << 62))
@@ -106,7 +153,7 @@ class PolledIO:
     def _write(self, msg: bytes) -> None:
         """TimedSender's sink: every message that reaches the port, logged for the recorder."""
         self.out.send_message(msg)
-        self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ordinal, self._late))
+        self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ticks.ordinal, self._late))
 
     def _emit(self, msg: bytes, tag: int = 0, late: bool = False) -> None:
         with self._lock:
@@ -128,7 +175,7 @@ class PolledIO:
         with self._lock:
             if epoch != self._epoch:
                 self.counts["stale"] += 1
-            elif ordinal <= self._ordinal:
+            elif ordinal <= self._ticks.ordinal:
                 self.counts["late"] += 1
                 self._emit(bytes(msg), tag, late=True)
             else:
@@ -168,17 +215,18 @@ class PolledIO:
             status = msg[0]
             with self._lock:
                 if status == CLOCK:
-                    self._ordinal += 1
+                    self._ticks.tick(t)
                     self.counts["ticks"] += 1
                 elif status in (START, CONTINUE, STOP, SONG_POSITION):
+                    self._ticks.reset()
                     self._epoch += 1  # the transport moved: what waits for ticks was for the old timeline
                     self._queue = []
                     for ch, pitch in self.timed.sounding():
                         self._emit(bytes([0x80 | ch, pitch, 0]))
                 self.counts["in"] += 1
-                self._received.append((t, msg, self._ordinal, self._epoch, None))  # no sample frames here
+                self._received.append((t, msg, self._ticks.ordinal, self._epoch, None))  # no sample frames here
                 if status == CLOCK:
-                    while self._queue and self._queue[0][0] <= self._ordinal:
+                    while self._queue and self._queue[0][0] <= self._ticks.ordinal:
                         _, _, tag, m = heapq.heappop(self._queue)
                         self._emit(m, tag)
 
@@ -197,7 +245,7 @@ class PolledIO:
         with self._lock:
             queued = len(self._queue)
         return {"sent": st.sent, "sounding": st.sounding, "queued": queued + st.queued, "malformed": self.inp.malformed,
-                **self.counts}
+                "lost_ticks": self._ticks.lost, **self.counts}
 
     def pending(self) -> int:
         return 0

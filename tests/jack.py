@@ -357,6 +357,18 @@ class JackServer:
         self.wait_for_port(p.port)
         return p
 
+    def frame_recorder(self, client: str = "antiphon_frames") -> MidiDump:
+        """A recorder that stamps every event with JACK's own frame time (jack_last_frame_time + offset; see
+        `_record`). jack_midi_dump counts the frames of the cycles it ran: each cycle it misses (a starved
+        --no-realtime server on a loaded machine) shifts every later stamp by a period. This one's stamps
+        stay true (a missed cycle only loses that cycle's events), so positions and tick offsets hold."""
+        import sys
+
+        p = self.spawn([sys.executable, os.path.abspath(__file__), "record", client], "frames",
+                       port=f"{client}:input", cls=MidiDump)
+        wait_for_line(p, r"^ready$", 30.0)
+        return p  # type: ignore[return-value]
+
     def midi_dump(self, client: str = "antiphon_dump") -> MidiDump:
         """jack_midi_dump -a CLIENT: records with frame timestamps from its start; stop() parses."""
         p = self.spawn(["jack_midi_dump", "-a", client], "midi_dump", port=f"{client}:input", cls=MidiDump,
@@ -583,6 +595,31 @@ def _play(path: str, client: str) -> None:
     sys.exit(0)
 
 
+def _record(client: str) -> None:
+    """The frame recorder: Antiphon's own JACK client, used for its input only (its C callback stamps each
+    event with the true frame); prints every event as jack_midi_dump does ("FRAME: hex bytes") on SIGINT."""
+    import sys
+    import threading
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from antiphon.plugin.jack_native import NativeJack
+
+    io = NativeJack.open(client_name=client, in_port="input", out_port="unused")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print("ready", flush=True)
+    events = []
+    while not stop.wait(0.005):
+        events += io.read_input()
+    events += io.read_input()
+    io.close()
+    for _, msg, _, _, frame in events:
+        print(f"{frame}: {msg.hex(' ')}")
+    sys.stdout.flush()
+    sys.exit(0)
+
+
 def live(server: JackServer, *args: str, panel: bool = False) -> Proc:
     """`antiphon live --backend jack --headless ARGS` against the server; ports found by suffix.
     With `panel`, the PyQt6 panel runs instead of the status line (offscreen, still redrawing)."""
@@ -623,5 +660,7 @@ if __name__ == "__main__":
 
     if len(sys.argv) == 4 and sys.argv[1] == "play":
         _play(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 3 and sys.argv[1] == "record":
+        _record(sys.argv[2])
     else:
-        sys.exit("usage: python tests/jack.py play PHRASE.json CLIENT")
+        sys.exit("usage: python tests/jack.py play PHRASE.json CLIENT | record CLIENT")

@@ -54,11 +54,11 @@ def main() -> None:
                 traceback.print_exc()
     ok = [f for f in rows if f is not None]
     if ok:
-        clean = [f for f in ok if not f["recorder_xruns"]]
+        clean = [f for f in ok if not f["frame_recorder_xruns"]]
         first = [ms for f in clean for ms in f["first_ms"]] or [float("nan")]
         near = [ms for f in ok for ms in f["first_tick_ms"]]
-        print(f"\n{len(ok)} of {len(rows)} runs measured, {len(ok) - len(clean)} of them with the recorder missing "
-              f"cycles; first notes from the tick they were meant for max {max(first):.2f} ms (median "
+        print(f"\n{len(ok)} of {len(rows)} runs measured, {len(ok) - len(clean)} of them with the frame recorder "
+              f"missing cycles; first notes from the tick they were meant for max {max(first):.2f} ms (median "
               f"{np.median(first):.2f}; runs with a sound recorder), from the nearest tick max {max(near):.2f} ms; "
               f"onsets p99 worst {max(f['p99'] for f in ok):.2f} ms; lost ticks "
               f"{sum(f['lost'] or 0 for f in ok)}; late for their tick {sum(f['late'] or 0 for f in ok)}; late cycles "

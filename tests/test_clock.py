@@ -187,80 +187,110 @@ def test_feed_from_threads_while_reading():
 
 
 # ---- the real world: lost ticks, absurd tempi, Song Position Pointer, ordinals -------------------------
-def _started(bpm: float = 120.0, n: int = 48, t0: float = 1.0):
-    """A follower after Start and `n` ticks at `bpm`, the I/O layer's stamps fed along (ordinal = count)."""
+def _started(bpm: float = 120.0, n: int = 48, t0: float = 1.0, stamps: bool = False):
+    """A follower after Start and `n` ticks at `bpm`; with `stamps`, the I/O layer's ordinals fed along."""
     c = ClockFollower()
     T = period(bpm)
-    c.feed(START, b"", t0, ordinal=0, epoch=1)
+    c.feed(START, b"", t0, **({"ordinal": 0, "epoch": 1} if stamps else {}))
     times = [t0 + 0.005 + i * T for i in range(n)]
     for i, t in enumerate(times):
-        c.feed(CLOCK, b"", t, ordinal=i + 1, epoch=1)
+        c.feed(CLOCK, b"", t, **({"ordinal": i + 1, "epoch": 1} if stamps else {}))
     return c, times, T
 
 
 def test_a_missing_tick_is_counted_and_the_position_moves_on():
     c, times, T = _started()
     assert c.lost_ticks == 0 and c.tick_at(times[-1]) == pytest.approx(47, abs=0.05)
-    # tick 48 never arrives: 49 comes two periods after 47; the I/O layer never saw 48 either, so it
-    # counts this 0xF8 as its 49th (the first one after Start was song tick 0, its 1st)
-    c.feed(CLOCK, b"", times[-1] + 2 * T, ordinal=49, epoch=1)
+    c.feed(CLOCK, b"", times[-1] + 2 * T)  # tick 48 never arrives: 49 comes two periods after 47
     assert c.lost_ticks == 1
     assert c.tick_at(times[-1] + 2 * T) == pytest.approx(49, abs=0.05)
     assert abs(c.bpm - 120) < 0.2  # the loop heard the missing tick where it was due
     for k in range(1, 24):
-        c.feed(CLOCK, b"", times[-1] + (2 + k) * T, ordinal=49 + k, epoch=1)
+        c.feed(CLOCK, b"", times[-1] + (2 + k) * T)
     assert c.lost_ticks == 1 and abs(c.bpm - 120) < 0.2
-    # and the ordinal map follows the master: song tick 80 is the I/O layer's 80th 0xF8 now (81st before)
-    assert c.ordinal_of(80) == (1, 80)
     snap = c.snapshot(times[-1] + 25 * T)
     assert snap.ticks == 48 + 24 and snap.lost_ticks == 1
 
 
+def test_the_ordinal_map_follows_the_master_across_a_lost_tick():
+    """Stamped by an I/O layer that counts what never arrived: tick 48 lost, 49 is its 50th 0xF8 (the first
+    after Start, song tick 0, was its 1st); song tick 80 is its 81st before and after."""
+    c, times, T = _started(stamps=True)
+    assert c.ordinal_of(80) == (1, 81)
+    c.feed(CLOCK, b"", times[-1] + 2 * T, ordinal=50, epoch=1)
+    assert c.lost_ticks == 1 and c.tick_at(times[-1] + 2 * T) == pytest.approx(49, abs=0.05)
+    assert c.ordinal_of(80) == (1, 81)
+
+
 def test_two_or_three_missing_ticks():
     c, times, T = _started()
-    c.feed(CLOCK, b"", times[-1] + 3 * T, ordinal=49, epoch=1)
+    c.feed(CLOCK, b"", times[-1] + 3 * T)
     assert c.lost_ticks == 2 and c.tick_at(times[-1] + 3 * T) == pytest.approx(50, abs=0.05)
-    c.feed(CLOCK, b"", times[-1] + 4 * T, ordinal=50, epoch=1)
-    c.feed(CLOCK, b"", times[-1] + 8 * T, ordinal=51, epoch=1)
+    c.feed(CLOCK, b"", times[-1] + 4 * T)
+    c.feed(CLOCK, b"", times[-1] + 8 * T)
     assert c.lost_ticks == 5
 
 
 def test_a_late_stamp_is_not_a_lost_tick():
     """A long interval followed by a short one: the tick between was stamped late (a late cycle)."""
     c, times, T = _started()
-    c.feed(CLOCK, b"", times[-1] + 1.7 * T, ordinal=49, epoch=1)  # late by 0.7 periods
-    c.feed(CLOCK, b"", times[-1] + 2.0 * T, ordinal=50, epoch=1)
+    c.feed(CLOCK, b"", times[-1] + 1.7 * T)  # late by 0.7 periods
+    c.feed(CLOCK, b"", times[-1] + 2.0 * T)
     assert c.lost_ticks == 0
     assert c.tick_at(times[-1] + 2.0 * T) == pytest.approx(49, abs=0.05)
 
 
-def test_frames_decide_when_the_driver_gives_them():
-    """With sample frames, a late time stamp never looks like a lost tick, and a real gap always does."""
+def test_the_io_layers_count_decides_where_it_stamps_ordinals():
+    """An I/O layer that counts 0xF8s in sample frames stamps each with its ordinal: the follower follows it
+    (a late time stamp, even a long one, is no loss; a jump in the count is), and takes back what it takes back."""
     c = ClockFollower()
     T = period(120)
-    fpt = 1000  # frames per tick at 48 kHz and 120 BPM
-    c.feed(START, b"", 1.0, ordinal=0, epoch=1, frame=0)
+    c.feed(START, b"", 1.0, ordinal=0, epoch=1)
     for i in range(30):
-        c.feed(CLOCK, b"", 1.0 + i * T, ordinal=i + 1, epoch=1, frame=i * fpt)
-    # stamped 1.8 periods after the last (a late cycle), but only one tick of frames later
-    c.feed(CLOCK, b"", 1.0 + 29 * T + 1.8 * T, ordinal=31, epoch=1, frame=30 * fpt)
-    assert c.lost_ticks == 0
-    # a real gap: two ticks of frames, stamped on time, and the next tick a period later
-    c.feed(CLOCK, b"", 1.0 + 32 * T, ordinal=32, epoch=1, frame=32 * fpt)
+        c.feed(CLOCK, b"", 1.0 + i * T, ordinal=i + 1, epoch=1)
+    # stamped 1.8 periods after the last (a late cycle) but counted as the next one
+    c.feed(CLOCK, b"", 1.0 + 29 * T + 1.8 * T, ordinal=31, epoch=1)
+    assert c.lost_ticks == 0 and c.ordinal_of(40) == (1, 41)
+    # a jump in the count: the layer saw a gap of two periods in frames
+    c.feed(CLOCK, b"", 1.0 + 32 * T, ordinal=33, epoch=1)
     assert c.lost_ticks == 1 and c.tick_at(1.0 + 32 * T) == pytest.approx(32, abs=0.1)
-    c.feed(CLOCK, b"", 1.0 + 33 * T, ordinal=33, epoch=1, frame=33 * fpt)
-    assert c.lost_ticks == 1 and c.tick_at(1.0 + 33 * T) == pytest.approx(33, abs=0.1)
-    # a callback a whole cycle late: its frames stretch one interval and shrink the next; nothing was lost
-    c.feed(CLOCK, b"", 1.0 + 34.9 * T, ordinal=34, epoch=1, frame=34 * fpt + 900)
-    c.feed(CLOCK, b"", 1.0 + 35 * T, ordinal=35, epoch=1, frame=35 * fpt)
-    assert c.lost_ticks == 1 and c.tick_at(1.0 + 35 * T) == pytest.approx(35, abs=0.1)
+    assert c.ordinal_of(40) == (1, 41)  # its count includes the lost one: song tick + 1, as ever
+    # the layer took its count back (the tempo dropped): its ordinal steps back to the same number, and the
+    # follower with it (song tick 40 is its 41st 0xF8 again, as before the gap)
+    c.feed(CLOCK, b"", 1.0 + 34 * T, ordinal=33, epoch=1)
+    assert c.lost_ticks == 0 and c.ordinal_of(40) == (1, 41)
+
+
+def test_tick_counters_count_what_never_arrived():
+    """The python-rtmidi layer's count (the native client does the same in frames, tested on JACK)."""
+    from antiphon.plugin.polled_io import TickCounter
+
+    T = period(120)
+    k = TickCounter()
+    for i in range(20):
+        k.tick(1.0 + i * T)
+    assert (k.ordinal, k.lost) == (20, 0)
+    k.tick(1.0 + 21 * T)  # 20 never came
+    assert (k.ordinal, k.lost) == (22, 1)
+    k.tick(1.0 + 22 * T)
+    assert (k.ordinal, k.lost) == (23, 1)
+    k.tick(1.0 + 22 * T + 1.1 * T)  # jitter, no loss
+    assert (k.ordinal, k.lost) == (24, 1)
+    t = 1.0 + 22 * T + 1.1 * T
+    k.tick(t + 2 * T)  # the tempo halves: counted at first...
+    assert (k.ordinal, k.lost) == (26, 2)
+    k.tick(t + 4 * T)  # ...and taken back at the second long interval (25 received, 1 lost)
+    assert (k.ordinal, k.lost) == (26, 1)
+    for n in range(1, 6):
+        k.tick(t + (4 + 2 * n) * T)
+    assert (k.ordinal, k.lost) == (31, 1)
 
 
 def test_the_tempo_halving_is_not_lost_ticks():
     c, times, T = _started()
     t = times[-1]
     for k in range(1, 30):
-        c.feed(CLOCK, b"", t + k * 2 * T, ordinal=48 + k, epoch=1)
+        c.feed(CLOCK, b"", t + k * 2 * T)
     assert c.lost_ticks == 0
     assert c.tick_at(t + 29 * 2 * T) == pytest.approx(47 + 29, abs=0.05)
     assert abs(c.bpm - 60) < 0.5

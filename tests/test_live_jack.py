@@ -262,12 +262,13 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
         jack.busy()
     clock = jack.midi_clock(case.bpm, case.jitter)
     dump = jack.midi_dump(f"antiphon_rec{len(jack.children)}")
+    frames = jack.frame_recorder(f"antiphon_frames{len(jack.children)}")
     player = midi_player(jack, events)
     app = live(jack, "--style", style_arg(), "--seed", "7", "--channel", "1", "--response-bars", "2",
                "--record", str(take), *extra_args, panel=case.panel)
     a_in, a_out = find_port(jack, ":Antiphon In"), find_port(jack, ":Antiphon Out")
-    for src, dst in [(clock.port, a_in), (clock.port, player.clock_port), (clock.port, dump.port),
-                     (player.port, a_in), (player.port, dump.port), (a_out, dump.port)]:
+    for src, dst in [(clock.port, a_in), (clock.port, player.clock_port), (player.port, a_in)] + [
+            (s, d.port) for d in (dump, frames) for s in (clock.port, player.port, a_out)]:
         jack.connect(src, dst)
     jack.transport("locate 0")
     time.sleep(0.2)  # or jack_midi_clock sends Stop+Continue instead of Start
@@ -284,13 +285,15 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     if case.ending == "sigint":
         jack.transport("stop")
         time.sleep(0.2)
-    rec = Recording.of(dump.stop())
+    heard = Recording.of(dump.stop())
+    rec = Recording.of(frames.stop())
     log = app.output()
     assert rc == 0, log[-3000:]
+    recorders = (dump.port.split(":")[0], frames.port.split(":")[0])
     clients = {name: jack.xruns(name, log_at) for name in ("Antiphon", "jack_midi_clock", "antiphon_player",
-                                                           "antiphon_player_clock", dump.port.split(":")[0])}
-    r = {"case": case, "rec": rec, "log": log, "rate": jack.rate, "period": jack.period, "take": take,
-         "recorder": dump.port.split(":")[0],
+                                                           "antiphon_player_clock", *recorders)}
+    r = {"case": case, "rec": rec, "heard": heard, "log": log, "rate": jack.rate, "period": jack.period,
+         "take": take, "recorders": recorders,
          "call1": call1, "answer_starts": (answer1, None), "first": first, "second": second, "cut_tick": cut_tick,
          "xruns": clients, "process_errors": jack.process_errors(log_at), **status_figures(log)}
     return r
@@ -298,7 +301,8 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
 
 def jam_figures(r: dict) -> dict:
     """What one jam run measured (see the module's docstring), from the dump, the log and the recording."""
-    case, rec, log, rate = r["case"], r["rec"], r["log"], r["rate"]
+    case, rec, log, rate = r["case"], r["rec"], r["log"], r["rate"]  # rec: the frame recorder
+    dumped = r["heard"]  # jack_midi_dump
     first, second = r["first"], r["second"]
     assert len(rec.ticks) > r["cut_tick"], f"clock ticks recorded: {len(rec.ticks)}"
     frames_per_tick = float(np.median(np.diff(rec.ticks)))
@@ -337,12 +341,14 @@ def jam_figures(r: dict) -> dict:
         "left": sorted(hanging(rec.answer)),
         "after_stop": sorted(hanging(rec.answer, until=stop_frame + 2 * frames_per_tick)) if stop_frame else None,
         "cc123": sum(1 for _, m in rec.other if m[0] == 0xB0 | ANSWER_CH and m[1] == 123),
-        # 4. nothing lost between the I/O process and the port: what it says it sent is what JACK recorded
+        # 4. nothing lost between the I/O process and the port: what it says it sent is what jack_midi_dump
+        # heard, and both recorders heard the same answer
         "sent": int(sent.group(1)) if sent else None,
-        "heard": len(rec.answer) + sum(1 for _, m in rec.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
+        "heard": len(dumped.answer) + sum(1 for _, m in dumped.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
+        "witnesses_agree": [m for _, m in dumped.answer] == [m for _, m in rec.answer],
         "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"),
         "xruns": x["Antiphon"], "rig_xruns": sum(v for k, v in x.items() if k != "Antiphon"),
-        "recorder_xruns": x[r["recorder"]],
+        "recorder_xruns": x[r["recorders"][0]], "frame_recorder_xruns": x[r["recorders"][1]],
         "process_errors": r["process_errors"], "r": pitch_class_r(rec.call, rec.answer),
     }
     # 5. the recording is what went out, note for note, across the interruption
@@ -356,7 +362,7 @@ def describe(f: dict, label: str) -> str:
             f"tick heard), {f['delays'][0]:.2f} / {f['delays'][1]:.2f} beats after the call; {f['onsets']} onsets vs the "
             f"clock's ticks p50 {f['p50']:.2f} / p99 {f['p99']:.2f} / max {f['max']:.2f} ms; follower {f['ticks']} "
             f"ticks, lost {f['lost']}; late for their tick {f['late']}; server log: late cycles naming Antiphon "
-            f"{f['xruns']}, the recorder {f['recorder_xruns']}, the rig's clients {f['rig_xruns']}, process errors "
+            f"{f['xruns']}, the recorders {f['recorder_xruns']} / {f['frame_recorder_xruns']}, the rig's clients {f['rig_xruns']}, process errors "
             f"{f['process_errors']}; hanging after "
             f"Stop {f['after_stop']}, at exit {f['left']}, CC 123 x{f['cc123']}; sent {f['sent']}, dump {f['heard']}; "
             f"recording vs dump: {f['compared']} notes, worst {f['rec_worst']:.2f} ticks, {len(f['mismatches'])} "
@@ -366,10 +372,10 @@ def describe(f: dict, label: str) -> str:
 def check_jam(r: dict, label: str = "JACK") -> dict:
     """The checks every jam run must pass; prints its figures, returns them.
 
-    jack_midi_dump stamps events with a count of the cycles it ran: a cycle it misses (the server's log names
-    it late) shifts every later stamp and loses that cycle's messages. When that happened, positions and
-    counts measure the recorder, and the run is skipped with its figures (on this shared 2-core machine it
-    happened only while other jobs kept both cores busy)."""
+    Positions come from the frame recorder (JACK's own frame times); jack_midi_dump, which stamps events
+    with a count of the cycles it ran, is the independent witness of what went out. A recorder that missed
+    cycles (the server's log names it late: a starved --no-realtime server) also lost those cycles'
+    messages: then the counting checks measure it, not Antiphon, and the run is skipped with its figures."""
     f = jam_figures(r)
     print(f"\n--- {describe(f, label + ' ' + r['case'].id)}")
     assert all(ms <= 2.0 for ms in f["first_tick_ms"]), f["first_tick_ms"]
@@ -380,13 +386,14 @@ def check_jam(r: dict, label: str = "JACK") -> dict:
     assert not f["after_stop"], f"still sounding two ticks after Stop: {f['after_stop']}"
     assert f["cc123"], "no All Notes Off at the end"
     assert f["xruns"] <= f["rig_xruns"] + 5, f  # never the late one (python-rtmidi's callback: 1,500 in 10 s)
-    if f["recorder_xruns"]:
-        pytest.skip(f"the server starved: jack_midi_dump itself missed {f['recorder_xruns']} cycles, so positions "
-                    f"and counts measure it, not Antiphon ({describe(f, r['case'].id)})")
     assert all(ms <= 2.0 for ms in f["first_ms"]), f["first_ms"]
     assert all(0 < d <= 2.0 for d in f["delays"]), f["delays"]
+    if f["frame_recorder_xruns"] or f["recorder_xruns"]:
+        pytest.skip(f"the server starved: the recorders themselves missed cycles ({f['recorder_xruns']} "
+                    f"jack_midi_dump, {f['frame_recorder_xruns']} the frame recorder), and with them messages, so "
+                    f"counts measure them, not Antiphon ({describe(f, r['case'].id)})")
     assert f["lost"] in (0, None), "the follower lost clock ticks"
-    assert f["heard"] == f["sent"]
+    assert f["heard"] == f["sent"] and f["witnesses_agree"]
     assert not f["mismatches"], f["mismatches"][:10]
     return f
 

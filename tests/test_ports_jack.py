@@ -85,7 +85,7 @@ def _ticked(io, jack_server, bpm: float, seconds: float, schedule=None, busy_thr
             got = io.read_input()
             for t, msg, ordinal, epoch, frame in got:
                 events.append((t, msg, ordinal, epoch, frame))
-                follower.feed(msg[0], msg[1:], t, ordinal, epoch, frame)
+                follower.feed(msg[0], msg[1:], t, ordinal, epoch)
             if schedule is not None:
                 schedule(follower, io)
             time.sleep(0.0005)
