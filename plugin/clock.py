@@ -471,6 +471,13 @@ class ClockFollower:
                 return None
             return self._epoch, self._ord_base + int(tick) - self._ord_tick
 
+    def tick_of(self, ordinal: int) -> int | None:
+        """The song tick of 0xF8 number `ordinal` (the I/O layer's count) on the current map; None without one."""
+        with self._lock:
+            if self._ord_base is None:
+                return None
+            return self._ord_tick + int(ordinal) - self._ord_base
+
     @property
     def bpm(self) -> float:
         with self._lock:

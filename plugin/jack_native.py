@@ -16,8 +16,9 @@ with the system's C compiler into Antiphon's cache folder and loaded with ctypes
 - output now: messages Python sends go out at the start of the next cycle; a full port buffer
   carries them to the next cycle instead of dropping them;
 - bookkeeping: which notes sound (ons and offs always pair; an off for a silent note is skipped; a
-  second on is preceded by its off), and a log of everything written, with its time, for the
-  recorder and the counters.
+  second on is preceded by its off), and a log of everything written, with its time, its tag, the
+  ordinal it went out with and whether it went out with that 0xF8 (else at once: sent now, late, a
+  release), for the recorder and the counters.
 
 Python talks to it through three rings (commands in, input and "sent" out) and never blocks it.
 `NativeJack.open` raises `NativeUnavailable` when there is no C compiler or no libjack; the caller
@@ -227,7 +228,7 @@ static void emit(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size,
 static void release_sounding(aj_t *io, jack_nframes_t frame) {
     for (int ch = 0; ch < 16; ch++)
         for (int p = 0; p < 128; p++)
-            if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0}; emit(io, frame, off, 3, 0, 0); }
+            if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0}; emit(io, frame, off, 3, 0, 1); }
 }
 
 static void cancel_from(aj_t *io, uint32_t ordinal) {
@@ -257,7 +258,7 @@ static void cancel_from(aj_t *io, uint32_t ordinal) {
 
 static void run_command(aj_t *io, const cmd_t *c) {
     switch (c->op) {
-    case OP_SEND: emit(io, 0, c->data, c->size, c->tag, 0); break;
+    case OP_SEND: emit(io, 0, c->data, c->size, c->tag, 1); break;
     case OP_RAW: write_out(io, 0, c->data, c->size, 0, 0, 0); break;
     case OP_AT_TICK: {
         if (c->epoch != io->epoch) { bump(io, ST_STALE, 1); break; }
@@ -279,7 +280,7 @@ static void run_command(aj_t *io, const cmd_t *c) {
             for (int ch = 0; ch < 16; ch++)
                 if (io->channels & (1u << ch)) {
                     uint8_t sus[3] = {(uint8_t)(0xB0 | ch), 64, 0}, ano[3] = {(uint8_t)(0xB0 | ch), 123, 0};
-                    emit(io, 0, sus, 3, 0, 0); emit(io, 0, ano, 3, 0, 0);
+                    emit(io, 0, sus, 3, 0, 1); emit(io, 0, ano, 3, 0, 1);
                 }
         break;
     case OP_RELEASE_MISSED:
@@ -287,7 +288,7 @@ static void run_command(aj_t *io, const cmd_t *c) {
             for (int p = 0; p < 128; p++) {
                 if (io->touched[ch][p] && !io->sounding[ch][p]) {
                     uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0};
-                    write_out(io, 0, off, 3, 0, 0, 1);
+                    write_out(io, 0, off, 3, 0, 1, 1);
                 }
                 io->touched[ch][p] = io->sounding[ch][p];
             }
@@ -307,7 +308,8 @@ static int important(const uint8_t *d, size_t size) {
    arrived. The master's ticks are evenly spaced in frames (jitter aside): an interval of 1.6 periods or
    more (up to 3 missing) means 0xF8s were lost on the way (a cycle this client, or the master, missed).
    Counting them keeps every queued note on the tick it was meant for. Two such intervals in a row are
-   a slower tempo instead: the count is taken back and the period learnt anew. */
+   a slower tempo instead, and a long one followed by a short one a 0xF8 that came late (the master
+   missed a cycle): the count is taken back either way. */
 static int cmp_u32(const void *a, const void *b) { uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b; return x < y ? -1 : x > y; }
 static void count_tick(aj_t *io, jack_nframes_t frame) {
     uint32_t missing = 0;
@@ -322,7 +324,14 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
                     uint32_t t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t;
                 }
             uint32_t median = sorted[io->n_intervals / 2];
-            if (median && (uint64_t)d * 10 >= (uint64_t)median * 16) {
+            if (io->last_missing && median && (uint64_t)d * 10 < (uint64_t)median * 6) {
+                /* a long interval, then a short one: the 0xF8 between came late (its sender missed a cycle),
+                   none was lost */
+                io->ordinal -= io->last_missing;
+                atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->last_missing, memory_order_relaxed);
+                io->last_missing = 0;
+                normal = 0;
+            } else if (median && (uint64_t)d * 10 >= (uint64_t)median * 16) {
                 normal = 0;
                 uint32_t m = (uint32_t)(((uint64_t)d * 10 / median - 16) / 10) + 1;
                 if (m > 3) { io->n_intervals = 0; io->last_missing = 0; }      /* a gap: start over */
@@ -673,7 +682,8 @@ class NativeJack:
         return out
 
     def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
-        """[(perf_counter time, message, tag, ordinal at sending, late)] written since the last call."""
+        """[(perf_counter time, message, tag, ordinal at sending, at once)] written since the last call; `at
+        once` is False for what went out with its 0xF8 (that ordinal's tick, exactly)."""
         out = []
         while self._h:
             n = self._lib.aj_read_sent(self._h, self._out_buf, self.BATCH)

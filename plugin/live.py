@@ -294,16 +294,20 @@ class LiveEngine:
         self._inbox.append((msg, t))
 
     def _on_sent(self, messages) -> None:
-        """[(time, message, tag, ordinal, late)] as written to Antiphon Out: the answer's recording."""
+        """[(time, message, tag, ordinal, at once)] as written to Antiphon Out: the answer's recording, each
+        message where it went out: with the 0xF8 it was queued for (its tag's tick), with another 0xF8 (a
+        note-off the I/O layer added at a cut: that ordinal's tick), or at once (where the stream stood then)."""
         rec = self.recorder
-        for t, msg, tag, _ordinal, late in messages:
+        for t, msg, tag, ordinal, at_once in messages:
             if tag == PASSTHROUGH_TAG:
                 continue
             tick = self._tag_ticks.pop(tag, None)
             if rec is None:
                 continue
-            if tick is None or late:
+            if at_once or (tick is None and self.clock.tick_of(ordinal) is None):
                 tick = self._stream_tick_at(t)
+            elif tick is None:
+                tick = self.clock.tick_of(ordinal) + self.session.offset
             rec.add("antiphon", tick, msg)
 
     def _stream_tick_at(self, t: float) -> float:

@@ -50,7 +50,8 @@ class TickCounter:
     """The native client's count of 0xF8s (plugin/jack_native.py, count_tick), on driver time stamps instead
     of sample frames: an interval of 1.6 periods or more (up to 3 missing) counts the ticks that never
     arrived, so that notes queued by count stay on their tick; two such intervals in a row are a slower
-    tempo (the count is taken back). `reset()` at every transport message."""
+    tempo, and a long one followed by a short one a late 0xF8 (the count is taken back either way).
+    `reset()` at every transport message."""
 
     def __init__(self):
         self.ordinal = 0
@@ -69,7 +70,12 @@ class TickCounter:
             normal = True
             if len(self._intervals) >= 4:
                 median = sorted(self._intervals)[len(self._intervals) // 2]
-                if median > 0 and d >= 1.6 * median:
+                if self._last_missing and d < 0.6 * median:  # long, then short: that 0xF8 came late
+                    self.ordinal -= self._last_missing
+                    self.lost -= self._last_missing
+                    self._last_missing = 0
+                    normal = False
+                elif median > 0 and d >= 1.6 * median:
                     normal = False
                     m = int(d / median - 1.6) + 1
                     if m > 3:  # a gap: start over
@@ -145,7 +151,7 @@ class PolledIO:
         self._received: deque = deque()  # (time, message, ordinal, epoch, frame)
         self._sent: deque = deque()  # (time, message, tag, ordinal, late)
         self._tag = 0
-        self._late = False
+        self._late = True
         self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0}
         self.timed = TimedSender(self._write, name="antiphon-sender", realtime=True)
 
@@ -155,13 +161,14 @@ class PolledIO:
         self.out.send_message(msg)
         self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ticks.ordinal, self._late))
 
-    def _emit(self, msg: bytes, tag: int = 0, late: bool = False) -> None:
+    def _emit(self, msg: bytes, tag: int = 0, late: bool = True) -> None:
+        """`late`: sent at once (True), or with the 0xF8 just polled (False), as the native client logs it."""
         with self._lock:
             self._tag, self._late = tag, late
             try:
                 self.timed.send_now(msg)
             finally:
-                self._tag, self._late = 0, False
+                self._tag, self._late = 0, True
 
     def send(self, msg: bytes, tag: int = 0) -> bool:
         self._emit(bytes(msg), tag)
@@ -228,7 +235,7 @@ class PolledIO:
                 if status == CLOCK:
                     while self._queue and self._queue[0][0] <= self._ticks.ordinal:
                         _, _, tag, m = heapq.heappop(self._queue)
-                        self._emit(m, tag)
+                        self._emit(m, tag, late=False)
 
     def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
         return _drain(self._received)

@@ -284,6 +284,10 @@ def test_tick_counters_count_what_never_arrived():
     for n in range(1, 6):
         k.tick(t + (4 + 2 * n) * T)
     assert (k.ordinal, k.lost) == (31, 1)
+    t += 14 * T
+    k.tick(t + 2 * 1.7 * T)  # late by 0.7 of the (new) period...
+    k.tick(t + 2 * 2 * T)  # ...the next on time: nothing was lost
+    assert (k.ordinal, k.lost) == (33, 1)
 
 
 def test_the_tempo_halving_is_not_lost_ticks():

@@ -213,7 +213,9 @@ def recorded_notes(path, call_tick: float):
                 notes.append((now / 20.0, bytes([0x90 if vel else 0x80, m.note, vel])))
         tracks[name] = notes
     player = tracks["call (player)"]
-    offset = min(t for t, m in player if m[0] == 0x90) - call_tick
+    # the stream runs a whole number of ticks ahead of the song (the session's offset): rounding takes out
+    # where in its tick the call's first note was heard, by either side
+    offset = round(min(t for t, m in player if m[0] == 0x90) - call_tick)
     return [(t - offset, m) for t, m in tracks["answer (Antiphon)"]]
 
 

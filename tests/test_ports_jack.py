@@ -348,3 +348,49 @@ def test_python_rtmidi_output_through_the_fallback(counting_server):
         inp.close()
     assert [m for m, _ in got] == [bytes([0x90, 60 + p, 100]) for p in range(10)]
     assert all(d >= 0 for _, d in got)
+
+
+def test_native_counts_the_ticks_that_never_arrived(counting_server):
+    """A master whose 0xF8s come every 20 ms in frames loses one (a gap of two periods), later sends one late (a
+    long interval, then a short one): the native client counts the lost one and not the late one, so notes
+    queued by ordinal before the loss still go out with the 0xF8 of the tick they were meant for."""
+    import rtmidi
+
+    from antiphon.plugin.jack_native import NativeJack
+
+    jack = counting_server
+    native = NativeJack.open()
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="ticker")
+    out.open_virtual_port("out")
+    dump = jack.midi_dump("count_rec")
+    try:
+        jack.connect("ticker:out", native.in_name)
+        jack.connect("ticker:out", dump.port)
+        jack.connect(native.out_name, dump.port)
+        time.sleep(0.3)
+        epoch = 0  # no transport message yet
+        # ticks are numbered from 1 as the client counts them; the master's tick 31 will never arrive
+        for ordinal, pitch in ((20, 60), (40, 62), (60, 64)):
+            native.at_tick(epoch, ordinal, bytes([0x90, pitch, 90]))
+        plan = [i * 0.02 for i in range(70) if i != 30]  # tick 31 (index 30) lost
+        plan = [t + (0.014 if i == 50 else 0.0) for i, t in enumerate(plan)]  # one late by 0.7 of a period
+        t0 = time.perf_counter() + 0.05
+        for t in plan:
+            while time.perf_counter() < t0 + t:
+                time.sleep(0.0002)
+            out.send_message([0xF8])
+        time.sleep(0.2)
+        st = native.stats()
+    finally:
+        native.close()
+        out.close_port()
+        out.delete()
+    events = dump.stop()
+    ticks = [f for f, m in events if m[0] == 0xF8]
+    notes = {m[1]: f for f, m in events if m[0] == 0x90}
+    # the Nth master tick is the (N-1)th received once tick 31 is gone
+    expected = {60: ticks[19], 62: ticks[38], 64: ticks[58]}
+    print(f"\nnative tick count: {len(ticks)} received, lost counted {st['lost_ticks']}; notes at frames "
+          f"{notes} (expected {expected})")
+    assert st["lost_ticks"] == 1 and st["ticks"] == len(ticks) == 69
+    assert notes == expected
