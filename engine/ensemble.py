@@ -109,7 +109,7 @@ class EnsembleState:
 
 
 class EnsembleBatchState:
-    """K streams of every member, forked from one EnsembleState (see StepRuntime.fork)."""
+    """K streams of every member, forked from one EnsembleState (StepRuntime.fork, or a torch stepper's)."""
 
     __slots__ = ("members",)
 

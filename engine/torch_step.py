@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .ensemble import EnsembleRuntime, EnsembleState
+from .ensemble import EnsembleBatchState, EnsembleRuntime, EnsembleState
 from .model import INTERVAL_REACH, INTERVAL_SPAN
 from .runtime import StepRuntime, StepState
 from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
@@ -226,11 +226,11 @@ class TorchEnsembleStepper:
     def weight_bytes(self) -> int:
         return self.runtime.weight_bytes
 
-    def fork(self, state: EnsembleState, k: int, max_tokens: int = 256) -> "TorchEnsembleBatch":
-        return TorchEnsembleBatch([s.fork(m, k, max_tokens) for s, m in zip(self.steppers, state.members)])
+    def fork(self, state: EnsembleState, k: int, max_tokens: int = 256) -> EnsembleBatchState:
+        return EnsembleBatchState([s.fork(m, k, max_tokens) for s, m in zip(self.steppers, state.members)])
 
     @torch.inference_mode()
-    def step_batch(self, tokens: np.ndarray, positions: np.ndarray, state: "TorchEnsembleBatch") -> np.ndarray:
+    def step_batch(self, tokens: np.ndarray, positions: np.ndarray, state: EnsembleBatchState) -> np.ndarray:
         tok = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
         parts = []
         for k, (stepper, view, s) in enumerate(zip(self.steppers, self.views, state.members)):
@@ -245,19 +245,6 @@ class TorchEnsembleStepper:
         if self.inverse_temperature != 1.0:
             logits = logits * self.inverse_temperature
         return logits.cpu().numpy()
-
-
-class TorchEnsembleBatch:
-    def __init__(self, members: list[TorchBatch]):
-        self.members = members
-
-    @property
-    def k(self) -> int:
-        return self.members[0].k
-
-    def keep(self, rows: np.ndarray) -> None:
-        for m in self.members:
-            m.keep(rows)
 
 
 def batch_stepper(runtime, device: str | torch.device = "cpu"):

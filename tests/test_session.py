@@ -263,7 +263,7 @@ def test_a_style_prepared_on_another_thread_takes_over_and_hears_what_came_meanw
             tick += tok - TIME_SHIFT + 1
         positions.append(tick % 96)
     for tok, pos in zip(tokens, positions):
-        expected = np.array(jsb.step(int(tok), int(pos), stepped))
+        jsb.step(int(tok), int(pos), stepped)
     jsb.sync_sounding(stepped, s.gen.grammar.sounding)
     np.testing.assert_allclose(s.gen.state.members[0].h, stepped.members[0].h, atol=1e-3)
     fp.run_to(600)
