@@ -471,12 +471,25 @@ class ClockFollower:
                 return None
             return self._epoch, self._ord_base + int(tick) - self._ord_tick
 
-    def tick_of(self, ordinal: int) -> int | None:
-        """The song tick of 0xF8 number `ordinal` (the I/O layer's count) on the current map; None without one."""
+    def tick_of(self, ordinal: int, epoch: int | None = None) -> int | None:
+        """The song tick of 0xF8 number `ordinal` (the I/O layer's count) on the current map; None without one,
+        or when `epoch` is given and is not the current transport epoch."""
         with self._lock:
-            if self._ord_base is None:
+            if self._ord_base is None or (epoch is not None and epoch != self._epoch):
                 return None
             return self._ord_tick + int(ordinal) - self._ord_base
+
+    def tick_for(self, t: float, ordinal: int | None = None, epoch: int | None = None) -> float:
+        """The song position of a message that came at `t` after 0xF8 number `ordinal`: that tick's position by
+        the I/O layer's count, plus the fraction of a tick the time map puts it after it. Under a loaded
+        machine the map's phase may stray by a tick; the count does not."""
+        pos = self.tick_at(t)
+        if ordinal is None or self.source != "midi":
+            return pos
+        base = self.tick_of(ordinal, epoch)
+        if base is None or not self.poll(t):
+            return pos
+        return base + min(max(pos - base, 0.0), 0.99)
 
     @property
     def bpm(self) -> float:

@@ -282,16 +282,16 @@ class LiveEngine:
                 self.clock.feed(status, msg[1:], t, ordinal, epoch)
                 wake = wake or status != CLOCK
             elif status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3:
-                self._enqueue(msg, t)
+                self._enqueue(msg, t, ordinal, epoch)
                 wake = True
         if wake:
             self._wake.set()
 
-    def _enqueue(self, msg: bytes, t: float) -> None:
+    def _enqueue(self, msg: bytes, t: float, ordinal: int | None = None, epoch: int | None = None) -> None:
         if len(self._inbox) >= INBOX_LIMIT and not must_keep(msg):
             self._dropped_inbox += 1
             return
-        self._inbox.append((msg, t))
+        self._inbox.append((msg, t, ordinal, epoch))
 
     def _on_sent(self, messages) -> None:
         """[(time, message, tag, ordinal, at once)] as written to Antiphon Out: the answer's recording, each
@@ -371,8 +371,7 @@ class LiveEngine:
         elif running and not was_running:
             self._apply(self.session.locate(self.clock.tick_at(now)))
         for _ in range(len(self._inbox)):
-            data, t = self._inbox.popleft()
-            self._handle_input(data, t)
+            self._handle_input(*self._inbox.popleft())
         if self.session.wants_style_replay():  # a new style hears the stream on a thread of its own
             switch = self.session.prepare_style()
             self._spawn(lambda: self._replay_style(switch), "antiphon-style-replay")
@@ -394,10 +393,10 @@ class LiveEngine:
         with self._timeline_lock:
             self._timeline.append(sample)
 
-    def _handle_input(self, data: bytes, t: float) -> None:
+    def _handle_input(self, data: bytes, t: float, ordinal: int | None = None, epoch: int | None = None) -> None:
         self._received += 1
         kind = data[0] & 0xF0
-        tick = self.clock.tick_at(t)
+        tick = self.clock.tick_for(t, ordinal, epoch)
         if kind == 0xB0:
             if self.controls.apply_cc(data[1], data[2]) == "panic":
                 self._panic()

@@ -337,3 +337,14 @@ def test_ordinals_after_start_and_continue():
     c.feed(SONG_POSITION, bytes([8, 0]), 1.5, ordinal=17, epoch=5)  # tick 48
     c.feed(CONTINUE, b"", 1.6, ordinal=17, epoch=6)
     assert c.ordinal_of(48) == (6, 18) and c.ordinal_of(60) == (6, 30)
+
+
+def test_a_message_is_placed_by_the_count_of_ticks_before_it():
+    """A note that came just after 0xF8 number N sits in N's tick even when the time map's phase strays."""
+    c, times, T = _started(stamps=True)
+    t = times[-1] + 0.1 * T
+    assert c.tick_for(t, ordinal=48, epoch=1) == pytest.approx(47.1, abs=0.01)
+    late = times[-1] + 1.3 * T  # the time map would say 48.3: the 48th 0xF8 was the last one counted
+    assert c.tick_for(late, ordinal=48, epoch=1) == pytest.approx(47.99)
+    assert c.tick_for(t, ordinal=48, epoch=0) == pytest.approx(c.tick_at(t))  # another transport run: the map
+    assert c.tick_for(t) == pytest.approx(c.tick_at(t))

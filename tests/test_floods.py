@@ -271,4 +271,4 @@ def test_a_full_inbox_drops_note_ons_never_note_offs():
     for m in kept:
         eng._enqueue(m, 0.0)
     eng._enqueue(bytes([0xB0, 7, 100]), 0.0)  # a volume CC: dropped like a note-on
-    assert [m for m, _ in list(eng._inbox)[-len(kept):]] == kept and eng._dropped_inbox == 501
+    assert [e[0] for e in list(eng._inbox)[-len(kept):]] == kept and eng._dropped_inbox == 501
