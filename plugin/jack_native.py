@@ -127,7 +127,7 @@ typedef struct {
     ring_t in_ring, cmd_ring, sent_ring;
     uint32_t ordinal, epoch, seq;
     /* 0xF8 that never reached us: counted in the ordinal all the same (see count_tick) */
-    uint32_t last_tick_frame, intervals[8], n_intervals, next_interval, last_missing;
+    uint32_t last_tick_frame, intervals[8], n_intervals, next_interval, last_missing, long_run, long_missing;
     int have_tick;
     entry_t heap[QUEUE_CAP]; uint32_t heap_n;
     entry_t scratch[QUEUE_CAP];
@@ -307,9 +307,10 @@ static int important(const uint8_t *d, size_t size) {
 /* The ordinal of a 0xF8 at absolute frame `frame`: one more than the last, plus the ticks that never
    arrived. The master's ticks are evenly spaced in frames (jitter aside): an interval of 1.6 periods or
    more (up to 3 missing) means 0xF8s were lost on the way (a cycle this client, or the master, missed).
-   Counting them keeps every queued note on the tick it was meant for. Two such intervals in a row are
-   a slower tempo instead, and a long one followed by a short one a 0xF8 that came late (the master
-   missed a cycle): the count is taken back either way. */
+   Counting them keeps every queued note on the tick it was meant for. A long interval followed by a
+   short one is a 0xF8 that came late (the master missed a cycle), and four long ones in a row a slower
+   tempo (a starved server loses ticks two or three times running, a DAW halves its tempo rarely): the
+   count is taken back. */
 static int cmp_u32(const void *a, const void *b) { uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b; return x < y ? -1 : x > y; }
 static void count_tick(aj_t *io, jack_nframes_t frame) {
     uint32_t missing = 0;
@@ -329,21 +330,23 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
                    none was lost */
                 io->ordinal -= io->last_missing;
                 atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->last_missing, memory_order_relaxed);
+                io->long_missing -= io->last_missing;
+                if (io->long_run) io->long_run--;
                 io->last_missing = 0;
                 normal = 0;
             } else if (median && (uint64_t)d * 10 >= (uint64_t)median * 16) {
                 normal = 0;
                 uint32_t m = (uint32_t)(((uint64_t)d * 10 / median - 16) / 10) + 1;
-                if (m > 3) { io->n_intervals = 0; io->last_missing = 0; }      /* a gap: start over */
-                else if (io->last_missing) {                                   /* the tempo dropped */
-                    io->ordinal -= io->last_missing;
-                    atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->last_missing, memory_order_relaxed);
-                    io->last_missing = 0; io->n_intervals = 0; normal = 1;
-                } else { missing = m; io->last_missing = m; }
+                if (m > 3) { io->n_intervals = 0; io->last_missing = io->long_run = io->long_missing = 0; }  /* a gap */
+                else if (io->long_run >= 3) {  /* a fourth long interval in a row: the tempo dropped */
+                    io->ordinal -= io->long_missing;
+                    atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->long_missing, memory_order_relaxed);
+                    io->last_missing = io->long_run = io->long_missing = 0; io->n_intervals = 0; normal = 1;
+                } else { missing = m; io->last_missing = m; io->long_run++; io->long_missing += m; }
             }
         }
         if (normal) {
-            if (missing == 0) io->last_missing = 0;
+            if (missing == 0) io->last_missing = io->long_run = io->long_missing = 0;
             io->intervals[io->next_interval] = d;
             io->next_interval = (io->next_interval + 1) % 8;
             if (io->n_intervals < 8) io->n_intervals++;
@@ -377,7 +380,7 @@ static int process(jack_nframes_t nframes, void *arg) {
         else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
             /* the transport moved: what was queued for ticks belongs to the old timeline */
             io->epoch++; io->heap_n = 0;
-            io->have_tick = 0; io->last_missing = 0;
+            io->have_tick = 0; io->last_missing = io->long_run = io->long_missing = 0;
             release_sounding(io, ev.time);
         }
         bump(io, ST_IN, 1);

@@ -49,8 +49,8 @@ class DeltaTimeline:
 class TickCounter:
     """The native client's count of 0xF8s (plugin/jack_native.py, count_tick), on driver time stamps instead
     of sample frames: an interval of 1.6 periods or more (up to 3 missing) counts the ticks that never
-    arrived, so that notes queued by count stay on their tick; two such intervals in a row are a slower
-    tempo, and a long one followed by a short one a late 0xF8 (the count is taken back either way).
+    arrived, so that notes queued by count stay on their tick; a long one followed by a short one is a
+    late 0xF8, and four long ones in a row a slower tempo (the count is taken back either way).
     `reset()` at every transport message."""
 
     def __init__(self):
@@ -59,9 +59,11 @@ class TickCounter:
         self._last: float | None = None
         self._intervals: deque = deque(maxlen=8)
         self._last_missing = 0
+        self._long_run = self._long_missing = 0  # long intervals in a row, and the ticks counted for them
 
     def reset(self) -> None:
         self._last, self._last_missing = None, 0
+        self._long_run = self._long_missing = 0
 
     def tick(self, t: float) -> int:
         missing = 0
@@ -73,6 +75,8 @@ class TickCounter:
                 if self._last_missing and d < 0.6 * median:  # long, then short: that 0xF8 came late
                     self.ordinal -= self._last_missing
                     self.lost -= self._last_missing
+                    self._long_missing -= self._last_missing
+                    self._long_run = max(0, self._long_run - 1)
                     self._last_missing = 0
                     normal = False
                 elif median > 0 and d >= 1.6 * median:
@@ -80,18 +84,20 @@ class TickCounter:
                     m = int(d / median - 1.6) + 1
                     if m > 3:  # a gap: start over
                         self._intervals.clear()
-                        self._last_missing = 0
-                    elif self._last_missing:  # the tempo dropped
-                        self.ordinal -= self._last_missing
-                        self.lost -= self._last_missing
-                        self._last_missing = 0
+                        self._last_missing = self._long_run = self._long_missing = 0
+                    elif self._long_run >= 3:  # a fourth long interval in a row: the tempo dropped
+                        self.ordinal -= self._long_missing
+                        self.lost -= self._long_missing
+                        self._last_missing = self._long_run = self._long_missing = 0
                         self._intervals.clear()
                         normal = True
                     else:
                         missing = self._last_missing = m
+                        self._long_run += 1
+                        self._long_missing += m
             if normal:
                 if not missing:
-                    self._last_missing = 0
+                    self._last_missing = self._long_run = self._long_missing = 0
                 self._intervals.append(d)
         self._last = t
         self.ordinal += 1 + missing

@@ -277,17 +277,24 @@ def test_tick_counters_count_what_never_arrived():
     k.tick(1.0 + 22 * T + 1.1 * T)  # jitter, no loss
     assert (k.ordinal, k.lost) == (24, 1)
     t = 1.0 + 22 * T + 1.1 * T
-    k.tick(t + 2 * T)  # the tempo halves: counted at first...
-    assert (k.ordinal, k.lost) == (26, 2)
-    k.tick(t + 4 * T)  # ...and taken back at the second long interval (25 received, 1 lost)
-    assert (k.ordinal, k.lost) == (26, 1)
+    k.tick(t + 2 * T)  # two ticks lost in a row (a starved server): both counted
+    k.tick(t + 3 * T)
+    k.tick(t + 5 * T)
+    k.tick(t + 6 * T)
+    assert (k.ordinal, k.lost) == (30, 3)
+    t += 6 * T
+    for n in range(1, 4):  # the tempo halves: counted at first...
+        k.tick(t + 2 * n * T)
+    assert (k.ordinal, k.lost) == (36, 6)
+    k.tick(t + 8 * T)  # ...and taken back at the fourth long interval in a row (34 received, 3 lost)
+    assert (k.ordinal, k.lost) == (34, 3)
     for n in range(1, 6):
-        k.tick(t + (4 + 2 * n) * T)
-    assert (k.ordinal, k.lost) == (31, 1)
-    t += 14 * T
+        k.tick(t + (8 + 2 * n) * T)
+    assert (k.ordinal, k.lost) == (39, 3)
+    t += 18 * T
     k.tick(t + 2 * 1.7 * T)  # late by 0.7 of the (new) period...
     k.tick(t + 2 * 2 * T)  # ...the next on time: nothing was lost
-    assert (k.ordinal, k.lost) == (33, 1)
+    assert (k.ordinal, k.lost) == (41, 3)
 
 
 def test_the_tempo_halving_is_not_lost_ticks():

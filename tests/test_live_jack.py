@@ -93,12 +93,13 @@ class Recording:
 
     @property
     def index(self) -> np.ndarray:
-        """The master's song position of each recorded 0xF8, counted in frames from the first one (at
-        jack_midi_clock's constant frames per tick), so that a tick that never reached the recorder (a cycle
-        the master or the recorder missed) does not shift every position after it."""
-        ticks = np.asarray(self.ticks, dtype=float)
-        fpt = float(np.median(np.diff(ticks)))
-        return np.round((ticks - ticks[0]) / fpt)
+        """The master's song position of each recorded 0xF8: one more than the one before it, or as many more as
+        periods passed (in frames) since it, so that a tick that never reached the recorder (a cycle the master
+        or the recorder missed) does not shift every position after it. Counted tick by tick, not on a grid
+        from the first: jack_midi_clock -J jitters each interval, and its ticks wander off any grid."""
+        d = np.diff(np.asarray(self.ticks, dtype=float))
+        period = float(np.median(d))
+        return np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(d / period)))])
 
     def position(self, frame: float) -> float:
         """The master's clock position (in ticks from the first 0xF8 recorded) of a frame."""
