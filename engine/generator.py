@@ -34,9 +34,13 @@ class Generator:
         self.step_s: deque[float] = deque(maxlen=64)  # recent step times, for the panel's readout
         self.feed(BOS)
 
-    def feed(self, token: int) -> NoteEvent | None:
-        """Advances the stream past `token` (played or sampled); returns the note it plays, if any."""
+    def feed(self, token: int, before_step=None) -> NoteEvent | None:
+        """Advances the stream past `token` (played or sampled); returns the note it plays, if any.
+        `before_step(event)`, if given, hears that note before the model steps past it (so that it can go
+        out first: the step is the costly part)."""
         event = self.grammar.apply(token)
+        if before_step is not None:
+            before_step(event)
         t0 = time.perf_counter()
         np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state))
         self.step_s.append(time.perf_counter() - t0)

@@ -221,6 +221,9 @@ class Session:
         self._pending_runtime: StepRuntime | None = None
         self._switch: StyleSwitch | None = None  # the pending style, being prepared
         self.last_switch_caught_up = 0  # tokens the last switch stepped on the engine thread
+        # if set, the accompaniment's notes reacting to the player go out through this as soon as they are
+        # chosen, before the model steps past them (the plugin sends them at once); else in the Output
+        self.emit = None
         self._player_sounding: dict[int, int] = {}  # pitch -> stream tick
         self._pedal = False
         self._last_player_tick: int | None = None
@@ -238,6 +241,8 @@ class Session:
         self._emitted: list[tuple[int, int, int]] = []  # Antiphon's recent events (tick, pitch, velocity)
         self._pitches = np.arange(N_PITCHES)
         self._consonant = np.array(sorted(CONSONANT))
+        self._consonant_classes = np.isin(np.arange(12), self._consonant)
+        self._band_pitch_cache = None
         self._planner: Planner | None = None  # planning the answer expected at self._plan_for
         self._plan_for: tuple[int, int] | None = None  # (answer start, stream tokens so far) it was started at
         self._planned: list[int] = []  # the chosen answer's tokens
@@ -577,21 +582,29 @@ class Session:
                 self._checkpoint(end=True)
             self._play(token, out)
 
-    def _play(self, token: int, out: Output) -> None:
-        """Feeds one of Antiphon's own tokens; what it plays goes out."""
-        ev = self.gen.feed(token)
+    def _play(self, token: int, out: Output, at_once: bool = False) -> None:
+        """Feeds one of Antiphon's own tokens; what it plays goes out (with `at_once` and an `emit` hook,
+        through the hook before the model steps past it: an accompaniment note reacting to the player)."""
+        def note(ev) -> None:
+            if ev is None:
+                return
+            self._emitted.append((ev.tick, ev.pitch, ev.velocity))
+            if ev.velocity:
+                self._ours[ev.pitch] = ev.tick
+                self._roll_on("antiphon", ev.tick, ev.pitch, ev.velocity)
+            elif ev.pitch in self._ours:
+                del self._ours[ev.pitch]
+                self._roll_off("antiphon", ev.tick, ev.pitch)
+            else:
+                return
+            played = OutNote(ev.tick, ev.pitch, ev.velocity)
+            if at_once and self.emit is not None:
+                self.emit(played)
+            else:
+                out.notes.append(played)
+
+        self.gen.feed(token, before_step=note)
         self._remember(token)
-        if ev is None:
-            return
-        self._emitted.append((ev.tick, ev.pitch, ev.velocity))
-        if ev.velocity:
-            self._ours[ev.pitch] = ev.tick
-            out.notes.append(OutNote(ev.tick, ev.pitch, ev.velocity))
-            self._roll_on("antiphon", ev.tick, ev.pitch, ev.velocity)
-        elif ev.pitch in self._ours:
-            del self._ours[ev.pitch]
-            out.notes.append(OutNote(ev.tick, ev.pitch, 0))
-            self._roll_off("antiphon", ev.tick, ev.pitch)
 
     def _checkpoint(self, end: bool) -> None:
         g = self.gen.grammar
@@ -620,7 +633,7 @@ class Session:
             offs &= pitches < before - NOTE_OFF
         out[NOTE_OFF:TIME_SHIFT] = offs
         if before is None or not (NOTE_OFF <= before < TIME_SHIFT):
-            ons = mask[NOTE_ON:NOTE_OFF] & self._consonant_pitches() & self._voicing_pitches() & self._key_pitches()
+            ons = mask[NOTE_ON:NOTE_OFF] & self._band_pitches()
             if not self._comp_allows(g.tick, reacting, onset):
                 ons[:] = False
             if before is not None:
@@ -633,6 +646,15 @@ class Session:
             if not out.any():
                 return mask
         return out
+
+    def _band_pitches(self) -> np.ndarray:
+        """Consonant, voiced and in key, for what the player sounds now (kept while that stays the same: a
+        reaction asks many times within one tick)."""
+        key = (self._now, self.gen.grammar.tick, tuple(sorted(self._player_sounding)), len(self._phrase_notes),
+               self.params.voicing)
+        if self._band_pitch_cache is None or self._band_pitch_cache[0] != key:
+            self._band_pitch_cache = (key, self._consonant_pitches() & self._voicing_pitches() & self._key_pitches())
+        return self._band_pitch_cache[1]
 
     def _comp_allows(self, tick: int, reacting: bool, onset: bool) -> bool:
         """May the accompaniment start notes at `tick`? free: anywhere; beats: on the beats; follow and
@@ -653,7 +675,7 @@ class Session:
         """Pitches consonant with every note the player sounds (all, when it sounds none)."""
         ok = np.ones(N_PITCHES, dtype=bool)
         for q in self._player_sounding:
-            ok &= np.isin((self._pitches - q) % 12, self._consonant)
+            ok &= self._consonant_classes[(self._pitches - q) % 12]
         return ok
 
     def _key_pitches(self) -> np.ndarray:
@@ -681,7 +703,8 @@ class Session:
         self._checkpoint(end=False)
         params = self._sampling()
         onset = self._player_onset_at(tick)
-        held_dissonant = [q for q in self._ours if not self._consonant_pitches()[q]] if onset else []
+        consonant = self._consonant_pitches()
+        held_dissonant = [q for q in self._ours if not consonant[q]] if onset else []
         self._release_long_notes(out)
 
         def before(token: int | None) -> None:
@@ -691,7 +714,7 @@ class Session:
                     if mask[NOTE_OFF + q] and (token is None or not NOTE_OFF <= token < TIME_SHIFT
                                                 or q < token - NOTE_OFF):
                         held_dissonant.remove(q)
-                        self._play(NOTE_OFF + q, out)
+                        self._play(NOTE_OFF + q, out, at_once=True)
                         break
                 else:
                     # the player starts a note and the accompaniment sounds nothing: it must come in, below
@@ -702,7 +725,7 @@ class Session:
                     choice = self._sample_band(mask, token, params, must)
                     if choice is None:
                         return
-                    self._play(choice, out)
+                    self._play(choice, out, at_once=True)
 
         self.encoder.emit_tick(before)
 
@@ -773,7 +796,9 @@ class Session:
         cut = tick - self.offset
         for key in [k for k, n in self._roll_open.items() if k[0] == "antiphon" and n.start >= cut]:
             del self._roll_open[key]
-        self._roll = deque((n for n in self._roll if n.who != "antiphon" or n.start < cut), maxlen=self._roll.maxlen)
+        if any(n.who == "antiphon" and n.start >= cut for n in reversed(self._roll)):
+            self._roll = deque((n for n in self._roll if n.who != "antiphon" or n.start < cut),
+                               maxlen=self._roll.maxlen)
         for p in sorted(self._ours):
             self._roll_open.setdefault(("antiphon", p), RollNote(self._ours[p] - self.offset, None, p, 64, "antiphon"))
         return out

@@ -280,3 +280,21 @@ def test_a_replay_made_stale_by_a_rollback_is_refused(runtime):
     s.rollbacks += 1  # the stream went back meanwhile (an interruption, in accompaniment)
     assert not s.adopt_style(switch)
     assert s._pending_runtime is runtime and s.wants_style_replay()
+
+
+def test_reacting_notes_go_out_before_the_model_steps_past_them():
+    from antiphon.engine.style import load_style
+
+    s = Session(load_style("default").runtime(), Meter(4, 4), SessionParams(mode=ACCOMPANY), seed=3)
+    sent = []
+    s.emit = lambda note: sent.append((note, s.gen.tokens))
+    s.advance(0)
+    s.advance(24)
+    before = s.gen.tokens
+    out = s.note_on(24, 72, 90)
+    assert sent, "the accompaniment did not come in with the player's note"
+    first, tokens_then = sent[0]
+    assert first.tick == 24 and first.velocity and first.pitch < 72
+    assert tokens_then >= before  # it went out during this note_on ...
+    assert all(n not in out.notes for n, _ in sent)  # through the hook only
+    assert tokens_then < s.gen.tokens  # the model stepped past it after it went out
