@@ -102,8 +102,12 @@ class Recording:
         return np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(d / period)))])
 
     def position(self, frame: float) -> float:
-        """The master's clock position (in ticks from the first 0xF8 recorded) of a frame."""
-        return float(np.interp(frame, self.ticks, self.index))
+        """The master's clock position (in ticks from the first 0xF8 recorded) of a frame (after the last tick,
+        at the last period: a Stop comes up to a tick after it, and what it releases with it)."""
+        ticks, index = self.ticks, self.index
+        if frame > ticks[-1]:
+            return float(index[-1] + (frame - ticks[-1]) / (ticks[-1] - ticks[-2]))
+        return float(np.interp(frame, ticks, index))
 
     def frame_of(self, tick: float) -> float:
         """The frame of the master's song position `tick`."""
