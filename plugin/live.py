@@ -224,6 +224,7 @@ class LiveEngine:
         self.sender = IOProcess(backend, self.config.in_port, self.config.out_port, release_channels=(self.channel,),
                                 on_input=self._on_input, on_sent=self._on_sent)
         self.in_name, self.out_name, self.backend = self.sender.in_name, self.sender.name, backend
+        self.session.emit = self._send_at_once  # an accompaniment note reacting to the player goes out now
         _register(backend, self.out_name)
         _register(backend, self.in_name)
         self.clock.start()
@@ -410,6 +411,12 @@ class LiveEngine:
             self._apply(self.session.note_on(tick, data[1], data[2]))
         else:
             self._apply(self.session.note_off(tick, data[1]))
+
+    def _send_at_once(self, note) -> None:
+        """The session's hook (engine thread): a note chosen in reaction to the player, sent before the model
+        steps on. The recording places it where it went out."""
+        msg = bytes([(0x90 if note.velocity else 0x80) | self.channel, note.pitch, note.velocity])
+        self.sender.send_now(msg, self._new_tag(note.tick))
 
     def _apply(self, out) -> None:
         """Session output -> the I/O process.

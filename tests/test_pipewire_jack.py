@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from tests.jack import PipeWireServer
-from tests.test_live_jack import Case, check_jam, jam
+from tests.test_live_jack import SAMPLED, Case, check_jam, jam
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
 
 def test_jam_on_pipewire_jack(tmp_path):
     with PipeWireServer() as pw:
-        r = jam(pw, Case(140.0), tmp_path)
+        r = jam(pw, Case(140.0), tmp_path, extra_args=SAMPLED)
     check_jam(r, "PipeWire")
 
 

@@ -171,7 +171,9 @@ def test_native_notes_go_out_with_their_tick(jack_server, native, bpm):
     assert len(ons) >= 6 and max(errs) == 0
     assert st["late"] == 0 and st["in_dropped"] == 0
     starved(arriving, bpm, f"lost {follower.lost_ticks} ticks, {jack_server.process_errors(log_at)} process errors")
-    assert follower.lost_ticks == 0
+    # a tick can only be lost in a cycle the server marks late (ours, or the master's); the follower counts
+    # it as the native client did (so the notes queued by count stay on their ticks: frame error 0 above)
+    assert follower.lost_ticks == st["lost_ticks"] <= xruns + jack_server.xruns("jack_midi_clock", log_at)
     recorder_late = jack_server.xruns(recorder, log_at)
     assert abs(len(received) - len(ticks)) <= 1 or recorder_late  # both may miss the clock's last tick at Stop
     statuses = [e[1][0] for e in events]
