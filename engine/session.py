@@ -42,6 +42,7 @@ MAX_CANDIDATES = 1024
 VOICINGS = ("below", "above", "around")
 COMPS = ("free", "follow", "beats", "sustain")
 CALL_CONTEXT_NOTES = 8  # a phrase shorter than this is heard together with the one before
+CALL_MAX_NOTES = 64  # the call an answer answers: at most the phrase's last notes (a flood is not a call)
 KEY_CONTEXT_NOTES = 24  # the accompaniment keeps to the key of the player's last notes ...
 MIN_KEY_NOTES = 6  # ... once there are this many
 
@@ -300,6 +301,8 @@ class Session:
         if started is None:
             return Output()
         self._phrase_notes.append(Note(started, max(tick, started + 1), pitch, self._player_velocity.pop(pitch, 80)))
+        if len(self._phrase_notes) > 4 * CALL_MAX_NOTES:
+            del self._phrase_notes[:-CALL_MAX_NOTES]
         self._drop_plan()
         out = self._interrupt(tick) if self.params.mode == ACCOMPANY else Output()
         self.encoder.note_off(tick, pitch)
@@ -342,8 +345,10 @@ class Session:
         self._now = self._stream_tick(song_tick)
         self._player_sounding.clear()
         self._phrase_has_notes = False
+        self._phrase_notes, self._previous_phrase = [], []  # a new place in the song: a new call
         self._last_player_tick = None
         self._trigger = False
+        self._drop_plan()
         self.state = LISTENING
         return out
 
@@ -472,7 +477,7 @@ class Session:
                                       for p, t in self._player_sounding.items()]
         if len(notes) < CALL_CONTEXT_NOTES:
             notes = self._previous_phrase + notes
-        return Call(sorted(notes), self.meter)
+        return Call(sorted(notes)[-CALL_MAX_NOTES:], self.meter)
 
     def _plan_ahead(self, now: int, budget_s: float | None) -> None:
         """During the silence before the answer, plan it: the candidates are sampled from a copy of the
@@ -511,10 +516,10 @@ class Session:
     def _drop_plan(self) -> None:
         self._planner, self._plan_for = None, None
 
-    def _choose_answer(self, start: int) -> None:
-        """At the answer's start: finish the plan made for it (or make one now) and let the critic choose."""
-        key = (start, self.gen.tokens)
-        if self._plan_for != key or self._planner is None:
+    def _choose_answer(self, start: int, planned_ahead: bool) -> None:
+        """At the answer's start: finish the plan made for it during the silence (`planned_ahead`: made for
+        this start from this very stream), or make one now, and let the critic choose."""
+        if not planned_ahead or self._planner is None:
             self._planner = self._new_planner(start)
         planner = self._planner
         planner.run()
@@ -539,6 +544,9 @@ class Session:
         if self._pending_runtime is not None and self._switch is None:
             self._swap_runtime()
         start = max(start, self.gen.grammar.tick)
+        # the plan made during the silence is this answer's if nothing entered the stream since (the shift
+        # to the start, next, is the one the plan's own copy of the stream took)
+        planned_ahead = self._planner is not None and self._plan_for == (start, self.gen.tokens)
         self._answer_start = start
         self._answer_end = start + self.params.response_bars * self.meter.ticks_per_bar
         self.encoder.shift_to(start)
@@ -548,8 +556,8 @@ class Session:
         self.state = ANSWERING
         self._planned, self._plan_pos = [], 0
         if self.params.candidates > 1:
-            self._choose_answer(start)
-        self._previous_phrase, self._phrase_notes = self.call().notes[-64:], []
+            self._choose_answer(start, planned_ahead)
+        self._previous_phrase, self._phrase_notes = self.call().notes, []
 
     def _sampling(self) -> SamplingParams:
         p = self.params

@@ -101,11 +101,7 @@ def _answered_after(events, call_channel: int = 1) -> float | None:
     return sum(1 for t in ticks if call_end < t <= min(answer)) / 24
 
 
-PLANNED = pytest.param(
-    (), id="planned", marks=pytest.mark.xfail(
-        strict=True, reason="waits on the session: the flood's notes all become the call (Session._phrase_notes "
-        "is kept across a Start and unbounded), and planning an answer to 10,000 notes takes the engine thread "
-        "for seconds (Session.call() alone 2.2 s here)"))
+PLANNED = pytest.param((), id="planned")  # the default: answers planned (the call is bounded to its last notes)
 
 
 @pytest.mark.jack

@@ -421,11 +421,8 @@ def test_jam_on_the_default_jack_server(case, tmp_path):
     check_jam(r)
 
 
-@pytest.mark.xfail(strict=False, reason="waits on the session: the plan made ahead of an answer is keyed on the "
-                   "stream's token count before _start_answer's shift_to(start) adds to it, so it is never "
-                   "reused and the whole plan is made again, unbudgeted, 3 ticks before the beat; the answer's "
-                   "first notes then reach the I/O process after their tick")
 def test_jam_with_planned_answers(tmp_path):
+    """The default: answers planned during the silence (16 candidates) and played on their ticks."""
     with JackServer() as jack:
         r = jam(jack, Case(140.0), tmp_path)
     check_jam(r, "JACK, planned answers")

@@ -124,3 +124,27 @@ def test_planned_answers_are_reproducible_with_a_seed(default_runtime):
         s = Session(default_runtime, Meter(4, 4), SessionParams(candidates=4), seed=11)
         answers.append(simulate(s, PHRASE, 600))
     assert answers[0] == answers[1] and answers[0]
+
+
+def test_the_plan_made_in_the_silence_is_the_one_played(runtime):
+    """Planning during the silence must not be thrown away at the answer's start: the session plays the
+    plan it already made (no second plan on the engine thread three ticks before the beat)."""
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=4, response_bars=1), seed=6)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(125)
+    early = s._planner
+    assert early is not None and early.done
+    fp.run_to(150)
+    assert s.state == ANSWERING
+    assert s.last_candidates and s.last_candidates[0].tokens == early.candidates()[0].tokens
+    assert s.last_plan_ms == pytest.approx(early.seconds * 1000)
+
+
+def test_the_call_is_bounded_and_a_start_begins_a_new_one(runtime):
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=2, response_bars=1), seed=7)
+    fp = FakePlugin(s)
+    fp.play([Note(i * 2, i * 2 + 1, 60 + i % 12, 90) for i in range(2000)])  # a flood, 1,000 bars' worth
+    assert len(s._phrase_notes) <= 4 * 64 and len(s.call().notes) <= 64
+    s.locate(fp.now)
+    assert not s.call().notes
