@@ -136,18 +136,24 @@ class ClockFollower:
         self._ord_base: int | None = None
         self._ord_tick = 0
         self._last_ordinal: int | None = None
+        self._tick_frames: dict[int, int] = {}  # ordinal -> sample frame of that 0xF8 (the last 96), where stamped
 
     # ---- feeding (MIDI input thread) -------------------------------------------------------
     def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None,
-             ordinal: int | None = None, epoch: int | None = None) -> None:
+             ordinal: int | None = None, epoch: int | None = None, frame: int | None = None) -> None:
         """One MIDI message: `status` byte, the data bytes after it, its time (perf_counter), and where
-        the I/O layer stamps them, its 0xF8 count and transport epoch."""
+        the I/O layer stamps them, its 0xF8 count, transport epoch and sample frame."""
         if t is None:
             t = time.perf_counter()
         with self._lock:
             self._check_silence(t)
+            if epoch is not None and epoch != self._epoch:
+                self._tick_frames.clear()
             if epoch is not None:
                 self._epoch = epoch
+            if status == CLOCK and ordinal is not None and frame is not None:
+                self._tick_frames[int(ordinal)] = int(frame)
+                self._tick_frames.pop(int(ordinal) - 96, None)
             if status == CLOCK:
                 self._on_clock(t, ordinal)
             elif status == START:
@@ -479,17 +485,30 @@ class ClockFollower:
                 return None
             return self._ord_tick + int(ordinal) - self._ord_base
 
-    def tick_for(self, t: float, ordinal: int | None = None, epoch: int | None = None) -> float:
-        """The song position of a message that came at `t` after 0xF8 number `ordinal`: that tick's position by
-        the I/O layer's count, plus the fraction of a tick the time map puts it after it. Under a loaded
-        machine the map's phase may stray by a tick; the count does not."""
+    def tick_for(self, t: float, ordinal: int | None = None, epoch: int | None = None,
+                 frame: int | None = None) -> float:
+        """The song position of a message that came at `t` (sample `frame`) after 0xF8 number `ordinal`: that
+        tick's position by the I/O layer's count, plus the fraction of a tick after it, in frames where the
+        I/O layer stamps them (between that 0xF8's frame and the next one's, or the last interval's), else on
+        the time map. Under a loaded machine the map's phase may stray by a tick; the count and the frames
+        do not."""
         pos = self.tick_at(t)
         if ordinal is None or self.source != "midi":
             return pos
         base = self.tick_of(ordinal, epoch)
         if base is None or not self.poll(t):
             return pos
-        return base + min(max(pos - base, 0.0), 0.99)
+        fraction = pos - base
+        if frame is not None:
+            with self._lock:
+                at, nxt = self._tick_frames.get(int(ordinal)), self._tick_frames.get(int(ordinal) + 1)
+                before = self._tick_frames.get(int(ordinal) - 1)
+            wrap = 2**32  # the I/O layer's frames are 32-bit
+            span = ((nxt - at) % wrap if at is not None and nxt is not None
+                    else (at - before) % wrap if at is not None and before is not None else None)
+            if span:
+                fraction = (((int(frame) - at + wrap // 2) % wrap) - wrap // 2) / span
+        return base + min(max(fraction, 0.0), 0.99)
 
     @property
     def bpm(self) -> float:

@@ -372,9 +372,18 @@ static int process(jack_nframes_t nframes, void *arg) {
     cmd_t c;
     for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
     uint32_t n = J.midi_get_event_count(in);
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, early = n; i < n; i++) {
         jack_midi_event_t ev;
+        if (i == early) { early = n; continue; }  /* the 0xF8 already taken before the notes of its frame */
         if (J.midi_event_get(&ev, in, i) != 0 || ev.size == 0) continue;
+        if (ev.buffer[0] != 0xF8 && early == n)
+            /* a note merged ahead of the 0xF8 of its own frame (two ports' events at one time) was sent on that
+               tick: take the 0xF8 first, so the note carries its ordinal */
+            for (uint32_t j = i + 1; j < n; j++) {
+                jack_midi_event_t nx;
+                if (J.midi_event_get(&nx, in, j) != 0 || nx.time != ev.time) break;
+                if (nx.size && nx.buffer[0] == 0xF8) { early = j; ev = nx; i--; break; }  /* i: the note, next */
+            }
         uint8_t st = ev.buffer[0];
         if (st == 0xF8) { count_tick(io, io->frame0 + ev.time); bump(io, ST_TICKS, 1); }
         else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {

@@ -274,25 +274,26 @@ class LiveEngine:
         """[(time, message, 0xF8 ordinal, transport epoch, frame)]: clock to the follower, notes and CCs
         to the inbox. Times are the driver's, so it does not matter when this thread gets to run."""
         wake = False
-        for t, msg, ordinal, epoch, _frame in events:
+        for t, msg, ordinal, epoch, frame in events:
             if not message_ok(msg):
                 self._malformed += 1
                 continue
             status = msg[0]
             if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
-                self.clock.feed(status, msg[1:], t, ordinal, epoch)
+                self.clock.feed(status, msg[1:], t, ordinal, epoch, frame)
                 wake = wake or status != CLOCK
             elif status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3:
-                self._enqueue(msg, t, ordinal, epoch)
+                self._enqueue(msg, t, ordinal, epoch, frame)
                 wake = True
         if wake:
             self._wake.set()
 
-    def _enqueue(self, msg: bytes, t: float, ordinal: int | None = None, epoch: int | None = None) -> None:
+    def _enqueue(self, msg: bytes, t: float, ordinal: int | None = None, epoch: int | None = None,
+                 frame: int | None = None) -> None:
         if len(self._inbox) >= INBOX_LIMIT and not must_keep(msg):
             self._dropped_inbox += 1
             return
-        self._inbox.append((msg, t, ordinal, epoch))
+        self._inbox.append((msg, t, ordinal, epoch, frame))
 
     def _on_sent(self, messages) -> None:
         """[(time, message, tag, ordinal, at once)] as written to Antiphon Out: the answer's recording, each
@@ -394,10 +395,11 @@ class LiveEngine:
         with self._timeline_lock:
             self._timeline.append(sample)
 
-    def _handle_input(self, data: bytes, t: float, ordinal: int | None = None, epoch: int | None = None) -> None:
+    def _handle_input(self, data: bytes, t: float, ordinal: int | None = None, epoch: int | None = None,
+                      frame: int | None = None) -> None:
         self._received += 1
         kind = data[0] & 0xF0
-        tick = self.clock.tick_for(t, ordinal, epoch)
+        tick = self.clock.tick_for(t, ordinal, epoch, frame)
         if kind == 0xB0:
             if self.controls.apply_cc(data[1], data[2]) == "panic":
                 self._panic()

@@ -355,3 +355,24 @@ def test_a_message_is_placed_by_the_count_of_ticks_before_it():
     assert c.tick_for(late, ordinal=48, epoch=1) == pytest.approx(47.99)
     assert c.tick_for(t, ordinal=48, epoch=0) == pytest.approx(c.tick_at(t))  # another transport run: the map
     assert c.tick_for(t) == pytest.approx(c.tick_at(t))
+
+
+def test_where_frames_are_stamped_a_message_is_placed_in_its_tick_by_them():
+    """The fraction of a tick comes from the sample frames where the I/O layer stamps them: a note sent on its
+    tick's 0xF8 (same frame) is on that tick even when its time stamp (the wall clock of a starved server)
+    would put it most of a tick later, and a note a quarter of the way to the next 0xF8 is at .25."""
+    c = ClockFollower()
+    T, frames_per_tick = period(120.0), 500
+    c.feed(START, b"", 1.0, ordinal=0, epoch=1, frame=0)
+    for i in range(48):
+        c.feed(CLOCK, b"", 1.005 + i * T, ordinal=i + 1, epoch=1, frame=1000 + i * frames_per_tick)
+    on_tick = 1000 + 40 * frames_per_tick  # 0xF8 number 41: song tick 40
+    stray = 1.005 + 40.8 * T
+    assert c.tick_for(stray, ordinal=41, epoch=1) == pytest.approx(40.8, abs=0.01)  # the map alone
+    assert c.tick_for(stray, ordinal=41, epoch=1, frame=on_tick) == pytest.approx(40.0)
+    assert c.tick_for(stray, ordinal=41, epoch=1, frame=on_tick + 125) == pytest.approx(40.25)
+    last = 1000 + 47 * frames_per_tick  # the last one: no next 0xF8 yet, the interval before it
+    assert c.tick_for(1.005 + 47.1 * T, ordinal=48, epoch=1, frame=last + 250) == pytest.approx(47.5)
+    c.feed(START, b"", 2.0, ordinal=48, epoch=2, frame=last + 600)  # a new run: the old frames are gone
+    c.feed(CLOCK, b"", 2.005, ordinal=49, epoch=2, frame=last + 700)
+    assert c.tick_for(2.005 + 0.3 * T, ordinal=49, epoch=2, frame=last + 800) == pytest.approx(0.3, abs=0.01)

@@ -181,6 +181,57 @@ def test_native_notes_go_out_with_their_tick(jack_server, native, bpm):
     assert abs(snap.bpm - arriving) < 2.5  # the dummy driver may run slower than wall time under load
 
 
+@pytest.mark.parametrize("first", ["notes", "clock"])
+def test_a_note_on_the_frame_of_a_tick_carries_that_ticks_ordinal(jack_server, native, first):
+    """A DAW sends its note with the 0xF8 of its tick, at the same frame; JACK merges two sources' events of
+    one frame in whichever order, so the note may come first in our buffer. It was sent on that tick: it must
+    carry that 0xF8's ordinal (one less and the song position, hence the recording, puts it a tick early),
+    and the 0xF8 must be read first. Here a second native client sends a note at the frame of every beat's
+    0xF8, its port connected to ours before the clock's, then after it."""
+    from antiphon.plugin.jack_native import NativeJack
+
+    sender = NativeJack.open(client_name="tick_sender", in_port="in", out_port="out")
+    follower = ClockFollower(internal_bpm=100)
+    events: list = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            sender.poll()
+            for t, msg, ordinal, epoch, frame in sender.read_input():
+                follower.feed(msg[0], msg[1:], t, ordinal, epoch)
+            _every_beat(follower, sender)
+            native.poll()
+            events.extend(native.read_input())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    clock = jack_server.midi_clock(150.0)
+    try:
+        links = [(sender.out_name, native.in_name), (clock.port, native.in_name)]
+        for src, dst in (links if first == "notes" else links[::-1]) + [(clock.port, sender.in_name)]:
+            jack_server.connect(src, dst)
+        thread.start()
+        jack_server.transport("locate 0")
+        time.sleep(0.2)
+        jack_server.transport("play")
+        time.sleep(3.0)
+        jack_server.transport("stop")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(2)
+        clock.stop()
+        sender.close()
+    tick_at_frame = {frame: (i, ordinal) for i, (_, msg, ordinal, _, frame) in enumerate(events) if msg[0] == CLOCK}
+    on_ticks = [(i, ordinal, tick_at_frame[frame]) for i, (_, msg, ordinal, _, frame) in enumerate(events)
+                if msg[0] == 0x90 and frame in tick_at_frame]
+    print(f"\n{first} connected first: {len(on_ticks)} notes on the frame of a 0xF8; ordinals "
+          f"{[(o, t[1]) for _, o, t in on_ticks[:6]]}")
+    assert len(on_ticks) >= 4, events
+    assert all(ordinal == tick[1] and tick[0] < i for i, ordinal, tick in on_ticks), on_ticks
+
+
 def test_polled_rtmidi_fallback_sends_within_a_period_and_a_poll(jack_server):
     """Where the native client cannot be built: python-rtmidi, never given a callback, polled from a thread."""
     from antiphon.plugin.polled_io import PolledIO
