@@ -3,8 +3,9 @@
 The planner forks the generator's stream K times (one batched LSTM step per token for all of them, see
 StepRuntime.step_batch) and samples each candidate until its stream reaches the answer's end, with the
 live rules: the grammar, the sampling parameters, the polyphony cap and the release of notes held past
-`max_note_ticks`. It keeps every candidate's tokens, its notes and the model's own log-likelihood of it,
-for the critic to choose from. `run(budget_s)` works in slices, so the live engine can plan during the
+`max_note_ticks`. A candidate's melody never loops: after 7 melody notes (the top note of each onset) on
+two pitches or fewer, neither of those pitches may be the next one. It keeps every candidate's tokens, its
+notes and the model's own log-likelihood of it, for the critic to choose from. `run(budget_s)` works in slices, so the live engine can plan during the
 silence before the answer without holding its thread.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .answer_measures import LOOP_NOTES
 from .events import Note
 from .generator import Generator
 from .grammar_batch import GrammarBatch
@@ -63,6 +65,10 @@ class Planner:
         self.started = np.full((k, 128), -1, dtype=np.int64)  # tick each of the candidate's own notes began
         self.velocity = np.zeros((k, 128), dtype=np.int64)
         self.notes: list[list[Note]] = [[] for _ in range(k)]
+        # the melody so far: its last LOOP_NOTES - 1 notes before the tick of the latest onset, and that onset's top
+        self.melody = np.full((k, LOOP_NOTES - 1), -1, dtype=np.int64)
+        self.top = np.full(k, -1, dtype=np.int64)
+        self.top_tick = np.full(k, -1, dtype=np.int64)
         self.steps = 0
         self.seconds = 0.0
         self._drop(self.grammar.tick >= self.until, finished=True)
@@ -90,6 +96,7 @@ class Planner:
             capped[crowded, NOTE_ON:NOTE_OFF] = False
             keep = capped.any(axis=1)
             masks[keep] = capped[keep]
+        self._no_loop(masks)
         tokens = self.sampler.sample(self.logits if self.bias is None else self.logits + self.bias, masks, self.params)
         started = self.started[rows]
         expired = (started >= 0) & (g.tick[:, None] - started >= self.max_note_ticks) & masks[:, NOTE_OFF:TIME_SHIFT]
@@ -111,6 +118,23 @@ class Planner:
         self.logits = self.runtime.step_batch(tokens, g.positions, self.state)
         self._drop(g.tick >= self.until, finished=True)
         self._prune_laggards()
+
+    def _no_loop(self, masks: np.ndarray) -> None:
+        """Where the melody's last LOOP_NOTES - 1 notes before this tick use two pitches or fewer, the top note
+        of this tick may be neither (note-ons go up in pitch within a tick: no note-on of this tick may)."""
+        rows = self.rows
+        settled = self.top_tick[rows] < self.grammar.tick  # the latest onset is behind: its top note is melody
+        line = np.where(settled[:, None], np.concatenate([self.melody[rows, 1:], self.top[rows, None]], axis=1),
+                        self.melody[rows])
+        first = line[:, :1]
+        other = line != first
+        second = np.where(other.any(axis=1), line[np.arange(len(rows)), np.argmax(other, axis=1)], first[:, 0])
+        looping = (line >= 0).all(axis=1) & ((line == first) | (line == second[:, None])).all(axis=1)
+        for r in np.flatnonzero(looping):
+            allowed = masks[r].copy()
+            allowed[NOTE_ON + first[r, 0]] = allowed[NOTE_ON + second[r]] = False
+            if allowed.any():
+                masks[r] = allowed
 
     def _prune_laggards(self) -> None:
         """Once half the candidates are complete, one still going at `laggard_factor` times their median
@@ -136,6 +160,12 @@ class Planner:
             if velocity[r]:
                 self.started[k, p] = tick[r]
                 self.velocity[k, p] = velocity[r]
+                if self.top_tick[k] != tick[r]:  # a new onset: the last one's top note joins the melody
+                    if self.top[k] >= 0:
+                        self.melody[k] = np.roll(self.melody[k], -1)
+                        self.melody[k, -1] = self.top[k]
+                    self.top_tick[k] = tick[r]
+                self.top[k] = p  # note-ons go up in pitch within a tick
             elif self.started[k, p] >= 0:
                 self.notes[k].append(Note(int(self.started[k, p]), int(tick[r]), p, int(self.velocity[k, p])))
                 self.started[k, p] = -1

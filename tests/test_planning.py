@@ -148,3 +148,24 @@ def test_the_call_is_bounded_and_a_start_begins_a_new_one(runtime):
     assert len(s._phrase_notes) <= 4 * 64 and len(s.call().notes) <= 64
     s.locate(fp.now)
     assert not s.call().notes
+
+
+def test_no_planned_candidate_loops_on_two_pitches(runtime):
+    """A candidate's melody never holds 8 notes on two pitches, even when every draw leans towards two: a tilt
+    of +8 on E4's and D#4's note-ons and note-offs (half of these candidates loop without the rule)."""
+    from antiphon.engine.generator import Generator
+    from antiphon.engine.planner import Planner
+    from antiphon.engine.sampler import SamplingParams
+    from antiphon.engine.tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE
+
+    bias = np.zeros(VOCAB_SIZE, dtype=np.float32)
+    bias[[NOTE_ON + 63, NOTE_ON + 64, NOTE_OFF + 63, NOTE_OFF + 64]] = 8.0
+    bias[TIME_SHIFT:VELOCITY] = 2.0
+    gen = Generator(runtime, Meter(4, 4), seed=3)
+    planner = Planner(gen, 8, 4 * 96, SamplingParams(temperature=1.0), np.random.default_rng(3), bias=bias)
+    planner.run()
+    candidates = planner.candidates()
+    lines = [[n.pitch for n in am.melody(c.notes)] for c in candidates]
+    assert len(candidates) >= 6 and all(len(line) >= 6 for line in lines), lines
+    assert np.mean([p in (63, 64) for line in lines for p in line]) > 0.8, lines  # they play those two, mostly
+    assert not any(am.loops(c.notes) for c in candidates), lines
