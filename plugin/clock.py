@@ -477,6 +477,12 @@ class ClockFollower:
                 return None
             return self._epoch, self._ord_base + int(tick) - self._ord_tick
 
+    def is_stale(self, epoch: int | None) -> bool:
+        """A message stamped with an earlier transport epoch than the follower's: it came before the last
+        Start, Continue, Stop or SPP (on the old timeline)."""
+        with self._lock:
+            return epoch is not None and self._epoch is not None and epoch != self._epoch
+
     def tick_of(self, ordinal: int, epoch: int | None = None) -> int | None:
         """The song tick of 0xF8 number `ordinal` (the I/O layer's count) on the current map; None without one,
         or when `epoch` is given and is not the current transport epoch."""

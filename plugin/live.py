@@ -189,6 +189,7 @@ class LiveEngine:
         self._stop = threading.Event()
         self._dropped_inbox = 0
         self._received = 0
+        self._stale_note_ons = 0  # note-ons from before a transport move, handled after it: not played
         self._malformed = 0
         self._step_ms: deque = deque(maxlen=2000)
         self._params_version = -1
@@ -399,6 +400,11 @@ class LiveEngine:
                       frame: int | None = None) -> None:
         self._received += 1
         kind = data[0] & 0xF0
+        if kind == 0x90 and data[2] > 0 and self.clock.is_stale(epoch):
+            # played before the transport moved, handled after it (a backlog): the song jumped and the session
+            # let go of the old timeline's notes; starting this one now would hold it on the new one for ever
+            self._stale_note_ons += 1
+            return
         tick = self.clock.tick_for(t, ordinal, epoch, frame)
         if kind == 0xB0:
             if self.controls.apply_cc(data[1], data[2]) == "panic":

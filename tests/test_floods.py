@@ -276,3 +276,22 @@ def test_a_full_inbox_drops_note_ons_never_note_offs():
         eng._enqueue(m, 0.0)
     eng._enqueue(bytes([0xB0, 7, 100]), 0.0)  # a volume CC: dropped like a note-on
     assert [e[0] for e in list(eng._inbox)[-len(kept):]] == kept and eng._dropped_inbox == 501
+
+
+def test_a_backlog_from_before_a_start_holds_no_note_after_it():
+    """Note-ons still queued when the transport moves (a flood's backlog, handled after the Start) belong to the
+    old timeline: the session let go of it, and they are not played on the new one (or they would hold the
+    phrase open until it goes stale). Their note-offs, and everything stamped after the Start, are handled."""
+    from antiphon.plugin.clock import CLOCK, START
+
+    eng = make_engine()  # not started: the inbox is handled here, by hand
+    eng.clock.feed(START, b"", 1.0, ordinal=0, epoch=1)
+    eng.clock.feed(CLOCK, b"", 1.01, ordinal=1, epoch=1)
+    eng._enqueue(bytes([0x90, 60, 90]), 0.9, 0, 0)  # before the Start
+    eng._enqueue(bytes([0x90, 62, 90]), 0.95, 0, 0)
+    eng._enqueue(bytes([0x80, 62, 0]), 0.97, 0, 0)
+    eng._enqueue(bytes([0x90, 64, 90]), 1.02, 1, 1)  # after it
+    eng.session.locate(eng.clock.tick_at(1.01))
+    while eng._inbox:
+        eng._handle_input(*eng._inbox.popleft())
+    assert sorted(eng.session._player_sounding) == [64] and eng._stale_note_ons == 2

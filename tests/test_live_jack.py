@@ -96,10 +96,16 @@ class Recording:
         """The master's song position of each recorded 0xF8: one more than the one before it, or as many more as
         periods passed (in frames) since it, so that a tick that never reached the recorder (a cycle the master
         or the recorder missed) does not shift every position after it. Counted tick by tick, not on a grid
-        from the first: jack_midi_clock -J jitters each interval, and its ticks wander off any grid."""
+        from the first: jack_midi_clock -J jitters each interval, and its ticks wander off any grid. A long interval
+        followed by a short one is a 0xF8 that came late (its sender missed a cycle), not one lost: the two
+        intervals hold as many ticks as their sum does (Antiphon's client counts them the same way)."""
         d = np.diff(np.asarray(self.ticks, dtype=float))
         period = float(np.median(d))
-        return np.concatenate([[0.0], np.cumsum(np.maximum(1.0, np.round(d / period)))])
+        steps = np.maximum(1.0, np.round(d / period))
+        for i in range(len(d) - 1):
+            if steps[i] > 1 and d[i + 1] < 0.6 * period:
+                steps[i] = max(1.0, np.round((d[i] + d[i + 1]) / period) - 1)
+        return np.concatenate([[0.0], np.cumsum(steps)])
 
     def position(self, frame: float) -> float:
         """The master's clock position (in ticks from the first 0xF8 recorded) of a frame (after the last tick,
