@@ -393,50 +393,28 @@ class JackConnectionWatch:
     `changed()` is polled (every ~0.2 s by the sender process) through libjack directly, with a client
     of its own that has no ports and is never activated. Any failure disables the watch (None)."""
 
-    def __init__(self, client, port, lib):
-        self._client, self._port, self._lib = client, port, lib
+    def __init__(self, client, port_name: str, lib):
+        self._client, self._port_name, self._lib = client, port_name, lib
         self._known = self.connections()
 
     @classmethod
     def open(cls, port_name: str) -> "JackConnectionWatch | None":
-        import ctypes
-        import ctypes.util
+        from . import jack_lib
 
         try:
-            lib = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
-            lib.jack_client_open.restype = ctypes.c_void_p
-            lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-            lib.jack_port_by_name.restype = ctypes.c_void_p
-            lib.jack_port_by_name.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-            lib.jack_port_get_all_connections.restype = ctypes.POINTER(ctypes.c_char_p)
-            lib.jack_port_get_all_connections.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-            lib.jack_free.argtypes = [ctypes.c_void_p]
-            lib.jack_client_close.argtypes = [ctypes.c_void_p]
-            status = ctypes.c_int(0)
-            client = lib.jack_client_open(b"Antiphon watch", 0x01, ctypes.byref(status))  # JackNoStartServer
+            lib = jack_lib.find_server()
+            client = lib.open_client("Antiphon watch") if lib is not None else None
             if not client:
                 return None
-            port = lib.jack_port_by_name(client, port_name.encode())
-            if not port:
-                lib.jack_client_close(client)
+            if not lib.lib.jack_port_by_name(client, port_name.encode()):
+                lib.close_client(client)
                 return None
-            return cls(client, port, lib)
+            return cls(client, port_name, lib)
         except (OSError, AttributeError):
             return None
 
     def connections(self) -> set[str]:
-        import ctypes
-
-        found: set[str] = set()
-        arr = self._lib.jack_port_get_all_connections(self._client, self._port)
-        if not arr:
-            return found
-        i = 0
-        while arr[i]:
-            found.add(arr[i].decode(errors="replace"))
-            i += 1
-        self._lib.jack_free(ctypes.cast(arr, ctypes.c_void_p))
-        return found
+        return self._lib.connections(self._client, self._port_name)
 
     def changed(self) -> bool:
         """True when a connection appeared since the last call."""
@@ -447,5 +425,5 @@ class JackConnectionWatch:
 
     def close(self) -> None:
         if self._client:
-            self._lib.jack_client_close(self._client)
+            self._lib.close_client(self._client)
             self._client = None

@@ -44,9 +44,7 @@ def require_native() -> None:
     try:
         build()
     except NativeUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{exc} -- required when CI=true (Debian: apt install gcc libc6-dev)")
-        pytest.skip(str(exc))
+        missing_tools(f"{exc} (Debian: apt install gcc libc6-dev)")
 
 
 def realtime_prefix() -> list[str]:
@@ -73,15 +71,19 @@ def measure_runs(default: int = 1) -> int:
     return max(1, int(os.environ.get("ANTIPHON_MEASURE_RUNS", default)))
 
 
+def missing_tools(reason: str) -> None:
+    """Skip, or with CI=true fail: CI installs every tool the tests need."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " -- required when CI=true")
+    pytest.skip(reason)
+
+
 def require_jackd() -> None:
     """Skip (or, with CI=true, fail) when jackd and its tools are not installed."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if not missing:
         return
-    reason = f"JACK tools missing: {', '.join(missing)} (Debian: apt install jackd2 jack-midi-clock)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " -- required when CI=true")
-    pytest.skip(reason)
+    missing_tools(f"JACK tools missing: {', '.join(missing)} (Debian: apt install jackd2 jack-midi-clock)")
 
 
 def _kill_group(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 3.0) -> None:
@@ -395,10 +397,7 @@ def require_pipewire() -> None:
         missing.append("PipeWire's libjack")
     if not missing:
         return
-    reason = f"PipeWire missing: {', '.join(missing)} (Debian: apt install pipewire pipewire-jack pipewire-bin)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " -- required when CI=true")
-    pytest.skip(reason)
+    missing_tools(f"PipeWire missing: {', '.join(missing)} (Debian: apt install pipewire pipewire-jack pipewire-bin)")
 
 
 @dataclass

@@ -232,6 +232,22 @@ def test_a_note_on_the_frame_of_a_tick_carries_that_ticks_ordinal(jack_server, n
     assert all(ordinal == tick[1] and tick[0] < i for i, ordinal, tick in on_ticks), on_ticks
 
 
+def test_the_connection_watch_sees_a_synth_patched_in_again(jack_server, native):
+    """python-rtmidi's output is watched through the system's libjack: a new connection (a synth patched in
+    again) is seen once; a port that does not exist gives no watch."""
+    assert ports.JackConnectionWatch.open("nobody:nothing") is None
+    watch = ports.JackConnectionWatch.open(native.out_name)
+    dump = jack_server.midi_dump("watched_rec")
+    try:
+        assert watch is not None and not watch.changed()
+        jack_server.connect(native.out_name, dump.port)
+        assert watch.changed() and watch.connections() == {dump.port}
+        assert not watch.changed()
+    finally:
+        watch is not None and watch.close()
+        dump.stop()
+
+
 def test_polled_rtmidi_fallback_sends_within_a_period_and_a_poll(jack_server):
     """Where the native client cannot be built: python-rtmidi, never given a callback, polled from a thread."""
     from antiphon.plugin.polled_io import PolledIO
