@@ -5,8 +5,8 @@ StepRuntime.step_batch) and samples each candidate until its stream reaches the 
 live rules: the grammar, the sampling parameters, the polyphony cap and the release of notes held past
 `max_note_ticks`. A candidate's melody never loops: after 7 melody notes (the top note of each onset) on
 two pitches or fewer, neither of those pitches may be the next one. It keeps every candidate's tokens, its
-notes and the model's own log-likelihood of it, for the critic to choose from. `run(budget_s)` works in slices, so the live engine can plan during the
-silence before the answer without holding its thread.
+notes and the model's own log-likelihood of it, for the critic to choose from. `run(budget_s)` works in
+slices, so the live engine can plan during the silence before the answer without holding its thread.
 """
 from __future__ import annotations
 
