@@ -163,9 +163,22 @@ def _connect_named(io, in_port: str | None, out_port: str | None) -> None:
         io.in_name = src
     if out_port is not None:
         dst = find_port_name(io.ports("in"), out_port, "jack", "output", exclude_prefix=own)
+        seen = io.stats().get("connects", 0)
         if io.connect(io.out_name, dst) != 0:
             raise ValueError(f"cannot connect {io.out_name!r} to {dst!r}")
         io.out_name = dst
+        _wait_until_connected(io, seen)
+
+
+def _wait_until_connected(io, seen: int, timeout: float = 2.0) -> None:
+    """jack_connect returns before the process graph carries the new edge: what the next cycles write
+    (the start's release sweep) would be lost. Waits for the connect callback, then two cycles more."""
+    deadline = time.monotonic() + timeout
+    while io.stats().get("connects", 0) <= seen and time.monotonic() < deadline:
+        time.sleep(0.002)
+    cycles = io.stats().get("cycles", 0)
+    while io.stats().get("cycles", 0) < cycles + 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 class _ReconnectWatch:
