@@ -28,6 +28,7 @@ class Candidate:
     tokens: list[int]
     notes: list[Note]  # stream ticks; notes still sounding at the answer's end end there
     log_likelihood: float  # the model's own, at temperature 1 under the grammar mask, summed over tokens
+    finished: bool = True  # reached the answer's end (False: a plan cut at its deadline, this far)
 
     @property
     def per_token(self) -> float:
@@ -170,15 +171,23 @@ class Planner:
                 self.notes[k].append(Note(int(self.started[k, p]), int(tick[r]), p, int(self.velocity[k, p])))
                 self.started[k, p] = -1
 
-    def candidates(self) -> list[Candidate]:
-        """The complete candidates (every one, if none was pruned)."""
+    def candidates(self, unfinished: bool = False) -> list[Candidate]:
+        """The complete candidates (every one, if none was pruned). With `unfinished`, those still going too,
+        as far as they came: what a plan cut short by its deadline chooses from (their notes still sounding
+        end where the candidate stands)."""
+        reached = {int(k): int(t) for k, t in zip(self.rows, self.grammar.tick)} if unfinished else {}
+        chosen = self.finished.copy()
+        if unfinished:
+            chosen[self.rows] = True
         out = []
-        for k in np.flatnonzero(self.finished):
+        for k in np.flatnonzero(chosen):
+            end = self.until if self.finished[k] else reached[int(k)]
             notes = list(self.notes[k])
             for p in np.flatnonzero(self.started[k] >= 0):
                 start = int(self.started[k, p])
-                notes.append(Note(start, max(self.until, start + 1), int(p), int(self.velocity[k, p])))
-            out.append(Candidate(self.tokens[k, :self.length[k]].tolist(), sorted(notes), float(self.loglik[k])))
+                notes.append(Note(start, max(end, start + 1), int(p), int(self.velocity[k, p])))
+            out.append(Candidate(self.tokens[k, :self.length[k]].tolist(), sorted(notes), float(self.loglik[k]),
+                                 finished=bool(self.finished[k])))
         return out
 
 

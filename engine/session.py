@@ -37,6 +37,9 @@ MODES = (CALL_RESPONSE, ACCOMPANY)
 PHRASE_END_RULES = ("silence", "bar", "pedal", "cc")
 
 PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
+GENERATE_SLICE_S = 0.006  # on the live clock, generating ahead takes at most this long per call
+ANSWER_MARGIN_S = 0.012  # a plan cut at its deadline leaves this long to send the answer's first notes,
+FIRST_TICK_TOKENS = 8  # and the time to step this many tokens (a four-note chord's note-ons and offs)
 ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 MAX_CANDIDATES = 1024
 VOICINGS = ("below", "above", "around")
@@ -196,6 +199,8 @@ class SessionSnapshot:
     choice: str = ""  # the critic's last choice, in one line
     plan_ms: float = 0.0  # how long planning the last answer took
     device: str = "cpu"  # where planned answers are computed
+    plan_cut: bool = False  # the last plan ran out of time before its answer (its best start was played)
+    plans_cut: int = 0
 
 
 _NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -252,6 +257,10 @@ class Session:
         self.last_call: Call | None = None
         self.last_candidates: list = []  # what the critic chose from (for the benchmarks and the panel)
         self.last_plan_ms = 0.0
+        self.last_plan_cut = False  # the last plan ran out of time: its best start was played, the rest sampled
+        self.plans_cut = 0
+        self._tick_s: float | None = None  # seconds per tick on the live clock (None: fake time, no deadline)
+        self._song_tick = 0.0
         self.phrases = 0
         self.answers = 0
         self._roll: deque[RollNote] = deque(maxlen=512)
@@ -271,7 +280,8 @@ class Session:
         """A new style: takes effect at the next phrase (the model replays the recent stream)."""
         self._pending_runtime = runtime
         self._switch = None
-        self._drop_plan()
+        if self._tick_s is None:  # on fake time it plans this answer now; live, it takes over once replayed
+            self._drop_plan()
 
     def note_on(self, song_tick: float, pitch: int, velocity: int) -> Output:
         if velocity == 0:
@@ -379,9 +389,11 @@ class Session:
         return out
 
     # ------------------------------------------------------------------ the clock drives this
-    def advance(self, song_tick: float, budget_s: float | None = None) -> Output:
+    def advance(self, song_tick: float, budget_s: float | None = None, tick_s: float | None = None) -> Output:
         """The clock reached `song_tick`. `budget_s`: the most time to spend planning an answer ahead in this
-        call (None: as long as it takes, as on fake time)."""
+        call (None: as long as it takes, as on fake time). `tick_s`: the clock's seconds per tick; with it, a
+        plan still running when its answer is due stops in time for the first beat (see _choose_answer)."""
+        self._tick_s, self._song_tick = tick_s, float(song_tick)
         now = self._stream_tick(song_tick)
         self._now = now
         if self.state == STOPPED:
@@ -442,9 +454,22 @@ class Session:
         """The tick the answer should start at, once the phrase has ended (or is about to: the answer is
         prepared `PREPARE_TICKS` ahead, and withdrawn if the player plays on)."""
         start = self._expected_start(now)
-        if start is None or not (self._trigger or now >= start - PREPARE_TICKS):
+        if start is None or not (self._trigger or now >= start - self._prepare_ticks()):
             return None
         return start
+
+    def _prepare_ticks(self) -> int:
+        """How long before its first beat an answer is decided: PREPARE_TICKS, or on the live clock the time to
+        send its first notes (ANSWER_MARGIN_S and stepping FIRST_TICK_TOKENS) if the style is slower."""
+        if self._tick_s is None or self._tick_s <= 0:
+            return PREPARE_TICKS
+        planner = self._planner
+        slice_s = planner.seconds / planner.steps if planner is not None and planner.steps else 0.0
+        # + a planning step (it cannot stop midway) and a tick for where in its tick the clock stands
+        return max(PREPARE_TICKS, math.ceil((self._first_notes_s() + slice_s) / self._tick_s) + 1)
+
+    def _first_notes_s(self) -> float:
+        return ANSWER_MARGIN_S + FIRST_TICK_TOKENS * self.gen.step_ms / 1000  # each stepped before the next is drawn
 
     def _expected_start(self, now: int) -> int | None:
         """Where the answer will start if the player plays nothing more (None: not known yet)."""
@@ -487,7 +512,7 @@ class Session:
         start = self._expected_start(now)
         if start is None:
             return
-        if self._pending_runtime is not None and self._switch is None:  # the new style plans this answer
+        if self._swap_now():  # the new style plans this answer
             self._swap_runtime()
         key = (max(start, self.gen.grammar.tick), self.gen.tokens)
         if self._plan_for != key:
@@ -522,17 +547,27 @@ class Session:
         if not planned_ahead or self._planner is None:
             self._planner = self._new_planner(start)
         planner = self._planner
-        planner.run()
+        planner.run(self._time_to_answer(start))
+        cut = not planner.done
         call = self.call()
         span = self.params.response_bars * self.meter.ticks_per_bar
-        candidates = planner.candidates()
+        candidates = planner.candidates(unfinished=cut)
         constraints = Constraints(self.params.end_on, self.params.register, self.params.key_lock)
         self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
                                   getattr(self.gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints)
         self.last_call, self.last_candidates = call, candidates
         self.last_plan_ms = planner.seconds * 1000
+        self.last_plan_cut = cut
+        self.plans_cut += cut
         self._planned, self._plan_pos = candidates[self.last_choice.index].tokens, 0
         self._drop_plan()
+
+    def _time_to_answer(self, start: int) -> float | None:
+        """Seconds left to finish planning the answer starting at stream tick `start`: its first notes must
+        reach the port before that tick's clock does (None on fake time: no deadline)."""
+        if self._tick_s is None:
+            return None
+        return max((start - self.offset - self._song_tick) * self._tick_s - self._first_notes_s(), 0.0)
 
     def _holding_is_stale(self, now: int) -> bool:
         """Held notes or pedal with nothing else played for `stale_hold_bars`: the phrase is over (a lost
@@ -541,7 +576,7 @@ class Session:
 
     def _start_answer(self, start: int) -> None:
         self.encoder.flush()
-        if self._pending_runtime is not None and self._switch is None:
+        if self._swap_now():
             self._swap_runtime()
         start = max(start, self.gen.grammar.tick)
         # the plan made during the silence is this answer's if nothing entered the stream since (the shift
@@ -568,15 +603,21 @@ class Session:
         return SamplingParams(temperature=p.temperature, top_p=p.top_p, low=p.low, high=p.high, scale=scale)
 
     def _generate(self, horizon: float, until: int | None, out: Output) -> None:
+        """Antiphon's tokens up to `horizon`. On the live clock, at most GENERATE_SLICE_S per call once the
+        next ticks are generated: what is due goes out first, the rest of the horizon follows in the next calls
+        (a slow style's beat ahead must not hold the answer's first notes back)."""
         params = self._sampling()
         g = self.gen.grammar
         band = self.params.mode == ACCOMPANY and self.params.react
         limit = 4096  # tokens per call: the grammar always reaches the horizon long before
+        t0 = time.perf_counter() if self._tick_s is not None else None
         while g.tick <= horizon and (until is None or g.tick < until) and limit:
+            if t0 is not None and g.tick > self._now + self._prepare_ticks() and time.perf_counter() - t0 > GENERATE_SLICE_S:
+                break
             limit -= 1
             if not self._checkpoints or self._checkpoints[-1].tick < g.tick:
                 self._checkpoint(end=False)
-                if not self._planned:  # a planned answer already holds its releases
+                if self._plan_pos >= len(self._planned):  # a planned answer holds its releases while it lasts
                     self._release_long_notes(out)
             if self._plan_pos < len(self._planned):  # the critic's choice, token by token: the model hears it
                 token = self._planned[self._plan_pos]
@@ -840,6 +881,12 @@ class Session:
             self.history.pop()
             self.appended -= 1
 
+    def _swap_now(self) -> bool:
+        """A waiting style takes over here, replayed on this thread: on fake time. On the live clock the engine
+        replays it on a thread of its own (prepare_style, adopt_style): a slow style's replay here would take
+        the answer's beat."""
+        return self._pending_runtime is not None and self._switch is None and self._tick_s is None
+
     def _swap_runtime(self) -> None:
         """The new style takes over now, having heard the recent stream (in one forward pass: Session
         replays, milliseconds for a small style; `prepare_style` does it away from the engine thread)."""
@@ -879,10 +926,13 @@ class Session:
         runtime, state = switch.runtime, switch.state
         logits = switch.logits
         tick = switch.tick
+        self.gen.step_s.clear()  # the new style's step costs what it costs (the answer's deadline reads it)
         for tok in tail:  # what was played while it listened to the snapshot
             if TIME_SHIFT <= tok < VELOCITY:
                 tick += tok - TIME_SHIFT + 1
+            t0 = time.perf_counter()
             logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), state)
+            self.gen.step_s.append(time.perf_counter() - t0)
         self.gen.runtime, self.gen.state = runtime, state
         runtime.sync_sounding(self.gen.state, self.gen.grammar.sounding)
         self.gen.logits = np.array(logits, dtype=np.float32)
@@ -915,4 +965,4 @@ class Session:
                                self.gen.step_ms, self.gen.tokens, self.phrases, self.answers, key,
                                tuple(self.recent_notes()[-256:]),
                                self.last_choice.summary() if self.last_choice else "", self.last_plan_ms,
-                               self.device)
+                               self.device, self.last_plan_cut, self.plans_cut)

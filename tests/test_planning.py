@@ -40,6 +40,34 @@ def test_what_plays_is_the_chosen_candidate_and_the_model_hears_it(default_runti
     assert any(history[i:i + n] == chosen.tokens for i in range(len(history) - n + 1))
 
 
+def test_a_plan_out_of_time_plays_its_best_start_on_the_beat_and_samples_the_rest(default_runtime):
+    """On the live clock, a plan still running when its answer is due stops in time for the first beat: the
+    critic chooses among the candidates as far as they came, that start plays, the model samples on."""
+    def answer(**live_clock):
+        s = Session(default_runtime, Meter(4, 4), SessionParams(candidates=16, response_bars=4), seed=4)
+        fp = FakePlugin(s, **live_clock)
+        fp.play(PHRASE)  # the last note-off at 120: the answer is due at 144, for 4 bars
+        fp.run_to(144 + 4 * 96 + 2)
+        return s, fp
+
+    s, fp = answer()  # fake time: no deadline, every candidate complete
+    assert not s.last_plan_cut and all(c.finished for c in s.last_candidates)
+    # a clock so fast that each tick leaves no time: one planning step per tick of silence, one at the beat
+    # (about 22 steps, where 4 bars take some 70)
+    s, fp = answer(budget_s=0.0, tick_s=1e-6)
+    chosen = s.last_candidates[s.last_choice.index]
+    assert s.last_plan_cut and s.plans_cut == 1 and s.snapshot().plan_cut
+    assert not chosen.finished and len(chosen.tokens) > 0
+    history = list(s.history)
+    n = len(chosen.tokens)
+    at = next(i for i in range(len(history) - n + 1) if history[i:i + n] == chosen.tokens)
+    assert len(history) > at + n  # sampled on after the plan's start
+    assert s.answers == 1 and s.state == LISTENING  # and reached the answer's end
+    ons = [t for t, _, v in fp.sent if v]
+    assert ons and min(ons) >= 144 + s.offset and max(ons) < 144 + 4 * 96 + s.offset
+    assert not fp.hanging()
+
+
 def test_planning_starts_when_the_silence_begins_and_is_dropped_if_the_player_plays_on(runtime):
     s = Session(runtime, Meter(4, 4), SessionParams(candidates=4, response_bars=1), seed=1)
     fp = FakePlugin(s)

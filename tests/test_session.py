@@ -20,8 +20,9 @@ def runtime():
 class FakePlugin:
     """What plugin/ does with a session's output: a schedule, cancellation, and 'sending' as time passes."""
 
-    def __init__(self, session):
+    def __init__(self, session, **advance_args):
         self.session = session
+        self.advance_args = advance_args  # e.g. the live clock's budget_s and tick_s
         self.scheduled = []  # (stream tick, pitch, velocity)
         self.sent = []
         self.now = 0
@@ -34,7 +35,7 @@ class FakePlugin:
     def run_to(self, song_tick):
         while self.now < song_tick:
             self.now += 1
-            self.take(self.session.advance(self.now))
+            self.take(self.session.advance(self.now, **self.advance_args))
             due = sorted([e for e in self.scheduled if e[0] <= self.now + self.session.offset])
             self.scheduled = [e for e in self.scheduled if e[0] > self.now + self.session.offset]
             self.sent += due
