@@ -71,6 +71,7 @@ class Panel(QMainWindow):
         self.engine = engine
         self.engine_factory = engine_factory or (lambda cfg: LiveEngine(cfg))
         self.style_request = engine.config.style  # what the style picker asked for (saved in settings)
+        self._shown_style = ""
         self._user_touched: dict[str, float] = {}
         self._last_params = None
         self._last_errors: tuple = ()
@@ -491,6 +492,14 @@ class Panel(QMainWindow):
         self.record_label.setText(os.path.basename(rec) if rec else "")
         self.record_label.setToolTip(rec or "")
         self.style_label.setText(f"loaded: {s.style}")
+        if s.style != self._shown_style:  # chosen here, or by the DAW's Program Change: the picker follows
+            self._shown_style = s.style
+            found = self.style_combo.findData(s.style)
+            if found >= 0 and found != self.style_combo.currentIndex():
+                self.style_combo.blockSignals(True)
+                self.style_combo.setCurrentIndex(found)
+                self.style_combo.blockSignals(False)
+                self.style_request = s.style
         self.style_label.setToolTip("the style the engine plays now (its name inside the style file)")
         st = s.sender
         self.stats_label.setText(
@@ -498,7 +507,8 @@ class Panel(QMainWindow):
             f"late {st.late_current_ms:4.2f} ms (worst {st.late_worst_ms:4.2f}) · "
             f"in {s.received} · out {st.sent} · dropped {s.dropped_inbox + st.dropped}")
         ss = s.session
-        self.critic_label.setText(f"critic: {ss.choice or '—'}  ·  planned in {ss.plan_ms:.0f} ms on {ss.device}")
+        cut = f" (cut at the beat: {ss.plans_cut} so far)" if ss.plan_cut else ""
+        self.critic_label.setText(f"critic: {ss.choice or '—'}  ·  planned in {ss.plan_ms:.0f} ms on {ss.device}{cut}")
         self.stats_label.setToolTip("model step: the last event's LSTM step; engine p99: one engine iteration; "
                                     "late: how late the sender put the last scheduled message on the port")
         if s.errors != self._last_errors:

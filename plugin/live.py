@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,7 @@ from antiphon.engine.events import Meter
 from antiphon.engine.recorder import Recorder
 from antiphon.engine.runtime import StepRuntime
 from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
-from antiphon.engine.style import load_style
+from antiphon.engine.style import load_style, shipped_styles
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
 from .ports import message_ok
@@ -35,8 +36,9 @@ from .sender import SenderStats
 from .sender_process import IOProcess
 
 INBOX_LIMIT = 4096
-PLAN_SLICE_S = 0.004  # planning an answer ahead takes at most this long per engine iteration
+PLAN_SLICE_S = 0.010  # planning an answer ahead takes at most this long per engine iteration
 LEARNABLE = ("temperature", "top_p", "mode", "response_bars", "panic")
+PROGRAM_CHANGE = 0xC0
 PASSTHROUGH_TAG = 1  # the player's notes echoed to the output: not part of the answer
 FIRST_TAG = 2
 KEPT_CCS = (64, 120, 121, 123)  # sustain, all sound off, reset controllers, all notes off
@@ -219,6 +221,9 @@ class LiveEngine:
         # the per-event step is a few matrix-vector products: BLAS threads only add wake-ups, and on a
         # machine busy with a DAW they made one step 40x slower (0.34 -> 13 ms measured while training)
         threadpool_limits(1, user_api="blas")
+        import torch
+
+        torch.set_num_threads(1)  # likewise a style's load and replay (torch): a second core is the DAW's and JACK's
         backend = resolve_backend(self.config.backend)
         # both ports live in the I/O process (no GIL shared with the model); it first releases whatever a
         # previous run killed hard may have left sounding
@@ -283,7 +288,8 @@ class LiveEngine:
             if status in (CLOCK, START, CONTINUE, STOP, SONG_POSITION):
                 self.clock.feed(status, msg[1:], t, ordinal, epoch, frame)
                 wake = wake or status != CLOCK
-            elif status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3:
+            elif (status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3
+                  or status & 0xF0 == PROGRAM_CHANGE and len(msg) == 2):
                 self._enqueue(msg, t, ordinal, epoch, frame)
                 wake = True
         if wake:
@@ -380,7 +386,8 @@ class LiveEngine:
             self._spawn(lambda: self._replay_style(switch), "antiphon-style-replay")
         if running:
             t0 = time.perf_counter()
-            self._apply(self.session.advance(self.clock.tick_at(time.perf_counter()), budget_s=PLAN_SLICE_S))
+            self._apply(self.session.advance(self.clock.tick_at(time.perf_counter()), budget_s=PLAN_SLICE_S,
+                                             tick_s=self.clock.period))
             self._step_ms.append((time.perf_counter() - t0) * 1000)
             if self.recorder is not None:
                 self.recorder.tempo(self.session._now, self.clock.bpm)
@@ -404,6 +411,11 @@ class LiveEngine:
             # played before the transport moved, handled after it (a backlog): the song jumped and the session
             # let go of the old timeline's notes; starting this one now would hold it on the new one for ever
             self._stale_note_ons += 1
+            return
+        if kind == PROGRAM_CHANGE:  # a DAW's patch change: the shipped style of that number, from the next phrase
+            names = shipped_styles()
+            if data[1] < len(names) and names[data[1]] != self.style_name:
+                self.controls.set_style(names[data[1]])
             return
         tick = self.clock.tick_for(t, ordinal, epoch, frame)
         if kind == 0xB0:
@@ -486,6 +498,7 @@ class LiveEngine:
     def _replay_style(self, switch) -> None:
         """Runs on its own thread: the new style's forward pass over the recent stream; the engine thread
         adopts it (stepping only what was played meanwhile)."""
+        _yield_to_the_engine()
         try:
             switch.run()
         except Exception as exc:
@@ -496,6 +509,7 @@ class LiveEngine:
 
     def _load_style(self, name: str) -> None:
         """Runs on its own thread: the disk and the weight refolding never touch the engine thread."""
+        _yield_to_the_engine()
         try:
             style = load_style(name)
             self.controls.commands.put(("style_loaded", style.runtime(), style.name))
@@ -548,6 +562,15 @@ class LiveEngine:
         self._snapshot = snap
 
 
+def _yield_to_the_engine() -> None:
+    """This thread (a style's load or replay) runs at a lower priority than the engine thread: on a machine whose
+    other core is busy, a second of loading must not take the engine's beat (Linux: per-thread nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
 def status_line(s: LiveSnapshot) -> str:
     c, ss, st = s.clock, s.session, s.sender
     transport = "playing" if c.running else "stopped"
@@ -555,4 +578,5 @@ def status_line(s: LiveSnapshot) -> str:
             f"key {ss.key:9s} | T {s.params.temperature:.2f} | step {ss.step_ms:5.2f} ms | "
             f"late now {st.late_current_ms:5.2f} p99 {st.late_p99_ms:5.2f} worst {st.late_worst_ms:5.2f} ms | "
             f"in {s.received} out {st.sent} drop {s.dropped_inbox + st.dropped} | "
-            f"clock {c.ticks} ticks, {c.lost_ticks} lost | late for their tick {st.late_ticks}")
+            f"clock {c.ticks} ticks, {c.lost_ticks} lost | late for their tick {st.late_ticks} | "
+            f"style {s.style}, plans cut at the beat {ss.plans_cut}")

@@ -4,6 +4,7 @@ asserted, so that other builds can be measured the same way side by side.
     .venv/bin/python -m tests.measure_jam --runs 12                      # 97-176 BPM, one with -J 5
     .venv/bin/python -m tests.measure_jam --runs 4 --server pipewire
     .venv/bin/python -m tests.measure_jam --runs 4 --args "--candidates 1"
+    .venv/bin/python -m tests.measure_jam --runs 8 --switch-to jsb-quarter     # a style switch mid-session
     ANTIPHON_JACK_IO=rtmidi .venv/bin/python -m tests.measure_jam --runs 4     # python-rtmidi, polled
     ANTIPHON_TEST_COMMAND="env PYTHONPATH=/tmp/old .venv/bin/python -m antiphon" .venv/bin/python -m tests.measure_jam
 
@@ -14,6 +15,7 @@ other jobs on a shared machine change what a --no-realtime JACK server can do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import tempfile
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--server", choices=["jack", "pipewire"], default="jack")
     ap.add_argument("--args", default="", help="extra arguments for antiphon live")
     ap.add_argument("--no-busy", action="store_true", help="no busy process beside the jam")
+    ap.add_argument("--switch-to", default="", help="a shipped style the player selects (Program Change) a beat "
+                    "before the first call ends")
     opts = ap.parse_args()
     os.environ["ANTIPHON_MEASURE_RUNS"] = str(opts.runs)
     from tests.jack import JackServer, PipeWireServer
@@ -39,6 +43,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases():
+            case = dataclasses.replace(case, switch_to=opts.switch_to)
             server = PipeWireServer() if opts.server == "pipewire" else JackServer()
             t0 = time.monotonic()
             try:

@@ -328,3 +328,20 @@ def test_panic_is_midi_learnable(panel, player, qtbot):
     qtbot.waitUntil(lambda: engine.sender.stats().sounding == 0, timeout=2000)
     assert engine.clock.running
     qtbot.waitUntil(lambda: "CC 50" in panel.panic_button.toolTip(), timeout=1000)
+
+
+def test_a_program_change_selects_a_shipped_style_and_the_picker_follows(panel, player, qtbot):
+    """A DAW's patch change on Antiphon In: Program Change N selects the Nth shipped style (from the next phrase),
+    loaded off the engine thread; the panel's picker shows it."""
+    from antiphon.engine.style import shipped_styles
+
+    names = shipped_styles()
+    assert "jsb-quarter" in names
+    player.send_message([0xC1, names.index("jsb-quarter")])
+    qtbot.waitUntil(lambda: panel.engine.snapshot().style == "jsb-quarter", timeout=20000)
+    qtbot.waitUntil(lambda: panel.style_combo.currentData() == "jsb-quarter", timeout=2000)
+    session = panel.engine.session
+    assert session._pending_runtime is not None or session.gen.runtime is not _RUNTIME  # waiting, or taken over
+    player.send_message([0xC1, len(names)])  # a number no style has: nothing changes
+    qtbot.wait(300)
+    assert panel.engine.snapshot().style == "jsb-quarter" and not panel.engine.snapshot().errors

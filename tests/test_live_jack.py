@@ -188,11 +188,13 @@ class Case:
     ending: str = "stop"  # "stop": transport Stop mid-answer, then SIGINT; "sigint": SIGINT mid-answer
     dense: bool = False  # the four-voice chorale as the call instead of the soprano
     panel: bool = False  # the PyQt6 panel (offscreen) instead of the status line
+    switch_to: str = ""  # a shipped style the player selects by Program Change a beat before the first call ends
 
     @property
     def id(self) -> str:
         return (f"{self.bpm:g}bpm" + (f"-J{self.jitter:g}" if self.jitter else "") + f"-{self.ending}"
-                + ("-chorale" if self.dense else "") + ("-panel" if self.panel else ""))
+                + ("-chorale" if self.dense else "") + ("-panel" if self.panel else "")
+                + (f"-to-{self.switch_to}" if self.switch_to else ""))
 
 
 DEFAULT_CASES = [Case(140.0), Case(110.0, 10.0, "sigint"), Case(176.0, ending="stop", dense=True, panel=True)]
@@ -256,8 +258,10 @@ def compare_recording(rec: "Recording", recorded) -> tuple[int, float, list]:
 
 def status_figures(log: str) -> dict:
     last = [l for l in log.splitlines() if " ticks, " in l and " lost" in l]
-    m = re.search(r"clock (\d+) ticks, (\d+) lost \| late for their tick (\d+)", last[-1]) if last else None
-    return {"ticks": int(m.group(1)), "lost": int(m.group(2)), "late": int(m.group(3))} if m else {}
+    m = re.search(r"clock (\d+) ticks, (\d+) lost \| late for their tick (\d+) \| style (\S+), plans cut at the beat "
+                  r"(\d+)", last[-1]) if last else None
+    return {"ticks": int(m.group(1)), "lost": int(m.group(2)), "late": int(m.group(3)), "style": m.group(4),
+            "plans_cut": int(m.group(5))} if m else {}
 
 
 def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_args: tuple = ()) -> dict:
@@ -272,6 +276,11 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     call2_end = call2 + 4 * TPB
     cut_tick = call2_end + TPB + 36  # 1.5 beats into the second answer
     events = phrase_events(first, call1) + phrase_events(second, call2)
+    if case.switch_to:
+        from antiphon.engine.style import shipped_styles
+
+        events = sorted(events + [(call1_end - TPB, bytes([0xC0 | CALL_CH, shipped_styles().index(case.switch_to)]))],
+                        key=lambda e: e[0])
     take = tmp_path / f"take-{case.id}.mid"
 
     log_at = len(jack.log())
@@ -309,11 +318,17 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     recorders = (dump.port.split(":")[0], frames.port.split(":")[0])
     clients = {name: jack.xruns(name, log_at) for name in ("Antiphon", "jack_midi_clock", "antiphon_player",
                                                            "antiphon_player_clock", *recorders)}
+    if case.switch_to and not case.panel:
+        assert status_figures(log).get("style") == case.switch_to, log[-2000:]
     r = {"case": case, "rec": rec, "heard": heard, "log": log, "rate": jack.rate, "period": jack.period,
          "take": take, "recorders": recorders,
          "call1": call1, "answer_starts": (answer1, None), "first": first, "second": second, "cut_tick": cut_tick,
          "xruns": clients, "process_errors": jack.process_errors(log_at), **status_figures(log)}
     return r
+
+
+class RecorderStarved(Exception):
+    """The run's own recorder lost messages (a starved --no-realtime server): nothing to judge Antiphon by."""
 
 
 def jam_figures(r: dict) -> dict:
@@ -326,6 +341,9 @@ def jam_figures(r: dict) -> dict:
 
     # the call as recorded: both phrases, every note
     call_ons = ons(rec.call)
+    if len(call_ons) != len(first) + len(second) and r["xruns"][r["recorders"][1]]:
+        raise RecorderStarved(f"the frame recorder missed cycles ({r['xruns'][r['recorders'][1]]}) and with them "
+                              f"{len(first) + len(second) - len(call_ons)} of the call's notes")
     assert len(call_ons) == len(first) + len(second), rec.call
     call_offs = sorted(f for f, m in rec.call if m[0] & 0xF0 == 0x80)
     end1 = call_offs[len(first) - 1]
@@ -363,7 +381,8 @@ def jam_figures(r: dict) -> dict:
         "sent": int(sent.group(1)) if sent else None,
         "heard": len(dumped.answer) + sum(1 for _, m in dumped.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
         "witnesses_agree": [m for _, m in dumped.answer] == [m for _, m in rec.answer],
-        "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"),
+        "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"), "style": r.get("style"),
+        "plans_cut": r.get("plans_cut"),
         "xruns": x["Antiphon"], "rig_xruns": sum(v for k, v in x.items() if k != "Antiphon"),
         "recorder_xruns": x[r["recorders"][0]], "frame_recorder_xruns": x[r["recorders"][1]],
         "clock_xruns": x["jack_midi_clock"],
@@ -384,7 +403,8 @@ def describe(f: dict, label: str) -> str:
             f"{f['process_errors']}; hanging after "
             f"Stop {f['after_stop']}, at exit {f['left']}, CC 123 x{f['cc123']}; sent {f['sent']}, dump {f['heard']}; "
             f"recording vs dump: {f['compared']} notes, worst {f['rec_worst']:.2f} ticks, {len(f['mismatches'])} "
-            f"mismatches; pitch-class r {f['r']:.2f}")
+            f"mismatches; pitch-class r {f['r']:.2f}; style at the end {f['style']}, plans cut at the beat "
+            f"{f['plans_cut']}")
 
 
 def check_jam(r: dict, label: str = "JACK", log_names_late_cycles: bool = True) -> dict:
@@ -394,7 +414,10 @@ def check_jam(r: dict, label: str = "JACK", log_names_late_cycles: bool = True) 
     with a count of the cycles it ran, is the independent witness of what went out. A recorder that missed
     cycles (the server's log names it late: a starved --no-realtime server) also lost those cycles'
     messages: then the counting checks measure it, not Antiphon, and the run is skipped with its figures."""
-    f = jam_figures(r)
+    try:
+        f = jam_figures(r)
+    except RecorderStarved as exc:
+        pytest.skip(f"the server starved: {exc}")
     print(f"\n--- {describe(f, label + ' ' + r['case'].id)}")
     assert all(ms <= 2.0 for ms in f["first_tick_ms"]), f["first_tick_ms"]
     assert f["p99"] <= 2.5, f["worst10"]
@@ -430,7 +453,8 @@ def test_jam_on_the_default_jack_server(case, tmp_path):
 
 
 def test_jam_with_planned_answers(tmp_path):
-    """The default: answers planned during the silence (16 candidates) and played on their ticks."""
+    """The default: answers planned during the silence (16 candidates) and played on their ticks (a plan not
+    done in time stops at the beat: its best start plays, the rest is sampled)."""
     with JackServer() as jack:
         r = jam(jack, Case(140.0), tmp_path)
     check_jam(r, "JACK, planned answers")
