@@ -93,8 +93,12 @@ class BatchState:
         self.h = np.ascontiguousarray(self.h[:, rows])
         self.c = np.ascontiguousarray(self.c[:, rows])
         self.sound, self.pitches = self.sound[rows], self.pitches[rows]
-        if self.new_keys is not None:
-            self.new_keys, self.new_values = self.new_keys[rows], self.new_values[rows]
+        if self.new_keys is not None:  # only what was written is read: the rest of the room is not copied
+            w = self.written
+            keys = np.empty((len(rows),) + self.new_keys.shape[1:], dtype=np.float32)
+            values = np.empty((len(rows), self.new_values.shape[1]), dtype=np.int64)
+            keys[:, :w], values[:, :w] = self.new_keys[rows, :w], self.new_values[rows, :w]
+            self.new_keys, self.new_values = keys, values
 
     def stream(self, k: int) -> StepState:
         """Stream k as a StepState of its own (with its own copy of the memory: parent's past + its keys)."""

@@ -134,11 +134,11 @@ def test_exception_inside_the_engine(jack, monkeypatch):
     real = rig.engine.session.advance
     raised = []
 
-    def advance_raising_once(tick, budget_s=None):
+    def advance_raising_once(tick, budget_s=None, tick_s=None):
         if not raised:
             raised.append(tick)
             raise RuntimeError("injected fault")
-        return real(tick, budget_s)
+        return real(tick, budget_s, tick_s)
 
     monkeypatch.setattr(rig.engine.session, "advance", advance_raising_once)
     wait_until(lambda: raised, 5, "the fault")
