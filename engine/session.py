@@ -611,8 +611,9 @@ class Session:
         band = self.params.mode == ACCOMPANY and self.params.react
         limit = 4096  # tokens per call: the grammar always reaches the horizon long before
         t0 = time.perf_counter() if self._tick_s is not None else None
+        due = self._now + self._prepare_ticks() if t0 is not None else None  # what must go out in this call
         while g.tick <= horizon and (until is None or g.tick < until) and limit:
-            if t0 is not None and g.tick > self._now + self._prepare_ticks() and time.perf_counter() - t0 > GENERATE_SLICE_S:
+            if t0 is not None and g.tick > due and time.perf_counter() - t0 > GENERATE_SLICE_S:
                 break
             limit -= 1
             if not self._checkpoints or self._checkpoints[-1].tick < g.tick:

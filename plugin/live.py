@@ -205,6 +205,7 @@ class LiveEngine:
         self.backend = config.backend
         self._threads: list[threading.Thread] = []
         self._relocations = 0  # the clock's Start/Continue count the engine has acted on
+        self._shipped_styles = shipped_styles()  # what a Program Change selects from (read once, not per message)
         # what the recording needs to place a sent message: the stream tick each tag was scheduled
         # for, and where the stream stood when (samples of the engine thread's clock)
         self._tags = itertools.count(FIRST_TAG)
@@ -413,7 +414,7 @@ class LiveEngine:
             self._stale_note_ons += 1
             return
         if kind == PROGRAM_CHANGE:  # a DAW's patch change: the shipped style of that number, from the next phrase
-            names = shipped_styles()
+            names = self._shipped_styles
             if data[1] < len(names) and names[data[1]] != self.style_name:
                 self.controls.set_style(names[data[1]])
             return
