@@ -78,12 +78,13 @@ class Planner:
     def done(self) -> bool:
         return len(self.rows) == 0 or self.steps >= self.max_tokens
 
-    def run(self, budget_s: float | None = None) -> bool:
-        """Steps until every candidate reaches the answer's end (or `budget_s` seconds pass); True when done."""
+    def run(self, budget_s: float | None = None, yield_to=None) -> bool:
+        """Steps until every candidate reaches the answer's end (or `budget_s` seconds pass, or `yield_to()`
+        says something more urgent waits); True when done."""
         t0 = time.perf_counter()
         while not self.done:
             self.step()
-            if budget_s is not None and time.perf_counter() - t0 >= budget_s:
+            if budget_s is not None and time.perf_counter() - t0 >= budget_s or yield_to is not None and yield_to():
                 break
         self.seconds += time.perf_counter() - t0
         return self.done

@@ -155,6 +155,7 @@ class PolledIO:
         self._queue: list[tuple[int, int, int, bytes]] = []  # (ordinal, seq, tag, msg)
         self._seq = iter(range(1 << 62))
         self._received: deque = deque()  # (time, message, ordinal, epoch, frame)
+        self._input_ready = threading.Event()  # set when a note or controller is received: the forwarder wakes
         self._sent: deque = deque()  # (time, message, tag, ordinal, late)
         self._tag = 0
         self._late = True
@@ -238,10 +239,22 @@ class PolledIO:
                         self._emit(bytes([0x80 | ch, pitch, 0]))
                 self.counts["in"] += 1
                 self._received.append((t, msg, self._ticks.ordinal, self._epoch, None))  # no sample frames here
+                if status < 0xF0:
+                    self._input_ready.set()
                 if status == CLOCK:
                     while self._queue and self._queue[0][0] <= self._ticks.ordinal:
                         _, _, tag, m = heapq.heappop(self._queue)
                         self._emit(m, tag, late=False)
+
+    supports_reflexes = False  # the band's reaction comes from the engine, a few milliseconds after the note
+
+    def arm_reflexes(self, table_id, epoch, first, last, reactions) -> bool:
+        return False
+
+    def wait_input(self, timeout_s: float) -> None:
+        """Sleeps until a note or controller has been received, or `timeout_s`."""
+        if self._input_ready.wait(timeout_s):
+            self._input_ready.clear()
 
     def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
         return _drain(self._received)
