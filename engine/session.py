@@ -27,9 +27,10 @@ from .answer_measures import CONSONANT, key_of_notes
 from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
 from .planner import Planner, pitch_class_bias
+from .reflexes import Reflexes, choose_reflexes
 from .sampler import SamplingParams, key_of
 from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE, StreamEncoder,
-                     shift_tokens)
+                     bin_velocity, shift_tokens)
 
 CALL_RESPONSE = "call_response"
 ACCOMPANY = "accompany"
@@ -230,6 +231,9 @@ class Session:
         # if set, the accompaniment's notes reacting to the player go out through this as soon as they are
         # chosen, before the model steps past them (the plugin sends them at once); else in the Output
         self.emit = None
+        # if set, a callable that is True while a player's event waits to be handled (the plugin's inbox):
+        # generating and planning ahead stop at the next model step, so the reaction is not held back by them
+        self.input_waiting = None
         self._player_sounding: dict[int, int] = {}  # pitch -> stream tick
         self._pedal = False
         self._last_player_tick: int | None = None
@@ -249,6 +253,11 @@ class Session:
         self._consonant = np.array(sorted(CONSONANT))
         self._consonant_classes = np.isin(np.arange(12), self._consonant)
         self._band_pitch_cache = None
+        self._reflexes: tuple | None = None  # (what they were chosen from, Reflexes)
+        self._reflex_rng: np.random.Generator | None = None
+        self._reflex_sent: set[tuple[int, bool]] = set()  # (pitch, note-on): the reaction the port layer played
+        self._reflex_on: int | None = None  # the note it started
+        self._quiet_tick: int | None = None  # the tick of a reaction that came in with no note
         self._planner: Planner | None = None  # planning the answer expected at self._plan_for
         self._plan_for: tuple[int, int] | None = None  # (answer start, stream tokens so far) it was started at
         self._planned: list[int] = []  # the chosen answer's tokens
@@ -283,11 +292,20 @@ class Session:
         if self._tick_s is None:  # on fake time it plans this answer now; live, it takes over once replayed
             self._drop_plan()
 
-    def note_on(self, song_tick: float, pitch: int, velocity: int) -> Output:
+    def note_on(self, song_tick: float, pitch: int, velocity: int,
+                reflex: tuple[tuple[int, int], ...] | None = None) -> Output:
+        """`reflex`: the band's reaction the port layer already played at this note (its pitch's entry of the
+        table `reflexes()` armed): the stream plays on from it, and whatever of it the stream cannot take
+        ends at once."""
         if velocity == 0:
             return self.note_off(song_tick, pitch)
         tick = self._stream_tick(song_tick)
         out = self._interrupt(tick)
+        self._reflex_sent = {(q, v > 0) for q, v in reflex or ()}
+        self._reflex_on = next((q for q, v in reflex or () if v), None)
+        if self._reflex_sent:  # a note the reaction started is not ended by the withdrawal
+            started = {q for q, on in self._reflex_sent if on}
+            out.notes = [n for n in out.notes if n.velocity or n.pitch not in started]
         if pitch in self._ours:  # the player takes over a pitch Antiphon holds
             del self._ours[pitch]
             out.notes.append(OutNote(tick, pitch, 0))
@@ -302,7 +320,11 @@ class Session:
         self._drop_plan()
         self._roll_on("player", tick, pitch, velocity)
         if self.params.mode == ACCOMPANY and self.params.react:
-            self._react(tick, out)
+            self._react(tick, out, reflex=reflex is not None)
+        came_in = self._reflex_on is not None and self._reflex_on in self._ours
+        # what was heard at the note is the band's reaction: nothing comes in after it on this tick
+        self._quiet_tick = tick if reflex is not None and not came_in else None
+        self._end_reflex(tick, out)
         return out
 
     def note_off(self, song_tick: float, pitch: int) -> Output:
@@ -519,7 +541,7 @@ class Session:
             self._planner = self._new_planner(key[0])
             self._plan_for = key
         if self._planner is not None and not self._planner.done:
-            self._planner.run(budget_s)
+            self._planner.run(budget_s, yield_to=self.input_waiting)
 
     def _new_planner(self, start: int) -> Planner:
         fork = self.gen.fork(seed=int(self.gen.sampler.rng.integers(2**31)))
@@ -612,8 +634,10 @@ class Session:
         limit = 4096  # tokens per call: the grammar always reaches the horizon long before
         t0 = time.perf_counter() if self._tick_s is not None else None
         due = self._now + self._prepare_ticks() if t0 is not None else None  # what must go out in this call
+        waiting = self.input_waiting if t0 is not None else None
         while g.tick <= horizon and (until is None or g.tick < until) and limit:
-            if t0 is not None and g.tick > due and time.perf_counter() - t0 > GENERATE_SLICE_S:
+            if t0 is not None and g.tick > due and (time.perf_counter() - t0 > GENERATE_SLICE_S
+                                                    or waiting is not None and waiting()):
                 break
             limit -= 1
             if not self._checkpoints or self._checkpoints[-1].tick < g.tick:
@@ -648,6 +672,9 @@ class Session:
             else:
                 return
             played = OutNote(ev.tick, ev.pitch, ev.velocity)
+            if (ev.pitch, ev.velocity > 0) in self._reflex_sent:  # the port layer played it already
+                self._reflex_sent.discard((ev.pitch, ev.velocity > 0))
+                return
             if at_once and self.emit is not None:
                 self.emit(played)
             else:
@@ -684,7 +711,7 @@ class Session:
         out[NOTE_OFF:TIME_SHIFT] = offs
         if before is None or not (NOTE_OFF <= before < TIME_SHIFT):
             ons = mask[NOTE_ON:NOTE_OFF] & self._band_pitches()
-            if not self._comp_allows(g.tick, reacting, onset):
+            if not self._comp_allows(g.tick, reacting, onset) or g.tick == self._quiet_tick:
                 ons[:] = False
             if before is not None:
                 ons &= pitches < before - NOTE_ON
@@ -744,9 +771,10 @@ class Session:
             return self._pitches < min(ref)
         return self._pitches > max(ref)
 
-    def _react(self, tick: int, out: Output) -> None:
+    def _react(self, tick: int, out: Output, reflex: bool = False) -> None:
         """The player's events at `tick` go into the stream now, with the accompaniment's own events of the
-        same tick chosen around them (knowing what the player plays), and sent at once."""
+        same tick chosen around them (knowing what the player plays), and sent at once. With `reflex`, the
+        port layer has reacted already (`_reflex_sent`): the stream takes that reaction instead of choosing."""
         if not self.encoder.pending:
             return
         self.encoder.move_to(tick)  # (the encoder feeds and remembers its tokens itself)
@@ -755,6 +783,7 @@ class Session:
         onset = self._player_onset_at(tick)
         consonant = self._consonant_pitches()
         held_dissonant = [q for q in self._ours if not consonant[q]] if onset else []
+        held_dissonant += [q for q, on in self._reflex_sent if not on and q in self._ours and q not in held_dissonant]
         self._release_long_notes(out)
 
         def before(token: int | None) -> None:
@@ -772,12 +801,78 @@ class Session:
                     first = self.params.voicing == "above" and token is None or \
                         self.params.voicing != "above" and token is not None and NOTE_ON <= token < NOTE_OFF
                     must = onset and first and not self._ours
-                    choice = self._sample_band(mask, token, params, must)
+                    if not reflex:
+                        choice = self._sample_band(mask, token, params, must)
+                    elif (self._reflex_on, True) in self._reflex_sent:  # the reaction's note, not yet taken
+                        choice = self._reflex_choice(mask, token)
+                    elif self._reflex_on is not None and self._reflex_on in self._ours:  # taken: a chord may grow
+                        choice = self._sample_band(mask, token, params)
+                    else:  # the reaction came in with nothing: so does the stream
+                        choice = None
                     if choice is None:
                         return
                     self._play(choice, out, at_once=True)
 
         self.encoder.emit_tick(before)
+
+    def _reflex_choice(self, mask: np.ndarray, before: int | None) -> int | None:
+        """The note-on the port layer's reaction played, where the stream may take it now; else None."""
+        band = self._band_mask(mask, reacting=True, before=before)
+        return NOTE_ON + self._reflex_on if band[NOTE_ON + self._reflex_on] else None
+
+    def _end_reflex(self, tick: int, out: Output) -> None:
+        """A note the port layer's reaction started that the stream did not take ends now."""
+        for q, on in sorted(self._reflex_sent):
+            if on and q not in self._ours:
+                ended = OutNote(tick, q, 0)
+                self.emit(ended) if self.emit is not None else out.notes.append(ended)
+        self._reflex_sent = set()
+
+    def reflexes(self) -> Reflexes | None:
+        """The accompaniment's reaction to each pitch the player might strike next, chosen now, for the port
+        layer to play at the note itself (engine/reflexes.py); valid for a note-on at the ticks from now until
+        the band's next scheduled event. None where there is nothing to arm: not accompanying, reacting off,
+        `comp` beats (its onsets depend on the tick), or a player's event still waiting at this tick."""
+        p = self.params
+        if p.mode != ACCOMPANY or not p.react or p.comp == "beats" or self.encoder.pending:
+            return None
+        first = self._now
+        if self.gen.grammar.tick < first:  # nothing generated ahead (the player has not played, or paused):
+            # the stream waits where it is, for a bar at a time
+            bar = self.meter.ticks_per_bar
+            first = first // bar * bar
+            last = first + 2 * bar
+            logits, held, velocity_bin = self.gen.logits, dict(self._ours), self.gen.grammar.bin
+            point = ("waiting", len(self.history), self.appended)
+        else:
+            # the band's events of this tick have gone out (a note struck on it meets them, as on the next
+            # tick: the reaction is chosen after them, and the engine withdraws them when it hears the note)
+            ahead = [t for t, _, _ in self._emitted if t > first]
+            last = min(ahead) if ahead else max(self.gen.grammar.tick, first)
+            ck = next((c for c in reversed(self._checkpoints) if c.clears(last)), None)
+            if ck is None:
+                return None
+            logits, held, velocity_bin = ck.logits, ck.ours, ck.grammar.bin
+            point = (id(ck), ck.tick, ck.end, ck.history)
+        key = (first if point[0] == "waiting" else None, last, point, len(self._phrase_notes),
+               tuple(sorted(self._player_sounding)), id(p), id(self.gen.runtime))
+        if self._reflexes is not None and self._reflexes[0] == key:
+            return self._reflexes[1]
+        sampling = self._sampling()
+        band = self._key_pitches() & self._consonant_pitches()
+        band &= (self._pitches >= sampling.low) & (self._pitches <= sampling.high)
+        if sampling.scale is not None:
+            band &= np.isin(self._pitches % 12, sampling.scale)
+        if self._player_sounding:
+            band &= self._voicing_pitches()
+        if self._reflex_rng is None:
+            self._reflex_rng = np.random.default_rng(int(self.gen.sampler.rng.integers(2**31)))
+        starting = sorted({q for t, q, v in self._emitted if t == last and v and q not in held})
+        reactions = choose_reflexes(logits, list(held), band, self._consonant_classes, p.voicing,
+                                    bin_velocity(velocity_bin), p.temperature, self._reflex_rng, withdrawn=starting)
+        table = Reflexes(first, last, reactions)
+        self._reflexes = (key, table)
+        return table
 
     def _player_onset_at(self, tick: int) -> bool:
         return any(t == tick for t in self._player_sounding.values())

@@ -15,6 +15,11 @@ with the system's C compiler into Antiphon's cache folder and loaded with ctypes
   drops the queue and ends every note it started (the engine then re-plans on the new timeline);
 - output now: messages Python sends go out at the start of the next cycle; a full port buffer
   carries them to the next cycle instead of dropping them;
+- reflexes: the engine arms, ahead of time, the accompaniment's reaction to each pitch the player might
+  strike next (a table of up to eight messages per pitch, valid for a range of ordinals); the player's
+  note-on gets its pitch's reaction in the same cycle, at the note's own frame (no Python between the
+  note and the answer), the table disarms, and the note's input record names the table, so that the
+  engine then plays on from what was heard;
 - bookkeeping: which notes sound (ons and offs always pair; an off for a silent note is skipped; a
   second on is preceded by its off), and a log of everything written, with its time, its tag, the
   ordinal it went out with and whether it went out with that 0xF8 (else at once: sent now, late, a
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from . import jack_lib
@@ -43,12 +49,14 @@ SOURCE = r"""
 #include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 typedef uint32_t jack_nframes_t;
 typedef uint64_t jack_time_t;
@@ -79,12 +87,12 @@ static struct {
     pthread_t (*client_thread_id)(jack_client_t *);
 } J;
 
-enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED };
+enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM };
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
-       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_N };
+       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_N };
 
-typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch; uint8_t size, data[3]; } in_rec_t;
+typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
 typedef struct { uint64_t time_us; uint32_t tag, ordinal, late; uint8_t size, data[3]; } out_rec_t;
 typedef struct { uint32_t ordinal, seq, tag; uint8_t size, data[3]; } entry_t;
@@ -120,6 +128,10 @@ static int ring_pop(ring_t *r, void *rec) {
 #define QUEUE_CAP 16384
 #define CARRY_CAP 4096
 #define COMMANDS_PER_CYCLE 2048
+#define REFLEX_MESSAGES 8
+
+/* the band's reaction to a player's note-on of one pitch, chosen ahead by the engine */
+typedef struct { uint8_t n, data[REFLEX_MESSAGES][3]; } reflex_t;
 
 typedef struct {
     jack_client_t *client;
@@ -134,9 +146,20 @@ typedef struct {
     out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
     uint8_t sounding[16][128], touched[16][128];
     uint16_t channels;
+    /* armed: the first player's note-on at an ordinal in [reflex_from, reflex_until] of reflex_epoch gets its
+       pitch's reaction in the same cycle, at the note's own frame, and disarms the table. Three tables: the
+       callback reads the one its last OP_REFLEX_ARM named (reflex_active), the engine's thread loads one
+       that is neither that nor the one it armed last (which may not have been taken yet) */
+    reflex_t reflex_tables[3][128];
+    const reflex_t *reflex;
+    _Atomic int reflex_active;
+    int reflex_loaded;
+    uint32_t reflex_id, reflex_epoch, reflex_from, reflex_until;
+    int reflex_armed;
     void *buf; jack_nframes_t frame0, floor, nframes, rate;
     jack_time_t cycle_us;
     _Atomic uint64_t stats[ST_N];
+    sem_t input_ready;  /* posted once in a cycle that received a note or controller: the forwarder wakes */
     char name[256], in_name[512], out_name[512];
 } aj_t;
 
@@ -283,6 +306,15 @@ static void run_command(aj_t *io, const cmd_t *c) {
                     emit(io, 0, sus, 3, 0, 1); emit(io, 0, ano, 3, 0, 1);
                 }
         break;
+    case OP_REFLEX_ARM:
+        io->reflex_id = c->tag; io->reflex_epoch = c->epoch; io->reflex_from = c->ordinal;
+        io->reflex_until = c->ordinal + (uint32_t)(c->data[0] | c->data[1] << 8);
+        io->reflex_armed = c->tag != 0 && c->data[2] < 3;
+        if (io->reflex_armed) {
+            io->reflex = io->reflex_tables[c->data[2]];
+            atomic_store_explicit(&io->reflex_active, c->data[2], memory_order_release);
+        }
+        break;
     case OP_RELEASE_MISSED:
         for (int ch = 0; ch < 16; ch++)
             for (int p = 0; p < 128; p++) {
@@ -372,6 +404,7 @@ static int process(jack_nframes_t nframes, void *arg) {
     cmd_t c;
     for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
     uint32_t n = J.midi_get_event_count(in);
+    int wake = 0;
     for (uint32_t i = 0, early = n; i < n; i++) {
         jack_midi_event_t ev;
         if (i == early) { early = n; continue; }  /* the 0xF8 already taken before the notes of its frame */
@@ -385,6 +418,14 @@ static int process(jack_nframes_t nframes, void *arg) {
                 if (nx.size && nx.buffer[0] == 0xF8) { early = j; ev = nx; i--; break; }  /* i: the note, next */
             }
         uint8_t st = ev.buffer[0];
+        uint32_t reflex = 0;
+        if ((st & 0xF0) == 0x90 && ev.size == 3 && ev.buffer[2] && io->reflex_armed && io->reflex_epoch == io->epoch
+            && (int32_t)(io->ordinal - io->reflex_from) >= 0 && (int32_t)(io->reflex_until - io->ordinal) >= 0) {
+            const reflex_t *r = &io->reflex[ev.buffer[1] & 0x7F];
+            for (int k = 0; k < r->n; k++) emit(io, ev.time, r->data[k], 3, 0, 1);
+            reflex = io->reflex_id; io->reflex_armed = 0;
+            bump(io, ST_REFLEXES, 1);
+        }
         if (st == 0xF8) { count_tick(io, io->frame0 + ev.time); bump(io, ST_TICKS, 1); }
         else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
             /* the transport moved: what was queued for ticks belongs to the old timeline */
@@ -398,9 +439,11 @@ static int process(jack_nframes_t nframes, void *arg) {
         else {
             in_rec_t r = {0};
             r.time_us = stamp(io, ev.time);
-            r.frame = io->frame0 + ev.time; r.ordinal = io->ordinal; r.epoch = io->epoch; r.size = (uint8_t)ev.size;
+            r.frame = io->frame0 + ev.time; r.ordinal = io->ordinal; r.epoch = io->epoch; r.reflex = reflex;
+            r.size = (uint8_t)ev.size;
             memcpy(r.data, ev.buffer, ev.size);
             if (!ring_push(&io->in_ring, &r)) bump(io, ST_IN_DROPPED, 1);
+            else if (st < 0xF0) wake = 1;
         }
         if (st == 0xF8)
             while (io->heap_n && (int32_t)(io->heap[0].ordinal - io->ordinal) <= 0) {
@@ -408,6 +451,9 @@ static int process(jack_nframes_t nframes, void *arg) {
                 emit(io, ev.time, e.data, e.size, e.tag, 0);
             }
     }
+    /* sem_post is an atomic add and, only when the forwarder sleeps on it, one futex wake: no lock, no
+       allocation, never blocks (the clock's own 0xF8s wake nobody: the follower needs only their stamps) */
+    if (wake) sem_post(&io->input_ready);
     uint32_t sounding = 0;
     for (int ch = 0; ch < 16; ch++) if (io->channels & (1u << ch)) for (int p = 0; p < 128; p++) sounding += io->sounding[ch][p];
     atomic_store_explicit(&io->stats[ST_SOUNDING], sounding, memory_order_relaxed);
@@ -449,6 +495,7 @@ aj_t *aj_open(const char *libpath, const char *client_name, const char *in_name,
         || !ring_init(&io->sent_ring, 1u << 15, sizeof(out_rec_t))) {
         snprintf(err, errlen, "out of memory"); return NULL;
     }
+    if (sem_init(&io->input_ready, 0, 0) != 0) { snprintf(err, errlen, "no semaphore for the input"); free(io); return NULL; }
     int status = 0;
     io->client = J.client_open(client_name, 0x01 /* JackNoStartServer */, &status);
     if (!io->client) { snprintf(err, errlen, "no JACK server reachable (status 0x%x)", status); free(io); return NULL; }
@@ -490,6 +537,29 @@ int aj_command(aj_t *io, uint32_t op, uint32_t epoch, uint32_t ordinal, uint32_t
 int aj_pending_commands(aj_t *io) {
     return (int)(atomic_load(&io->cmd_ring.head) - atomic_load(&io->cmd_ring.tail)) + (int)io->carry_n;
 }
+/* the forwarder's sleep: until a cycle brings a note or controller, or `timeout_us` */
+void aj_wait_input(aj_t *io, int timeout_us) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)timeout_us * 1000;
+    while (ts.tv_nsec >= 1000000000L) { ts.tv_nsec -= 1000000000L; ts.tv_sec++; }
+    if (sem_timedwait(&io->input_ready, &ts) == 0)
+        while (sem_trywait(&io->input_ready) == 0) {}  /* one wake-up reads every cycle's input */
+}
+/* the engine's thread: copies a table (128 x (count, 8 x 3 bytes)) into a buffer the callback is not reading
+   and returns its index for OP_REFLEX_ARM */
+int aj_load_reflexes(aj_t *io, const uint8_t *table) {
+    int active = atomic_load_explicit(&io->reflex_active, memory_order_acquire), k = 0;
+    while (k == active || k == io->reflex_loaded) k++;
+    for (int p = 0; p < 128; p++) {
+        const uint8_t *e = table + p * (1 + 3 * REFLEX_MESSAGES);
+        reflex_t *r = &io->reflex_tables[k][p];
+        r->n = e[0] < REFLEX_MESSAGES ? e[0] : REFLEX_MESSAGES;
+        memcpy(r->data, e + 1, 3 * REFLEX_MESSAGES);
+    }
+    io->reflex_loaded = k;
+    return k;
+}
 int aj_read_input(aj_t *io, in_rec_t *buf, int max) { int n = 0; while (n < max && ring_pop(&io->in_ring, &buf[n])) n++; return n; }
 int aj_read_sent(aj_t *io, out_rec_t *buf, int max) { int n = 0; while (n < max && ring_pop(&io->sent_ring, &buf[n])) n++; return n; }
 void aj_stats(aj_t *io, uint64_t *out) { for (int k = 0; k < ST_N; k++) out[k] = atomic_load_explicit(&io->stats[k], memory_order_relaxed); }
@@ -505,14 +575,30 @@ void aj_close(aj_t *io) {
     J.deactivate(io->client);
     J.client_close(io->client);
     free(io->in_ring.mem); free(io->cmd_ring.mem); free(io->sent_ring.mem);
+    sem_destroy(&io->input_ready);
     free(io);
 }
 """
 
-OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED = range(1, 7)
+OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM = range(1, 8)
+REFLEX_MESSAGES = 8  # per pitch
+REFLEX_ENTRY = 1 + 3 * REFLEX_MESSAGES
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
-         "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks")
+         "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks",
+         "reflexes")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
+
+
+def pack_reflexes(reactions: dict[int, list[bytes]]) -> bytes:
+    """A reaction table as the process callback reads it: for each of the 128 pitches, a count and up to
+    eight 3-byte messages."""
+    table = bytearray(128 * REFLEX_ENTRY)
+    for pitch, messages in reactions.items():
+        messages = [bytes(m) for m in messages[:REFLEX_MESSAGES] if len(m) == 3]
+        at = (pitch & 0x7F) * REFLEX_ENTRY
+        table[at] = len(messages)
+        table[at + 1:at + 1 + 3 * len(messages)] = b"".join(messages)
+    return bytes(table)
 
 
 class NativeUnavailable(RuntimeError):
@@ -521,7 +607,8 @@ class NativeUnavailable(RuntimeError):
 
 class InRecord(ctypes.Structure):
     _fields_ = [("time_us", ctypes.c_uint64), ("frame", ctypes.c_uint32), ("ordinal", ctypes.c_uint32),
-                ("epoch", ctypes.c_uint32), ("size", ctypes.c_uint8), ("data", ctypes.c_uint8 * 3)]
+                ("epoch", ctypes.c_uint32), ("reflex", ctypes.c_uint32), ("size", ctypes.c_uint8),
+                ("data", ctypes.c_uint8 * 3)]
 
 
 class OutRecord(ctypes.Structure):
@@ -576,6 +663,10 @@ def _declare(lib) -> None:
     lib.aj_command.argtypes = [vp, u32, u32, u32, u32, ctypes.c_char_p, u32]
     lib.aj_pending_commands.restype = i32
     lib.aj_pending_commands.argtypes = [vp]
+    lib.aj_load_reflexes.restype = i32
+    lib.aj_load_reflexes.argtypes = [vp, ctypes.c_char_p]
+    lib.aj_wait_input.restype = None
+    lib.aj_wait_input.argtypes = [vp, i32]
     lib.aj_read_input.restype = i32
     lib.aj_read_input.argtypes = [vp, ctypes.POINTER(InRecord), i32]
     lib.aj_read_sent.restype = i32
@@ -670,6 +761,20 @@ class NativeJack:
     def release_missed(self) -> bool:
         return self.command(OP_RELEASE_MISSED)
 
+    supports_reflexes = True
+
+    def arm_reflexes(self, table_id: int, epoch: int, first: int, last: int, reactions) -> bool:
+        """Arms the band's reactions: the first player's note-on at a 0xF8 ordinal in [first, last] of `epoch`
+        gets `reactions[its pitch]` (up to 8 messages; a dict, or `pack_reflexes` of one) written by the process
+        callback in the same cycle, at the note's frame; that note's input record carries `table_id`.
+        table_id 0 disarms."""
+        if not table_id or not self._h:
+            return self.command(OP_REFLEX_ARM, bytes([0, 0, 0xFF]))
+        table = reactions if isinstance(reactions, bytes) else pack_reflexes(reactions)
+        k = self._lib.aj_load_reflexes(self._h, table)
+        span = max(0, min(last - first, 0xFFFF))
+        return self.command(OP_REFLEX_ARM, bytes([span & 0xFF, span >> 8, k]), epoch, first, table_id)
+
     def pending(self) -> int:
         """Commands not yet run plus messages carried to the next cycle."""
         return self._lib.aj_pending_commands(self._h) if self._h else 0
@@ -682,13 +787,21 @@ class NativeJack:
     def poll(self) -> None:
         """Nothing to do: the process callback has filled the input ring already."""
     # ---- readers -------------------------------------------------------------------------------
+    def wait_input(self, timeout_s: float) -> None:
+        """Sleeps until a JACK cycle has received a note or controller, or `timeout_s` (the GIL is free)."""
+        if self._h:
+            self._lib.aj_wait_input(self._h, int(timeout_s * 1e6))
+        else:
+            time.sleep(timeout_s)
+
     def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
-        """[(perf_counter time, message, ordinal, epoch, frame)] received since the last call."""
+        """[(perf_counter time, message, ordinal, epoch, frame, reflex)] received since the last call; `reflex`
+        is the id of the reaction table that answered this note in the callback (0: none)."""
         out = []
         while self._h:
             n = self._lib.aj_read_input(self._h, self._in_buf, self.BATCH)
             for r in self._in_buf[:n]:
-                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.ordinal, r.epoch, r.frame))
+                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.ordinal, r.epoch, r.frame, r.reflex))
             if n < self.BATCH:
                 break
         return out

@@ -19,6 +19,7 @@ import bisect
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -36,6 +37,8 @@ from .sender import SenderStats
 from .sender_process import IOProcess
 
 INBOX_LIMIT = 4096
+GIL_SWITCH_S = 0.0005
+REFLEX_TABLES_KEPT = 16
 PLAN_SLICE_S = 0.010  # planning an answer ahead takes at most this long per engine iteration
 LEARNABLE = ("temperature", "top_p", "mode", "response_bars", "panic")
 PROGRAM_CHANGE = 0xC0
@@ -85,6 +88,7 @@ class LiveSnapshot:
     ports: tuple[str, str]
     backend: str
     errors: tuple[str, ...] = ()
+    reflexes: int = 0  # player's notes the port layer answered at once with the armed reaction
 
 
 class Controls:
@@ -193,6 +197,10 @@ class LiveEngine:
         self._received = 0
         self._stale_note_ons = 0  # note-ons from before a transport move, handled after it: not played
         self._malformed = 0
+        self._reflex_id = 0
+        self._reflex_tables: dict = {}  # id -> Reflexes, the latest armed (a note may name one just replaced)
+        self._armed = None  # (Reflexes, (epoch, first ordinal, last ordinal), channel) armed in the port layer
+        self.reflexes_heard = 0  # player's notes the port layer answered with an armed reaction
         self._step_ms: deque = deque(maxlen=2000)
         self._params_version = -1
         self._snapshot: LiveSnapshot | None = None
@@ -232,6 +240,11 @@ class LiveEngine:
                                 on_input=self._on_input, on_sent=self._on_sent)
         self.in_name, self.out_name, self.backend = self.sender.in_name, self.sender.name, backend
         self.session.emit = self._send_at_once  # an accompaniment note reacting to the player goes out now
+        self.session.input_waiting = self._input_waiting  # generating ahead gives way to the player's note
+        # the reader thread hands the player's notes over while the engine thread steps the model: it must get
+        # the GIL within half a millisecond, not Python's default 5
+        if sys.getswitchinterval() > GIL_SWITCH_S:
+            sys.setswitchinterval(GIL_SWITCH_S)
         _register(backend, self.out_name)
         _register(backend, self.in_name)
         self.clock.start()
@@ -278,10 +291,10 @@ class LiveEngine:
 
     # ------------------------------------------------------------------ the I/O process's reader thread
     def _on_input(self, events) -> None:
-        """[(time, message, 0xF8 ordinal, transport epoch, frame)]: clock to the follower, notes and CCs
-        to the inbox. Times are the driver's, so it does not matter when this thread gets to run."""
+        """[(time, message, 0xF8 ordinal, transport epoch, frame[, reflex table])]: clock to the follower,
+        notes and CCs to the inbox. Times are the driver's, so it does not matter when this thread gets to run."""
         wake = False
-        for t, msg, ordinal, epoch, frame in events:
+        for t, msg, ordinal, epoch, frame, *reflex in events:
             if not message_ok(msg):
                 self._malformed += 1
                 continue
@@ -291,17 +304,20 @@ class LiveEngine:
                 wake = wake or status != CLOCK
             elif (status & 0xF0 in (0x80, 0x90, 0xB0) and len(msg) == 3
                   or status & 0xF0 == PROGRAM_CHANGE and len(msg) == 2):
-                self._enqueue(msg, t, ordinal, epoch, frame)
+                self._enqueue(msg, t, ordinal, epoch, frame, reflex[0] if reflex else 0)
                 wake = True
         if wake:
             self._wake.set()
 
+    def _input_waiting(self) -> bool:
+        return bool(self._inbox)
+
     def _enqueue(self, msg: bytes, t: float, ordinal: int | None = None, epoch: int | None = None,
-                 frame: int | None = None) -> None:
+                 frame: int | None = None, reflex: int = 0) -> None:
         if len(self._inbox) >= INBOX_LIMIT and not must_keep(msg):
             self._dropped_inbox += 1
             return
-        self._inbox.append((msg, t, ordinal, epoch, frame))
+        self._inbox.append((msg, t, ordinal, epoch, frame, reflex))
 
     def _on_sent(self, messages) -> None:
         """[(time, message, tag, ordinal, at once)] as written to Antiphon Out: the answer's recording, each
@@ -392,10 +408,41 @@ class LiveEngine:
             self._step_ms.append((time.perf_counter() - t0) * 1000)
             if self.recorder is not None:
                 self.recorder.tempo(self.session._now, self.clock.bpm)
+        self._arm_reflexes(running)
         self._sample_timeline()
         if now - self._published >= 0.03:
             self._publish()
         return running
+
+    def _arm_reflexes(self, running: bool) -> None:
+        """The accompaniment's reaction to the player's next note, armed in the port layer (where it can
+        play it at the note itself): chosen again whenever the stream ahead changes, disarmed when there is
+        nothing to arm or the ordinals of its ticks are not known (internal clock, no stamps)."""
+        if not self.sender.supports_reflexes:
+            return
+        table = self.session.reflexes() if running else None
+        where = None
+        if table is not None:
+            offset = self.session.offset
+            first, last = self.clock.ordinal_of(table.first_tick - offset), self.clock.ordinal_of(table.last_tick - offset)
+            if first is not None and last is not None and first[0] == last[0]:
+                # a note after 0xF8 number k is at tick k, or at k + 1 past the middle of the tick (rounded)
+                where = (first[0], first[1] - 1, last[1])
+        if where is None:
+            if self._armed is not None:
+                self.sender.arm_reflexes(0, 0, 0, 0, {})
+                self._armed = None
+            return
+        ch = self.channel
+        if self._armed is not None and self._armed == (table, where, ch):
+            return
+        self._reflex_id = self._reflex_id % 0xFFFFFFFF + 1
+        reactions = {p: [bytes([(0x90 if v else 0x80) | ch, q, v]) for q, v in r] for p, r in table.reactions.items() if r}
+        self.sender.arm_reflexes(self._reflex_id, where[0], where[1], where[2], reactions)
+        self._reflex_tables[self._reflex_id] = table
+        while len(self._reflex_tables) > REFLEX_TABLES_KEPT:
+            del self._reflex_tables[next(iter(self._reflex_tables))]
+        self._armed = (table, where, ch)
 
     def _sample_timeline(self) -> None:
         t = time.perf_counter()
@@ -405,7 +452,8 @@ class LiveEngine:
             self._timeline.append(sample)
 
     def _handle_input(self, data: bytes, t: float, ordinal: int | None = None, epoch: int | None = None,
-                      frame: int | None = None) -> None:
+                      frame: int | None = None, reflex: int = 0) -> None:
+        """`reflex`: the id of the armed table whose reaction the port layer played at this note (0: none)."""
         self._received += 1
         kind = data[0] & 0xF0
         if kind == 0x90 and data[2] > 0 and self.clock.is_stale(epoch):
@@ -429,7 +477,13 @@ class LiveEngine:
         if self.recorder is not None:
             self.recorder.add("player", tick + self.session.offset, data)
         if kind == 0x90 and data[2] > 0:
-            self._apply(self.session.note_on(tick, data[1], data[2]))
+            table = self._reflex_tables.get(reflex) if reflex else None
+            if self._armed is not None and reflex == self._reflex_id:
+                self._armed = None  # the port layer disarmed it on playing it: the next one is armed afresh
+            if table is not None:
+                self.reflexes_heard += 1
+            reaction = table.reactions.get(data[1], ()) if table is not None else None
+            self._apply(self.session.note_on(tick, data[1], data[2], reflex=reaction))
         else:
             self._apply(self.session.note_off(tick, data[1]))
 
@@ -559,7 +613,8 @@ class LiveEngine:
             received=self._received, dropped_inbox=self._dropped_inbox + st.in_dropped,
             malformed=self._malformed, step_ms_p99=p99, recording=self.record_path,
             cc_map=self.controls.cc_map, learning=self.controls.learning,
-            ports=(self.in_name, self.out_name), backend=self.backend, errors=tuple(self._errors))
+            ports=(self.in_name, self.out_name), backend=self.backend, errors=tuple(self._errors),
+            reflexes=self.reflexes_heard)
         self._snapshot = snap
 
 
@@ -580,4 +635,5 @@ def status_line(s: LiveSnapshot) -> str:
             f"late now {st.late_current_ms:5.2f} p99 {st.late_p99_ms:5.2f} worst {st.late_worst_ms:5.2f} ms | "
             f"in {s.received} out {st.sent} drop {s.dropped_inbox + st.dropped} | "
             f"clock {c.ticks} ticks, {c.lost_ticks} lost | late for their tick {st.late_ticks} | "
-            f"style {s.style}, plans cut at the beat {ss.plans_cut}")
+            f"style {s.style}, plans cut at the beat {ss.plans_cut}"
+            + (f" | answered at the note {s.reflexes}" if ss.mode == "accompany" else ""))

@@ -4,6 +4,7 @@
     ──────────────                                      ──────────────────────────────────
     IOProcess.at_tick/schedule/send_now/panic ─control▶ commands ─▶ port layer ─▶ Antiphon Out
     on_input(events) ◀── reader thread ◀──────events─── forwarder ◀── port layer ◀── Antiphon In
+                                                         (woken by each received note or controller)
     on_sent(messages) ◀─┘                                (every message written, with its time)
 
 The port layer is Antiphon's own JACK client (plugin/jack_native.py: one client, both ports, a C
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 
@@ -34,7 +36,7 @@ from .sender import SenderStats
 _STATS_FIELDS = ("sent", "dropped", "queued", "sounding", "late_current_ms", "late_worst_ms", "late_p50_ms",
                  "late_p99_ms", "window", "in_dropped", "late_ticks", "lost", "max_cycle_us")
 _INT_FIELDS = {"sent", "dropped", "queued", "sounding", "window", "in_dropped", "late_ticks", "lost"}
-FORWARD_S = 0.001  # input and "sent" batches go to the engine this often
+FORWARD_S = 0.001  # "sent" batches go to the engine this often; a received note or controller goes at once
 POLL_S = 0.0005  # rtmidi's queue is polled this often (the native client needs no polling)
 
 
@@ -72,8 +74,16 @@ class NullIO:
     def poll(self):
         pass
 
+    def wait_input(self, timeout_s):
+        time.sleep(timeout_s)
+
     def read_input(self):
         return []
+
+    supports_reflexes = False
+
+    def arm_reflexes(self, table_id, epoch, first, last, reactions):
+        return False
 
     def read_sent(self):
         return []
@@ -217,6 +227,9 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
         control.send(("error", type(exc).__name__, str(exc)))
         return
     io.release_every_note(release_channels)  # notes a previous run (killed hard) may have left on
+    # the forwarder, woken by a player's note, must get the GIL from the command thread within half a
+    # millisecond, not Python's default 5
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
     timed = io.timed
     watch = _ReconnectWatch(io)
     control.send(("ready", {"kind": io.kind, "backend": io.backend, "client": io.client_name,
@@ -239,7 +252,7 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
                     events.send(("sent", sent))
             except (OSError, ValueError, EOFError):
                 return  # the engine is gone; the command loop notices too
-            time.sleep(FORWARD_S)
+            io.wait_input(FORWARD_S)  # a player's note wakes it at once
 
     threads = [threading.Thread(target=forwarder, name="antiphon-forwarder", daemon=True)]
     if io.kind == "rtmidi":
@@ -284,6 +297,8 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
                     timed.schedule(deadline, msg)
             elif op == "now":
                 io.send(cmd[1], cmd[2])
+            elif op == "reflexes":
+                io.arm_reflexes(*cmd[1:])
             elif op == "cancel_from":
                 timed.cancel_from(cmd[1])
             elif op == "cancel_ticks":
@@ -331,7 +346,7 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
 class IOProcess:
     """The engine's side of the I/O process. backend None = no ports at all (the sender benchmark).
 
-    `on_input(events)` gets [(time, message, ordinal, epoch, frame)] and `on_sent(messages)` gets
+    `on_input(events)` gets [(time, message, ordinal, epoch, frame[, reflex])] and `on_sent(messages)` gets
     [(time, message, tag, ordinal, late)], both on one reader thread of this process."""
 
     def __init__(self, backend: str | None, in_port: str | None = None, out_port: str | None = None,
@@ -431,6 +446,18 @@ class IOProcess:
         """Messages waiting for 0xF8 number `ordinal` or later are withdrawn; what would still sound
         there ends there."""
         self._send(("cancel_ticks", int(epoch), int(ordinal)))
+
+    @property
+    def supports_reflexes(self) -> bool:
+        """Whether the port layer answers a player's note with an armed reaction in its own cycle (the native
+        JACK client)."""
+        return self.kind == "native"
+
+    def arm_reflexes(self, table_id: int, epoch: int, first: int, last: int, reactions: dict[int, list[bytes]]) -> None:
+        """See NativeJack.arm_reflexes; table_id 0 disarms. Packed here: the I/O process copies it in one call."""
+        from .jack_native import pack_reflexes
+
+        self._send(("reflexes", table_id, epoch, first, last, pack_reflexes(reactions) if table_id else b""))
 
     def cancel_pending(self, release_now: bool = True) -> None:
         """Everything queued is dropped and every sounding note released (no CC 123): a relocation."""

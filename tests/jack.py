@@ -613,7 +613,7 @@ def _record(client: str) -> None:
         events += io.read_input()
     events += io.read_input()
     io.close()
-    for _, msg, _, _, frame in events:
+    for _, msg, _, _, frame, *_ in events:
         print(f"{frame}: {msg.hex(' ')}")
     sys.stdout.flush()
     sys.exit(0)

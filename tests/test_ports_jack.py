@@ -83,7 +83,7 @@ def _ticked(io, jack_server, bpm: float, seconds: float, schedule=None, busy_thr
         while not stop.is_set():
             io.poll()
             got = io.read_input()
-            for t, msg, ordinal, epoch, frame in got:
+            for t, msg, ordinal, epoch, frame, *_ in got:
                 events.append((t, msg, ordinal, epoch, frame))
                 follower.feed(msg[0], msg[1:], t, ordinal, epoch)
             if schedule is not None:
@@ -198,7 +198,7 @@ def test_a_note_on_the_frame_of_a_tick_carries_that_ticks_ordinal(jack_server, n
     def reader():
         while not stop.is_set():
             sender.poll()
-            for t, msg, ordinal, epoch, frame in sender.read_input():
+            for t, msg, ordinal, epoch, frame, *_ in sender.read_input():
                 follower.feed(msg[0], msg[1:], t, ordinal, epoch)
             _every_beat(follower, sender)
             native.poll()
@@ -223,8 +223,8 @@ def test_a_note_on_the_frame_of_a_tick_carries_that_ticks_ordinal(jack_server, n
         thread.join(2)
         clock.stop()
         sender.close()
-    tick_at_frame = {frame: (i, ordinal) for i, (_, msg, ordinal, _, frame) in enumerate(events) if msg[0] == CLOCK}
-    on_ticks = [(i, ordinal, tick_at_frame[frame]) for i, (_, msg, ordinal, _, frame) in enumerate(events)
+    tick_at_frame = {frame: (i, ordinal) for i, (_, msg, ordinal, _, frame, *_) in enumerate(events) if msg[0] == CLOCK}
+    on_ticks = [(i, ordinal, tick_at_frame[frame]) for i, (_, msg, ordinal, _, frame, *_) in enumerate(events)
                 if msg[0] == 0x90 and frame in tick_at_frame]
     print(f"\n{first} connected first: {len(on_ticks)} notes on the frame of a 0xF8; ordinals "
           f"{[(o, t[1]) for _, o, t in on_ticks[:6]]}")
@@ -248,6 +248,62 @@ def test_the_connection_watch_sees_a_synth_patched_in_again(jack_server, native)
         dump.stop()
 
 
+def test_an_armed_reflex_answers_the_players_note_at_its_own_frame(jack_server, native):
+    """The accompaniment's reaction armed ahead goes out in the JACK cycle of the player's note-on, at that
+    note's frame, once; a note outside the table's epoch or ordinals gets nothing; the note's input record
+    names the table that answered it. And a note wakes the forwarder's wait at once."""
+    from antiphon.plugin.jack_native import NativeJack
+
+    player = NativeJack.open(client_name="reflex_player", in_port="in", out_port="out")
+    rec = jack_server.frame_recorder("reflex_rec")
+    records = []
+    try:
+        for src in (player.out_name, native.out_name):
+            jack_server.connect(src, rec.port)
+        jack_server.connect(player.out_name, native.in_name)
+        time.sleep(0.2)
+
+        def strike(pitch: int) -> None:
+            player.send(bytes([0x90, pitch, 90]))
+            time.sleep(0.08)
+            player.send(bytes([0x80, pitch, 0]))
+            time.sleep(0.08)
+            records.extend(r for r in native.read_input() if r[1][0] == 0x90)
+
+        woke = []
+        waiter = threading.Thread(target=lambda: (native.wait_input(5.0), woke.append(time.monotonic())))
+        waiter.start()
+        time.sleep(0.2)
+        sent_at = time.monotonic()
+        strike(60)  # nothing armed
+        waiter.join(6.0)
+        assert woke and woke[0] - sent_at < 1.0, "the wait did not end with the note"
+        _, _, ordinal, epoch, _, reflex = records[0]
+        assert reflex == 0
+        reaction = {64: [bytes([0x81, 40, 0]), bytes([0x91, 52, 80])], 67: [bytes([0x91, 55, 80])]}
+        native.arm_reflexes(7, epoch + 1, ordinal, ordinal + 10, reaction)  # another transport epoch
+        strike(64)
+        native.arm_reflexes(8, epoch, ordinal + 1, ordinal + 10, reaction)  # ordinals still to come
+        strike(64)
+        native.arm_reflexes(9, epoch, ordinal, ordinal + 10, reaction)
+        strike(64)  # answered
+        strike(64)  # the table disarmed on answering
+        native.arm_reflexes(10, epoch, ordinal, ordinal + 10, reaction)
+        native.arm_reflexes(0, 0, 0, 0, {})  # disarmed
+        strike(67)
+        native.send(bytes([0x81, 52, 0]))
+        time.sleep(0.2)
+    finally:
+        events = rec.stop()
+        player.close()
+    assert [r[5] for r in records] == [0, 0, 0, 9, 0, 0], records
+    player_ons = [f for f, m in events if m == bytes([0x90, 64, 90])]
+    answers = [f for f, m in events if m[0] & 0xF0 == 0x90 and m[0] & 0x0F == 1]
+    assert len(player_ons) == 4 and answers == [player_ons[2]], (player_ons, events)
+    assert bytes([0x81, 40, 0]) not in [m for _, m in events]  # an off for a silent note is skipped
+    assert native.stats()["reflexes"] == 1
+
+
 def test_polled_rtmidi_fallback_sends_within_a_period_and_a_poll(jack_server):
     """Where the native client cannot be built: python-rtmidi, never given a callback, polled from a thread."""
     from antiphon.plugin.polled_io import PolledIO
@@ -265,6 +321,48 @@ def test_polled_rtmidi_fallback_sends_within_a_period_and_a_poll(jack_server):
     assert len(ons) >= 6
     assert max(errs) <= 3 * period  # the next cycle, or the one after when the poll came late
 
+
+
+def test_polled_rtmidi_wakes_the_forwarder_on_a_note_not_on_clock(jack_server):
+    """The forwarder's wait ends when a note arrives; the clock's own 0xF8s wake nobody."""
+    from antiphon.plugin.jack_native import NativeJack
+    from antiphon.plugin.polled_io import PolledIO
+
+    require_native()
+    io = PolledIO("jack")
+    player = NativeJack.open(client_name="wake_player", in_port="in", out_port="out")
+    stop = threading.Event()
+    poller = threading.Thread(target=lambda: [io.poll() or time.sleep(0.0005) for _ in iter(stop.is_set, True)],
+                              daemon=True)
+    clock = jack_server.midi_clock(150.0)
+    try:
+        jack_server.connect(player.out_name, io.in_name)
+        jack_server.connect(clock.port, io.in_name)
+        poller.start()
+        jack_server.transport("locate 0")
+        jack_server.transport("play")
+        time.sleep(0.3)
+        io.wait_input(0.0)  # whatever came before
+        t0 = time.monotonic()
+        io.wait_input(0.5)
+        assert time.monotonic() - t0 >= 0.4, "the clock woke the forwarder"
+        woke = []
+        waiter = threading.Thread(target=lambda: (io.wait_input(5.0), woke.append(time.monotonic())))
+        waiter.start()
+        time.sleep(0.1)
+        sent_at = time.monotonic()
+        player.send(bytes([0x90, 60, 90]))
+        waiter.join(6.0)
+        assert woke and woke[0] - sent_at < 1.0, "the note did not wake the forwarder"
+        player.send(bytes([0x80, 60, 0]))
+        time.sleep(0.05)
+    finally:
+        jack_server.transport("stop")
+        stop.set()
+        poller.join(2.0)
+        clock.stop()
+        player.close()
+        io.close()
 
 @pytest.fixture
 def counting_server():
@@ -306,7 +404,7 @@ def _cancel_release_and_pairing(jack_server, native):
     deadline = time.monotonic() + 5
     epoch = None
     while epoch is None and time.monotonic() < deadline:
-        for _, msg, ordinal, ep, _ in native.read_input():
+        for _, msg, ordinal, ep, *_ in native.read_input():
             if msg[0] == START:
                 epoch, base = ep, ordinal
         time.sleep(0.01)

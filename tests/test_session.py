@@ -215,6 +215,10 @@ def test_accompaniment_reacts_within_the_tick_consonant_and_below_the_player():
             if min(b.end, p.end) > max(b.start, p.start):
                 assert b.pitch < p.pitch
     assert melody[0].start in {b.start for b in reacting}  # on the player's first tick
+    # as JACK's native client plays it: the reaction armed ahead sounds at each note, the stream goes on from it
+    armed = simulate(Session(runtime, meter, SessionParams(mode=ACCOMPANY), seed=1), melody, 500, reflexes=True)
+    assert consonance(melody, armed)[0] == 1.0 and coverage(melody, armed) > 0.7
+    assert armed != reacting
 
 
 def test_a_chord_struck_one_note_at_a_time_is_reconsidered_for_each_note(runtime):
@@ -299,3 +303,68 @@ def test_reacting_notes_go_out_before_the_model_steps_past_them():
     assert tokens_then >= before  # it went out during this note_on ...
     assert all(n not in out.notes for n, _ in sent)  # through the hook only
     assert tokens_then < s.gen.tokens  # the model stepped past it after it went out
+
+
+CONSONANT_CLASSES = (0, 3, 4, 5, 7, 8, 9)
+
+
+def _accompanying(seed: int, **params):
+    from antiphon.engine.style import load_style
+
+    s = Session(load_style("default").runtime(), Meter(4, 4), SessionParams(mode=ACCOMPANY, **params), seed=seed)
+    sent = []
+    s.emit = lambda note: sent.append((note.tick, note.pitch, note.velocity))
+    fp = FakePlugin(s)
+    fp.play([Note(0, 12, 67, 90), Note(12, 24, 64, 90), Note(24, 36, 62, 90)])
+    fp.run_to(40)
+    return s, fp, sent
+
+
+def test_reflexes_are_chosen_ahead_for_every_pitch_consonant_below_and_in_the_stream():
+    """The port layer plays the table's reaction at the player's note; the stream then plays on from it:
+    the reaction's note is in the stream (not sent again), what it ended is not sounding, and everything the
+    band sounds with the player's note is consonant with it and below it."""
+    came_in = 0
+    for seed in range(6):
+        s, fp, sent = _accompanying(seed)
+        table = s.reflexes()
+        assert table is not None and table is s.reflexes()  # chosen once while nothing changes
+        assert table.first_tick <= 40 + s.offset <= table.last_tick
+        assert sorted(table.reactions) == list(range(128))
+        for p, reaction in table.reactions.items():
+            ons = [q for q, v in reaction if v]
+            assert len(ons) <= 1 and all(q < p and (p - q) % 12 in CONSONANT_CLASSES for q in ons)
+            assert [v for _, v in reaction] == sorted((v for _, v in reaction), key=bool)  # offs first
+        pitch = 72
+        reaction = table.reactions[pitch]
+        before = len(sent)
+        fp.take(s.note_on(40, pitch, 90, reflex=reaction))
+        on = [q for q, v in reaction if v]
+        if on:
+            came_in += 1
+            assert s.gen.grammar.sounding[on[0]] and on[0] in s._ours  # the stream holds what was heard
+            assert (40 + s.offset, on[0], reaction[-1][1]) not in sent[before:]  # not sent a second time
+        for q, v in reaction:
+            if not v:
+                assert q not in s._ours or q in on
+        for q in s._ours:
+            assert q < pitch and (pitch - q) % 12 in CONSONANT_CLASSES, (seed, reaction, s._ours)
+        fp.take(s.stop())
+    assert came_in >= 3
+
+
+def test_a_reflex_the_stream_cannot_take_ends_at_once():
+    s, fp, sent = _accompanying(1)
+    before = len(sent)
+    fp.take(s.note_on(40, 72, 90, reflex=((73, 90),)))  # a semitone above the player: not the band's
+    assert (40 + s.offset, 73, 0) in sent[before:]
+    assert 73 not in s._ours and not s.gen.grammar.sounding[73]
+
+
+def test_reflexes_only_where_the_band_reacts_to_the_player(runtime):
+    assert _accompanying(1)[0].reflexes() is not None
+    assert _accompanying(1, react=False)[0].reflexes() is None
+    assert _accompanying(1, comp="beats")[0].reflexes() is None
+    s = Session(runtime, Meter(4, 4), SessionParams(), seed=1)
+    FakePlugin(s).run_to(40)
+    assert s.reflexes() is None  # call and response
