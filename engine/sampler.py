@@ -20,20 +20,25 @@ class SamplingParams:
     scale: tuple[int, ...] | None = None  # pitch classes allowed for note-ons, None = all
 
 
+_PITCHES = np.arange(128)
+
+
+def allowed_pitches(params: SamplingParams) -> np.ndarray:
+    """The pitches a note-on may take under the register limits and the key lock."""
+    keep = (_PITCHES >= params.low) & (_PITCHES <= params.high)
+    if params.scale is not None:
+        keep &= np.isin(_PITCHES % 12, params.scale)
+    return keep
+
+
 class Sampler:
     def __init__(self, seed: int | None = None):
         self.rng = np.random.default_rng(seed)
-        self._pitch_class = np.arange(128) % 12
-        self._pitches = np.arange(128)
 
     def restrict(self, mask: np.ndarray, params: SamplingParams) -> np.ndarray:
         """The grammar mask narrowed by register and scale; never narrowed to nothing."""
-        ons = mask[NOTE_ON:NOTE_OFF]
-        keep = (self._pitches >= params.low) & (self._pitches <= params.high)
-        if params.scale is not None:
-            keep &= np.isin(self._pitch_class, params.scale)
         narrowed = mask.copy()
-        narrowed[NOTE_ON:NOTE_OFF] = ons & keep
+        narrowed[NOTE_ON:NOTE_OFF] &= allowed_pitches(params)
         return narrowed if narrowed.any() else mask
 
     def sample(self, logits: np.ndarray, mask: np.ndarray, params: SamplingParams) -> int:
@@ -62,15 +67,10 @@ class BatchSampler:
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
-        self._pitch_class = np.arange(128) % 12
-        self._pitches = np.arange(128)
 
     def restrict(self, masks: np.ndarray, params: SamplingParams) -> np.ndarray:
-        keep = (self._pitches >= params.low) & (self._pitches <= params.high)
-        if params.scale is not None:
-            keep &= np.isin(self._pitch_class, params.scale)
         narrowed = masks.copy()
-        narrowed[:, NOTE_ON:NOTE_OFF] &= keep
+        narrowed[:, NOTE_ON:NOTE_OFF] &= allowed_pitches(params)
         empty = ~narrowed.any(axis=1)
         narrowed[empty] = masks[empty]
         return narrowed

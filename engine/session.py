@@ -28,7 +28,7 @@ from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
 from .planner import Planner, pitch_class_bias
 from .reflexes import Reflexes, choose_reflexes
-from .sampler import SamplingParams, key_of
+from .sampler import SamplingParams, allowed_pitches, key_of
 from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE, StreamEncoder,
                      bin_velocity, shift_tokens)
 
@@ -858,13 +858,8 @@ class Session:
                tuple(sorted(self._player_sounding)), id(p), id(self.gen.runtime))
         if self._reflexes is not None and self._reflexes[0] == key:
             return self._reflexes[1]
-        sampling = self._sampling()
-        band = self._key_pitches() & self._consonant_pitches()
-        band &= (self._pitches >= sampling.low) & (self._pitches <= sampling.high)
-        if sampling.scale is not None:
-            band &= np.isin(self._pitches % 12, sampling.scale)
-        if self._player_sounding:
-            band &= self._voicing_pitches()
+        # the voicing against a pitch still to come is choose_reflexes' own; the notes sounding now count here
+        band = (self._band_pitches() if self._player_sounding else self._key_pitches()) & allowed_pitches(self._sampling())
         if self._reflex_rng is None:
             self._reflex_rng = np.random.default_rng(int(self.gen.sampler.rng.integers(2**31)))
         starting = sorted({q for t, q, v in self._emitted if t == last and v and q not in held})

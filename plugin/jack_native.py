@@ -761,8 +761,6 @@ class NativeJack:
     def release_missed(self) -> bool:
         return self.command(OP_RELEASE_MISSED)
 
-    supports_reflexes = True
-
     def arm_reflexes(self, table_id: int, epoch: int, first: int, last: int, reactions) -> bool:
         """Arms the band's reactions: the first player's note-on at a 0xF8 ordinal in [first, last] of `epoch`
         gets `reactions[its pitch]` (up to 8 messages; a dict, or `pack_reflexes` of one) written by the process

@@ -34,10 +34,9 @@ from antiphon.engine.style import load_style, shipped_styles
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
 from .ports import message_ok
 from .sender import SenderStats
-from .sender_process import IOProcess
+from .sender_process import GIL_SWITCH_S, IOProcess
 
 INBOX_LIMIT = 4096
-GIL_SWITCH_S = 0.0005
 REFLEX_TABLES_KEPT = 16
 PLAN_SLICE_S = 0.010  # planning an answer ahead takes at most this long per engine iteration
 LEARNABLE = ("temperature", "top_p", "mode", "response_bars", "panic")
@@ -243,8 +242,7 @@ class LiveEngine:
         self.session.input_waiting = self._input_waiting  # generating ahead gives way to the player's note
         # the reader thread hands the player's notes over while the engine thread steps the model: it must get
         # the GIL within half a millisecond, not Python's default 5
-        if sys.getswitchinterval() > GIL_SWITCH_S:
-            sys.setswitchinterval(GIL_SWITCH_S)
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         _register(backend, self.out_name)
         _register(backend, self.in_name)
         self.clock.start()

@@ -246,11 +246,6 @@ class PolledIO:
                         _, _, tag, m = heapq.heappop(self._queue)
                         self._emit(m, tag, late=False)
 
-    supports_reflexes = False  # the band's reaction comes from the engine, a few milliseconds after the note
-
-    def arm_reflexes(self, table_id, epoch, first, last, reactions) -> bool:
-        return False
-
     def wait_input(self, timeout_s: float) -> None:
         """Sleeps until a note or controller has been received, or `timeout_s`."""
         if self._input_ready.wait(timeout_s):

@@ -38,6 +38,7 @@ _STATS_FIELDS = ("sent", "dropped", "queued", "sounding", "late_current_ms", "la
 _INT_FIELDS = {"sent", "dropped", "queued", "sounding", "window", "in_dropped", "late_ticks", "lost"}
 FORWARD_S = 0.001  # "sent" batches go to the engine this often; a received note or controller goes at once
 POLL_S = 0.0005  # rtmidi's queue is polled this often (the native client needs no polling)
+GIL_SWITCH_S = 0.0005  # a thread handing a player's note on waits at most this long for the GIL
 
 
 def _realtime_priority() -> str:
@@ -79,11 +80,6 @@ class NullIO:
 
     def read_input(self):
         return []
-
-    supports_reflexes = False
-
-    def arm_reflexes(self, table_id, epoch, first, last, reactions):
-        return False
 
     def read_sent(self):
         return []
@@ -229,7 +225,7 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
     io.release_every_note(release_channels)  # notes a previous run (killed hard) may have left on
     # the forwarder, woken by a player's note, must get the GIL from the command thread within half a
     # millisecond, not Python's default 5
-    sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
+    sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
     timed = io.timed
     watch = _ReconnectWatch(io)
     control.send(("ready", {"kind": io.kind, "backend": io.backend, "client": io.client_name,
@@ -450,7 +446,7 @@ class IOProcess:
     @property
     def supports_reflexes(self) -> bool:
         """Whether the port layer answers a player's note with an armed reaction in its own cycle (the native
-        JACK client)."""
+        JACK client; with python-rtmidi the reaction comes from the engine)."""
         return self.kind == "native"
 
     def arm_reflexes(self, table_id: int, epoch: int, first: int, last: int, reactions: dict[int, list[bytes]]) -> None:

@@ -34,7 +34,7 @@ CONSONANT = {0, 3, 4, 5, 7, 8, 9}
 def accompany_jam(jack: JackServer, bpm: float, busy: bool = True) -> dict:
     line = soprano(16.0)  # the pickup and the first three phrases
     start = 2 * 96 - TPB
-    events = phrase_events(line, start, gap=1)
+    events = events_played = phrase_events(line, start, gap=1)
     end_tick = start + 17 * TPB
     if busy:
         jack.busy()
@@ -56,7 +56,8 @@ def accompany_jam(jack: JackServer, bpm: float, busy: bool = True) -> dict:
     jack.transport("stop")
     events = dump.stop()
     assert rc == 0, app.output()[-3000:]
-    return {"events": events, "rate": jack.rate, "log": app.output()}
+    played = sum(1 for _, m in events_played if m[0] & 0xF0 == 0x90 and m[2] > 0)
+    return {"events": events, "rate": jack.rate, "log": app.output(), "played": played}
 
 
 def figures(r: dict) -> dict:
@@ -128,6 +129,9 @@ def test_accompaniment_answers_the_players_note_on_its_tick(tmp_path):
         r = accompany_jam(jack, 100.0)
         f = figures(r)
     print(f"\naccompaniment on JACK at 100 BPM: {f}")
+    if f["player_onsets"] < r["played"]:  # the recorder missed cycles, and with them messages and its frames
+        pytest.skip(f"the server starved: jack_midi_dump lost {r['played'] - f['player_onsets']} of the player's "
+                    f"{r['played']} note-ons, so its figures measure it, not Antiphon ({f})")
     assert f["player_onsets"] >= 14 and f["band_onsets"] > 0
     assert f["answered_on_their_tick"] > 0  # it listens: it comes in on the player's own tick
     # the reaction armed ahead goes out in the JACK cycle of the player's note, at its very frame
@@ -144,8 +148,11 @@ def main() -> None:
     for k in range(runs):
         bpm = [97, 120, 143, 160, 176][k % 5]
         with JackServer() as jack:
-            f = figures(accompany_jam(jack, bpm))
-        print(f"run {k + 1} at {bpm} BPM: {f}", flush=True)
+            r = accompany_jam(jack, bpm)
+            f = figures(r)
+        lost = r["played"] - f["player_onsets"]
+        print(f"run {k + 1} at {bpm} BPM: {f}" + (f" (the recorder lost {lost} of the player's notes)" if lost else ""),
+              flush=True)
         lat.append(f)
     all_p99 = [f["latency_ms_p99"] for f in lat]
     print(f"latency p50 per run {[round(f['latency_ms_p50'], 2) for f in lat]}, p99 per run "
