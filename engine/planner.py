@@ -105,10 +105,11 @@ class Planner:
         forced = expired.any(axis=1)
         if forced.any():  # a note held too long ends first thing at this tick, as in the live session
             tokens[forced] = NOTE_OFF + np.argmax(expired[forced], axis=1)
-        z = np.where(masks, self.logits.astype(np.float64), -np.inf)
+        cols = np.flatnonzero(masks.any(axis=0))  # the rest is masked in every row: no share of the sum
+        z = np.where(masks[:, cols], self.logits[:, cols].astype(np.float64), -np.inf)
         top = z.max(axis=1)
         lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
-        self.loglik[rows] += z[np.arange(len(rows)), tokens] - lse
+        self.loglik[rows] += self.logits[np.arange(len(rows)), tokens].astype(np.float64) - lse
         if self.steps == self.tokens.shape[1]:
             self.tokens = np.concatenate([self.tokens, np.zeros_like(self.tokens)], axis=1)
         self.tokens[rows, self.length[rows]] = tokens
@@ -157,20 +158,24 @@ class Planner:
         self.logits = self.logits[keep]
 
     def _keep_notes(self, pitch: np.ndarray, velocity: np.ndarray, tick: np.ndarray) -> None:
-        for r in np.flatnonzero(pitch >= 0):
-            k, p = self.rows[r], int(pitch[r])
-            if velocity[r]:
-                self.started[k, p] = tick[r]
-                self.velocity[k, p] = velocity[r]
-                if self.top_tick[k] != tick[r]:  # a new onset: the last one's top note joins the melody
-                    if self.top[k] >= 0:
-                        self.melody[k] = np.roll(self.melody[k], -1)
-                        self.melody[k, -1] = self.top[k]
-                    self.top_tick[k] = tick[r]
-                self.top[k] = p  # note-ons go up in pitch within a tick
-            elif self.started[k, p] >= 0:
-                self.notes[k].append(Note(int(self.started[k, p]), int(tick[r]), p, int(self.velocity[k, p])))
-                self.started[k, p] = -1
+        on = np.flatnonzero((pitch >= 0) & (velocity > 0))
+        if len(on):
+            k, p, t = self.rows[on], pitch[on], tick[on]
+            self.started[k, p] = t
+            self.velocity[k, p] = velocity[on]
+            onset = self.top_tick[k] != t  # a new onset: the last one's top note joins the melody
+            moved = k[onset & (self.top[k] >= 0)]
+            self.melody[moved] = np.concatenate([self.melody[moved, 1:], self.top[moved, None]], axis=1)
+            self.top_tick[k[onset]] = t[onset]
+            self.top[k] = p  # note-ons go up in pitch within a tick
+        off = np.flatnonzero((pitch >= 0) & (velocity == 0))
+        if len(off):
+            k, p = self.rows[off], pitch[off]
+            began = self.started[k, p]
+            for kk, pp, start, end in zip(k.tolist(), p.tolist(), began.tolist(), tick[off].tolist()):
+                if start >= 0:
+                    self.notes[kk].append(Note(start, end, pp, int(self.velocity[kk, pp])))
+            self.started[k, p] = -1
 
     def candidates(self, unfinished: bool = False) -> list[Candidate]:
         """The complete candidates (every one, if none was pruned). With `unfinished`, those still going too,

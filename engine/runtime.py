@@ -386,19 +386,22 @@ class StepRuntime:
     @staticmethod
     def _memory_past(state: BatchState, lo: int):
         """The shared past a batch's memory reads, [first, fork point), gathered from the ring once per batch
-        (the window only slides forward from there): its keys (transposed), and its values grouped (an order
-        that sorts them, where each value's run starts, the values)."""
+        (the window only slides forward from there), sorted by value (stable: in time within a value): its
+        keys (transposed), where each entry went (to mask those the window slides past), where each value's
+        run starts, the values."""
         if state.past is None:
             trace = state.trace
             first = min(lo, state.length)
             idx = np.arange(first, state.length) % trace.capacity
-            keys_t = np.ascontiguousarray(trace.keys[idx].T)  # (hidden, n): the product is fastest this way
             values = trace.values[idx]
             order = np.argsort(values, kind="stable")
+            keys_t = np.ascontiguousarray(trace.keys[idx[order]].T)  # (hidden, n): the product is fastest this way
+            where = np.empty_like(order)
+            where[order] = np.arange(len(order))
             sorted_values = values[order]
             starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) if len(values) else \
                 np.zeros(0, dtype=np.int64)
-            state.past = (first, keys_t, order, starts, sorted_values[starts])
+            state.past = (first, keys_t, where, starts, sorted_values[starts])
         return state.past
 
     def _mix_memory_batch(self, state: BatchState, logits: np.ndarray) -> None:
@@ -412,12 +415,12 @@ class StepRuntime:
             return
         h = state.h[-1]
         q = h * (np.float32(cfg.theta) / np.maximum(np.sqrt(np.einsum("kh,kh->k", h, h)), 1e-12))[:, None]
-        past_first, keys_t, order, starts, groups = self._memory_past(state, lo)
+        past_first, keys_t, where, starts, groups = self._memory_past(state, lo)
         parts = []
         if lo < state.length:
             parts.append(q @ keys_t)
             if lo > past_first:  # the window slid past the oldest: those no longer count
-                parts[0][:, :lo - past_first] = -np.inf
+                parts[0][:, where[:lo - past_first]] = -np.inf
         own_lo = max(lo, state.length) - state.length
         if own_lo < state.written:
             parts.append(np.einsum("kth,kh->kt", state.new_keys[:, own_lo:state.written], q))
@@ -430,19 +433,18 @@ class StepRuntime:
         w = np.exp(sims - top[:, None])
         p_mem = np.zeros((K, V))
         n_past = 0
-        if lo < state.length:  # the past's weights summed per token: grouped by value once, one reduceat
+        if lo < state.length:  # the past's weights summed per token: sorted by value already, one reduceat
             n_past = keys_t.shape[1]
-            p_mem[:, groups] = np.add.reduceat(w[:, :n_past][:, order], starts, axis=1)
+            p_mem[:, groups] = np.add.reduceat(w[:, :n_past], starts, axis=1)
         if own_lo < state.written:
             own = state.new_values[:, own_lo:state.written]
             flat = (np.arange(K)[:, None] * V + own).ravel()
             p_mem += np.bincount(flat, weights=w[:, n_past:].ravel(), minlength=K * V).reshape(K, V)
-        with np.errstate(divide="ignore"):
-            log_mem = np.log(p_mem).astype(np.float32)
-            log_mem += np.log(np.where(live, share, 1.0) / p_mem.sum(axis=1)).astype(np.float32)[:, None]
-            logits_max = logits.max(axis=1, keepdims=True)
-            z = logits - logits_max
-            log_model = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) + np.log1p(-np.where(live, share, 0.0))[:, None]
+        log_mem = np.full((K, V), -np.inf, dtype=np.float32)
+        np.log(p_mem, out=log_mem, where=p_mem > 0, casting="same_kind")
+        log_mem += np.log(np.where(live, share, 1.0) / p_mem.sum(axis=1)).astype(np.float32)[:, None]
+        z = logits - logits.max(axis=1, keepdims=True)
+        log_model = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) + np.log1p(-np.where(live, share, 0.0))[:, None]
         mixed = np.logaddexp(log_model, log_mem).astype(np.float32)
         logits[live] = mixed[live]
 

@@ -77,6 +77,10 @@ class BatchSampler:
 
     def sample(self, logits: np.ndarray, masks: np.ndarray, params: SamplingParams) -> np.ndarray:
         masks = self.restrict(masks, params)
+        cols = np.flatnonzero(masks.any(axis=0))  # what no row may take has no say: drawn among the rest
+        return cols[self._draw(logits[:, cols], masks[:, cols], params)]
+
+    def _draw(self, logits: np.ndarray, masks: np.ndarray, params: SamplingParams) -> np.ndarray:
         z = np.where(masks, logits.astype(np.float64), -np.inf)
         if params.temperature <= 1e-3:
             return np.argmax(z, axis=1)
@@ -88,11 +92,11 @@ class BatchSampler:
             order = np.argsort(-p, axis=1, kind="stable")
             ps = np.take_along_axis(p, order, axis=1)
             cum = np.cumsum(ps, axis=1)
-            ps = np.where(cum - ps < params.top_p, ps, 0.0)  # the smallest set reaching top_p
-            cum = np.cumsum(ps, axis=1)
-            u = np.maximum(self.rng.random(len(p)), 1e-12) * cum[:, -1]
-            pick = np.minimum((cum < u[:, None]).sum(axis=1), p.shape[1] - 1)
-            return order[np.arange(len(p)), pick]
+            rows = np.arange(len(p))
+            kept = (cum - ps < params.top_p).sum(axis=1)  # the smallest set reaching top_p: a prefix
+            u = np.maximum(self.rng.random(len(p)), 1e-12) * cum[rows, kept - 1]
+            pick = np.minimum(((cum < u[:, None]) & (np.arange(p.shape[1]) < kept[:, None])).sum(axis=1), kept - 1)
+            return order[rows, pick]
         cum = np.cumsum(p, axis=1)
         u = np.maximum(self.rng.random(len(p)), 1e-12) * cum[:, -1]
         return np.minimum((cum < u[:, None]).sum(axis=1), p.shape[1] - 1)

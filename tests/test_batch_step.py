@@ -157,3 +157,39 @@ def test_replay_in_one_forward_equals_stepping(name):
         after_replay = np.array(runtime.step(t, p, state))
         after_steps = np.array(runtime.step(t, p, stepped))
         np.testing.assert_allclose(after_replay, after_steps, rtol=1e-3, atol=1e-3)
+
+
+def test_batch_sampler_draws_each_row_from_its_nucleus():
+    """Each row's draw is the inverse CDF, at that row's uniform number, over its top-p nucleus in order of
+    probability (ties by token): the same draw whichever tokens every row's mask rules out."""
+    from antiphon.engine.sampler import BatchSampler, SamplingParams
+
+    rng = np.random.default_rng(3)
+    k, v = 12, 369
+    logits = (rng.standard_normal((k, v)) * 3).astype(np.float32)
+    logits[:, 40] = logits[:, 41]  # a tie: the lower token comes first
+    masks = rng.random((k, v)) < 0.6
+    masks[:, 200:300] = False  # ruled out in every row
+    masks[:, 40:42] = True
+    params = SamplingParams(temperature=0.9, top_p=0.9)
+    drawn = BatchSampler(np.random.default_rng(7)).sample(logits, masks, params)
+    uniforms = np.random.default_rng(7).random(k)
+    for row in range(k):
+        allowed = np.flatnonzero(masks[row])
+        z = logits[row, allowed].astype(np.float64) / params.temperature
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        order = sorted(range(len(allowed)), key=lambda i: (-p[i], allowed[i]))
+        cum, nucleus = 0.0, []
+        for i in order:
+            if cum >= params.top_p:
+                break
+            nucleus.append(i)
+            cum += p[i]
+        target = uniforms[row] * sum(p[i] for i in nucleus)
+        running = 0.0
+        for i in nucleus:
+            running += p[i]
+            if running >= target:
+                break
+        assert drawn[row] == allowed[i], row
