@@ -41,6 +41,8 @@ PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
 GENERATE_SLICE_S = 0.006  # on the live clock, generating ahead takes at most this long per call
 ANSWER_MARGIN_S = 0.012  # a plan cut at its deadline leaves this long to send the answer's first notes,
 FIRST_TICK_TOKENS = 8  # and the time to step this many tokens (a four-note chord's note-ons and offs)
+CHOOSE_S = 0.010  # and the time the critic takes to choose (the longest of the last CHOOSE_PLANS; this at first)
+CHOOSE_PLANS = 8
 ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 MAX_CANDIDATES = 1024
 VOICINGS = ("below", "above", "around")
@@ -266,6 +268,7 @@ class Session:
         self.last_call: Call | None = None
         self.last_candidates: list = []  # what the critic chose from (for the benchmarks and the panel)
         self.last_plan_ms = 0.0
+        self._choose_s: deque[float] = deque([CHOOSE_S], maxlen=CHOOSE_PLANS)  # what choosing took, plan by plan
         self.last_plan_cut = False  # the last plan ran out of time: its best start was played, the rest sampled
         self.plans_cut = 0
         self._tick_s: float | None = None  # seconds per tick on the live clock (None: fake time, no deadline)
@@ -485,10 +488,17 @@ class Session:
         send its first notes (ANSWER_MARGIN_S and stepping FIRST_TICK_TOKENS) if the style is slower."""
         if self._tick_s is None or self._tick_s <= 0:
             return PREPARE_TICKS
+        # + a planning step (it cannot stop midway), choosing, and a tick for where in its tick the clock stands
+        return max(PREPARE_TICKS, math.ceil((self._first_notes_s() + self._finish_plan_s()) / self._tick_s) + 1)
+
+    def _finish_plan_s(self) -> float:
+        """What a plan cut at its deadline still takes: the planning step under way (one per stream, it cannot
+        stop midway) and the critic's choice, as long as the longest of the last plans' choices."""
+        if self.params.candidates <= 1:
+            return 0.0
         planner = self._planner
-        slice_s = planner.seconds / planner.steps if planner is not None and planner.steps else 0.0
-        # + a planning step (it cannot stop midway) and a tick for where in its tick the clock stands
-        return max(PREPARE_TICKS, math.ceil((self._first_notes_s() + slice_s) / self._tick_s) + 1)
+        step_s = planner.seconds / planner.steps if planner is not None and planner.steps else 0.0
+        return step_s + max(self._choose_s)
 
     def _first_notes_s(self) -> float:
         return ANSWER_MARGIN_S + FIRST_TICK_TOKENS * self.gen.step_ms / 1000  # each stepped before the next is drawn
@@ -571,12 +581,14 @@ class Session:
         planner = self._planner
         planner.run(self._time_to_answer(start))
         cut = not planner.done
+        t0 = time.perf_counter()
         call = self.call()
         span = self.params.response_bars * self.meter.ticks_per_bar
         candidates = planner.candidates(unfinished=cut)
         constraints = Constraints(self.params.end_on, self.params.register, self.params.key_lock)
         self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
                                   getattr(self.gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints)
+        self._choose_s.append(time.perf_counter() - t0)
         self.last_call, self.last_candidates = call, candidates
         self.last_plan_ms = planner.seconds * 1000
         self.last_plan_cut = cut
@@ -586,10 +598,12 @@ class Session:
 
     def _time_to_answer(self, start: int) -> float | None:
         """Seconds left to finish planning the answer starting at stream tick `start`: its first notes must
-        reach the port before that tick's clock does (None on fake time: no deadline)."""
+        reach the port before that tick's clock does, once the plan has been chosen from (None on fake time: no
+        deadline)."""
         if self._tick_s is None:
             return None
-        return max((start - self.offset - self._song_tick) * self._tick_s - self._first_notes_s(), 0.0)
+        left = (start - self.offset - self._song_tick) * self._tick_s
+        return max(left - self._first_notes_s() - self._finish_plan_s(), 0.0)
 
     def _holding_is_stale(self, now: int) -> bool:
         """Held notes or pedal with nothing else played for `stale_hold_bars`: the phrase is over (a lost

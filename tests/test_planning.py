@@ -68,6 +68,43 @@ def test_a_plan_out_of_time_plays_its_best_start_on_the_beat_and_samples_the_res
     assert not fp.hanging()
 
 
+
+def test_a_plan_cut_at_its_deadline_leaves_time_for_the_critic_to_choose(runtime, monkeypatch):
+    """The deadline a plan is cut at allows for choosing among its candidates, as long as choosing took on the
+    last plans (a four-voice call's 16 candidates take the critic milliseconds): the first notes still go
+    out before their tick."""
+    import time as clock
+
+    from antiphon.engine import session as session_module
+
+    slow = 0.03
+    real_choose = session_module.choose
+
+    def slow_choose(*args, **kwargs):
+        clock.sleep(slow)
+        return real_choose(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "choose", slow_choose)
+    s = Session(runtime, Meter(4, 4), SessionParams(candidates=4, response_bars=1), seed=1)
+    deadlines = []
+    real_time_to_answer = s._time_to_answer
+
+    def time_to_answer(start):
+        budget = real_time_to_answer(start)
+        deadlines.append(((start - s.offset - s._song_tick) * s._tick_s, budget))
+        return budget
+
+    s._time_to_answer = time_to_answer
+    fp = FakePlugin(s, budget_s=0.0, tick_s=0.01)
+    fp.play(PHRASE)
+    fp.run_to(144 + 96 + 2)  # the first answer: choosing is found to take 30 ms
+    fp.play(PHRASE, origin=288)
+    fp.run_to(288 + 144 + 96 + 2)
+    assert s.answers == 2 and len(deadlines) == 2
+    left, budget = deadlines[-1]
+    assert budget + slow + s._first_notes_s() <= left + 1e-9
+
+
 def test_planning_starts_when_the_silence_begins_and_is_dropped_if_the_player_plays_on(runtime):
     s = Session(runtime, Meter(4, 4), SessionParams(candidates=4, response_bars=1), seed=1)
     fp = FakePlugin(s)
