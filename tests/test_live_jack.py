@@ -31,14 +31,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.jack import JackServer, find_port, live, measure_runs, midi_player, wait_for_line
+from tests.jack import (ANSWER_CH, CALL_CH, TPB, JackServer, find_port, live, measure_runs, midi_player,  # noqa: F401
+                        phrase_events, soprano, wait_for_line)
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-TPB = 24  # ticks per beat (quarter)
-CALL_CH = 1  # the player plays on channel 2
-ANSWER_CH = 0  # antiphon answers on channel 1
 
 
 def style_arg() -> str:
@@ -48,26 +46,6 @@ def style_arg() -> str:
     if (ROOT / "engine" / "styles" / "default.style").exists():
         return "default"
     return str(ROOT / "runs" / "jsb-a.style")
-
-
-def soprano(first_beats: float) -> list[tuple[float, float, int]]:
-    """(onset beat, length in beats, MIDI pitch) of bach/bwv66.6's soprano, its first `first_beats`
-    beats (the piece opens with a one-beat pickup)."""
-    from music21 import corpus
-
-    notes = corpus.parse("bach/bwv66.6").parts[0].flatten().notes
-    return [(float(n.offset), float(n.quarterLength), n.pitch.midi) for n in notes if n.offset < first_beats]
-
-
-def phrase_events(notes, start_tick: int, channel: int = CALL_CH, gap: int = 2) -> list[tuple[int, bytes]]:
-    """Messages at song ticks: each note released `gap` ticks before its written end."""
-    ev = []
-    for onset, length, pitch in notes:
-        on = start_tick + round(onset * TPB)
-        off = start_tick + round((onset + length) * TPB) - gap
-        ev.append((on, bytes([0x90 | channel, pitch, 80])))
-        ev.append((off, bytes([0x80 | channel, pitch, 0])))
-    return sorted(ev, key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90))
 
 
 @dataclass

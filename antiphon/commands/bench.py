@@ -16,6 +16,8 @@ answers (--answers)             held-out calls answered on fake time, measured a
                                 continuations (training/answer_bench.py)
 accompany (--accompany)         held-out melodies accompanied, consonance and coverage against the
                                 music's own parts (training/accompany_bench.py)
+accompany_latency (--jack RUNS) on a private JACK server, the player's note-on to the band's first note-on
+                                of the same clock tick, p50/p99 over the runs (antiphon/accompany_latency.py)
 
 Each part measures itself (antiphon.engine.step_bench, antiphon.plugin.sender_bench,
 antiphon.training.throughput); this command assembles the report.
@@ -40,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also run the answer benchmark: held-out calls against their real continuations")
     p.add_argument("--accompany", action="store_true",
                    help="also run the accompaniment benchmark: held-out melodies, consonance and coverage")
+    p.add_argument("--jack", type=int_in(1, 50), metavar="RUNS", default=None,
+                   help="also measure the accompaniment's latency on real JACK ports: RUNS jams on a private "
+                        "server (needs jackd2 and jack-midi-clock)")
     p.add_argument("--split", default="test", choices=["valid", "test"],
                    help="held-out split the answer and accompaniment benchmarks use (choose on valid)")
     p.add_argument("--seeds", type=int_in(1, 20), default=3, help="answers per call in those benchmarks")
@@ -108,6 +113,10 @@ def run(args) -> int:
                                                       chorales=3 if args.quick else 16, tunes=3 if args.quick else 40)
     finally:
         limits.restore_original_limits()
+    if args.jack:  # a tool missing here: one line (the rig says which Debian package has it), exit 1
+        from antiphon.accompany_latency import measure
+
+        result["accompany_latency"] = measure(args.jack)
     if "train" not in args.skip:
         result.update(bench_train(style, args.quick))
     if "prepare" not in args.skip:
