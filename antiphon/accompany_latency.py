@@ -15,6 +15,7 @@ behaviour on one run.
 from __future__ import annotations
 
 import bisect
+import re
 import signal
 import time
 
@@ -119,23 +120,26 @@ def _notes(events) -> list[tuple[int, int, int]]:
     return out
 
 
-def measure(runs: int, busy: bool = True) -> dict:
+def measure(runs: int, busy: bool = True, bpms: tuple = BPMS) -> dict:
     """`runs` jams at 97-176 BPM, each on a server of its own: the latency over every answered note of the
     runs whose recorder heard every note the player sent (a starved recorder loses notes and frames: its run
     measures the machine, not Antiphon), with each run's p50 and p99."""
     per_run, pooled, starved = [], [], 0
     for k in range(runs):
-        bpm = BPMS[k % len(BPMS)]
+        bpm = bpms[k % len(bpms)]
         with JackServer() as jack:
             r = accompany_jam(jack, bpm, busy=busy)
             f = figures(r)
         if f["player_onsets"] < r["played"]:
             starved += 1
             continue
+        at_the_note = re.findall(r"answered at the note (\d+)", r["log"])
         pooled += f["latencies_ms"]
         per_run.append({"bpm": bpm, "p50": round(f["latency_ms_p50"], 2), "p99": round(f["latency_ms_p99"], 2),
                         "answered_on_their_tick": f["answered_on_their_tick"], "player_onsets": f["player_onsets"],
-                        "at_the_note": f["at_the_note"], "consonance": round(f["consonance"], 3),
+                        "band_onsets": f["band_onsets"], "at_the_note": f["at_the_note"],
+                        "engine_at_the_note": int(at_the_note[-1]) if at_the_note else 0,
+                        "consonance": round(f["consonance"], 3),
                         "hanging": f["hanging"]})
     lat = np.array(pooled) if pooled else np.array([np.nan])
     return {"runs": len(per_run), "runs_starved": starved, "notes": len(pooled),

@@ -6,28 +6,33 @@ every note-on with its note-off after SIGINT. The latency figures print with `py
 """
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from antiphon.accompany_latency import accompany_jam, figures
-from tests.jack import JackServer
+from antiphon.accompany_latency import measure
+from tests.jack import require_jackd, require_native
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
 
 
-def test_accompaniment_answers_the_players_note_on_its_tick(tmp_path):
-    with JackServer() as jack:
-        r = accompany_jam(jack, 100.0)
-        f = figures(r)
-    print(f"\naccompaniment on JACK at 100 BPM: { {k: v for k, v in f.items() if k != 'latencies_ms'} }")
-    if f["player_onsets"] < r["played"]:  # the recorder missed cycles, and with them messages and its frames
-        pytest.skip(f"the server starved: jack_midi_dump lost {r['played'] - f['player_onsets']} of the player's "
-                    f"{r['played']} note-ons, so its figures measure it, not Antiphon ({f})")
+@pytest.fixture(autouse=True)
+def rig_tools():
+    require_jackd()
+    require_native()
+
+
+def test_accompaniment_answers_the_players_note_on_its_tick():
+    """One run of `antiphon bench --jack`'s rig, at 100 BPM."""
+    m = measure(1, bpms=(100,))
+    print(f"\naccompaniment on JACK at 100 BPM: {m}")
+    if m["runs_starved"]:  # the recorder missed cycles, and with them messages and its frames
+        pytest.skip(f"the server starved: jack_midi_dump lost some of the player's note-ons, so its figures "
+                    f"measure it, not Antiphon ({m})")
+    f = m["per_run"][0]
     assert f["player_onsets"] >= 14 and f["band_onsets"] > 0
     assert f["answered_on_their_tick"] > 0  # it listens: it comes in on the player's own tick
     # the reaction armed ahead goes out in the JACK cycle of the player's note, at its very frame
-    assert f["at_the_note"] > 0 and int(re.findall(r"answered at the note (\d+)", r["log"])[-1]) > 0
+    assert f["at_the_note"] > 0 and f["engine_at_the_note"] > 0
+    assert m["notes"] == f["answered_on_their_tick"] and m["p50"] <= m["p99"] <= m["max"]
     # a note planned for the very tick the player strikes may go out first; the reaction ends it at once,
     # so what sounds against the player is consonant nearly all the time (the fake-time benchmark: 1.000)
     assert f["consonance"] >= 0.95
