@@ -423,7 +423,7 @@ class StepRuntime:
                 parts[0][:, where[:lo - past_first]] = -np.inf
         own_lo = max(lo, state.length) - state.length
         if own_lo < state.written:
-            parts.append(np.einsum("kth,kh->kt", state.new_keys[:, own_lo:state.written], q))
+            parts.append(np.matmul(state.new_keys[:, own_lo:state.written], q[:, :, None])[:, :, 0])
         sims = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         top = sims.max(axis=1)
         share = cfg.mix * np.maximum(top / cfg.theta, 0.0) ** cfg.gate
