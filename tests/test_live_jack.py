@@ -305,6 +305,15 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     return r
 
 
+def dropped_ticks(frames: list[int]) -> int:
+    """How many 0xF8s a clock of recorded frames lacks: each gap of n periods where one was due holds n - 1."""
+    if len(frames) < 3:
+        return 0
+    gaps = np.diff(frames)
+    period = float(np.median(gaps))
+    return int(sum(round(g / period) - 1 for g in gaps if g > 1.5 * period))
+
+
 class RecorderStarved(Exception):
     """The run's own recorder lost messages (a starved --no-realtime server): nothing to judge Antiphon by."""
 
@@ -392,6 +401,10 @@ def check_jam(r: dict, label: str = "JACK", log_names_late_cycles: bool = True) 
     with a count of the cycles it ran, is the independent witness of what went out. A recorder that missed
     cycles (the server's log names it late: a starved --no-realtime server) also lost those cycles'
     messages: then the counting checks measure it, not Antiphon, and the run is skipped with its figures."""
+    if not log_names_late_cycles and (dropped := dropped_ticks(r["rec"].ticks)):
+        # PipeWire's starved dummy driver skips frames, and the master's ticks in them never reach anyone: a
+        # position counted in ticks then measures the server (its log says nothing of it)
+        pytest.skip(f"the server starved: {dropped} of the master's ticks never reached the frame recorder")
     try:
         f = jam_figures(r)
     except RecorderStarved as exc:
