@@ -494,7 +494,7 @@ class Session:
     def _finish_plan_s(self) -> float:
         """What a plan cut at its deadline still takes: the planning step under way (one per stream, it cannot
         stop midway) and the critic's choice, as long as the longest of the last plans' choices."""
-        if self.params.candidates <= 1:
+        if self.params.candidates <= 1 or self.params.mode != CALL_RESPONSE:
             return 0.0
         planner = self._planner
         step_s = planner.seconds / planner.steps if planner is not None and planner.steps else 0.0
