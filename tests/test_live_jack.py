@@ -418,7 +418,6 @@ def check_jam(r: dict, label: str = "JACK", log_names_late_cycles: bool = True) 
     assert not f["after_stop"], f"still sounding two ticks after Stop: {f['after_stop']}"
     assert f["cc123"], "no All Notes Off at the end"
     assert f["xruns"] <= f["rig_xruns"] + 5, f  # never the late one (python-rtmidi's callback: 1,500 in 10 s)
-    assert all(ms <= 2.0 for ms in f["first_ms"]), f["first_ms"]
     assert all(0 < d <= 2.0 for d in f["delays"]), f["delays"]
     # a 0xF8 can only be lost in a cycle the server's log marks late (Antiphon's, or the master's): on this
     # shared 2-core machine the --no-realtime server misses some; the follower counts them, and every
@@ -430,9 +429,11 @@ def check_jam(r: dict, label: str = "JACK", log_names_late_cycles: bool = True) 
     if not counted and (f["frame_recorder_xruns"] or f["recorder_xruns"]):
         pytest.skip(f"the server starved: the recorders themselves missed cycles ({f['recorder_xruns']} "
                     f"jack_midi_dump, {f['frame_recorder_xruns']} the frame recorder), and with them messages, so "
-                    f"counts measure them, not Antiphon ({describe(f, r['case'].id)})")
+                    f"counts and positions measure them, not Antiphon ({describe(f, r['case'].id)})")
     assert f["heard"] == f["sent"] and f["witnesses_agree"]
     assert not f["mismatches"], f["mismatches"][:10]
+    # the tick each first note was meant for is the recording's: judged where the recording and the witnesses agree
+    assert all(ms <= 2.0 for ms in f["first_ms"]), f["first_ms"]
     return f
 
 
