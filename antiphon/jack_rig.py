@@ -296,10 +296,13 @@ class JackServer:
         self.children.clear()
         if self.proc is not None:
             _kill_group(self.proc, timeout=5.0)
-            reclaim_registry(self.proc.pid)  # a no-op after a clean exit
+            self._reclaim(self.proc.pid)
             self.proc = None
         if os.environ.get("ANTIPHON_KEEP_JACK_LOGS") is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _reclaim(self, pid: int) -> None:
+        reclaim_registry(pid)  # a no-op after a clean exit
 
     def __enter__(self) -> "JackServer":
         return self.start()
@@ -485,15 +488,8 @@ class PipeWireServer(JackServer):
         self.stop()
         raise RuntimeError(f"PipeWire's JACK not ready after {timeout}s: {self._log('jackd.log')}")
 
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            child.popen.poll() is None and child.stop()
-        self.children.clear()
-        if self.proc is not None:
-            _kill_group(self.proc, timeout=5.0)
-            self.proc = None
-        if os.environ.get("ANTIPHON_KEEP_JACK_LOGS") is None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    def _reclaim(self, pid: int) -> None:
+        pass  # PipeWire keeps no JACK server registry
 
 
 # ---- a clock-driven player and the live engine as processes ----------------------------------------------
