@@ -164,17 +164,18 @@ class EnsembleRuntime:
         for rt, view, s in zip(self.runtimes, self.views, state.members):
             rt.sync_sounding(s, sounding if view is None else view.hear(sounding))
 
-    def step(self, token: int, position: int, state: EnsembleState) -> np.ndarray:
+    def step(self, token: int, position: int, state: EnsembleState, role: int = 0) -> np.ndarray:
         for k, (rt, view, s) in enumerate(zip(self.runtimes, self.views, state.members)):
-            self._member_part(k, rt.step(token if view is None else int(view.inputs[token]), position, s))
+            self._member_part(k, rt.step(token if view is None else int(view.inputs[token]), position, s, role))
         return self._mixture()
 
-    def replay(self, tokens: list[int], positions: list[int]) -> tuple[EnsembleState, np.ndarray]:
+    def replay(self, tokens: list[int], positions: list[int],
+               roles: list[int] | None = None) -> tuple[EnsembleState, np.ndarray]:
         """A fresh state that has heard `tokens`, each member in one forward pass (StepRuntime.replay)."""
         states = []
         for k, (rt, view) in enumerate(zip(self.runtimes, self.views)):
             heard = tokens if view is None else [int(view.inputs[t]) for t in tokens]
-            s, logits = rt.replay(heard, positions)
+            s, logits = rt.replay(heard, positions, roles)
             states.append(s)
             self._member_part(k, logits)
         return EnsembleState(states), self._mixture()

@@ -14,7 +14,7 @@ import numpy as np
 from .events import Meter, Note
 from .runtime import StepRuntime, StepState
 from .sampler import Sampler, SamplingParams
-from .tokens import BOS, NOTE_ON, NOTE_OFF, Grammar, NoteEvent, decode_tokens
+from .tokens import BOS, NOTE_ON, NOTE_OFF, ROLE_NONE, Grammar, NoteEvent, decode_tokens
 
 
 class Generator:
@@ -34,15 +34,15 @@ class Generator:
         self.step_s: deque[float] = deque(maxlen=64)  # recent step times, for the panel's readout
         self.feed(BOS)
 
-    def feed(self, token: int, before_step=None) -> NoteEvent | None:
-        """Advances the stream past `token` (played or sampled); returns the note it plays, if any.
-        `before_step(event)`, if given, hears that note before the model steps past it (so that it can go
-        out first: the step is the costly part)."""
+    def feed(self, token: int, before_step=None, role: int = ROLE_NONE) -> NoteEvent | None:
+        """Advances the stream past `token` (played or sampled, by `role`: tokens.ROLE_*); returns the note it
+        plays, if any. `before_step(event)`, if given, hears that note before the model steps past it (so
+        that it can go out first: the step is the costly part)."""
         event = self.grammar.apply(token)
         if before_step is not None:
             before_step(event)
         t0 = time.perf_counter()
-        np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state))
+        np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state, role))
         self.step_s.append(time.perf_counter() - t0)
         self.tokens += 1
         return event

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
-from .tokens import BOS, MAX_SHIFT, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
+from .tokens import BOS, MAX_SHIFT, N_PITCHES, N_POSITIONS, N_ROLES, NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
 
 
 @dataclass
@@ -27,6 +27,7 @@ class ModelConfig:
     interval_head: bool = False  # note scores also depend on the interval to each sounding/just-released pitch
     interval_roles: bool = False  # ... and to the lowest sounding pitch and the note-on just read
     shift_input: bool = False  # while training, also read how far the piece was transposed (0 when played)
+    role_input: bool = False  # also read who plays each token: nobody named, the player, the band (tokens.ROLE_*)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +137,9 @@ class EventLSTM(nn.Module):
             # augmentation that keeps the key: the model learns from every transposition what they share,
             # told which one it reads; music as played (and as scored) reads shift 0
             self.shift_emb = nn.Embedding(2 * SHIFT_REACH + 1, config.embed)
+        if config.role_input:
+            # ROLE_NONE adds nothing: a stream with nobody named reads as it would without the input
+            self.role_emb = nn.Embedding(N_ROLES, config.embed, padding_idx=0)
         if config.interval_head:
             # per step, a score for each interval (-REACH..REACH) from a candidate pitch to each sounding
             # and to each just-released pitch (with roles, also to the lowest sounding pitch and to the
@@ -152,23 +156,27 @@ class EventLSTM(nn.Module):
 
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None, sounding: torch.Tensor | None = None,
-                released: torch.Tensor | None = None, shift: torch.Tensor | None = None):
+                released: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                roles: torch.Tensor | None = None):
         """tokens, positions: (batch, time) -> logits (batch, time, vocab), new state.
 
         For models that read pitches (`reads_pitches`), `sounding` and `released` (batch, time, 128) say
         which pitches sound, and which were released at the current tick, after each token; left out,
         they are worked out from `tokens`, which must then start the piece. `shift` (batch,): how many
-        semitones each row was transposed by augmentation (default 0; read with `shift_input`)."""
+        semitones each row was transposed by augmentation (default 0; read with `shift_input`). `roles`
+        (batch, time): who plays each token (tokens.ROLE_*; default ROLE_NONE; read with `role_input`)."""
         if self.reads_pitches and (sounding is None or released is None):
             sounding, released = pitch_context(tokens.cpu().numpy())
             sounding, released = torch.from_numpy(sounding).to(tokens.device), torch.from_numpy(released).to(tokens.device)
-        y, state = self.outputs(tokens, positions, state, sounding, shift)
+        y, state = self.outputs(tokens, positions, state, sounding, shift, roles)
         return self.scores(y, tokens, sounding, released), state
 
     def outputs(self, tokens: torch.Tensor, positions: torch.Tensor, state=None, sounding: torch.Tensor | None = None,
-                shift: torch.Tensor | None = None):
+                shift: torch.Tensor | None = None, roles: torch.Tensor | None = None):
         """The last LSTM layer's output at each step (batch, time, hidden), and the new state."""
         x = self.tok_emb(tokens) + self.pos_emb(positions)
+        if self.config.role_input and roles is not None:
+            x = x + self.role_emb(roles)
         if self.config.sounding_input:
             x = x + self.sound_proj(sounding.to(x.dtype))
         if self.config.shift_input:

@@ -118,6 +118,13 @@ def score_notes(score) -> tuple[list[Note], Meter]:
 
     Tied notes are merged here, part by part, in one pass (music21's stripTies does the same but is
     quadratic on long scores: minutes for a string quartet)."""
+    notes, meter, _ = score_parts(score)
+    return notes, meter
+
+
+def score_parts(score) -> tuple[list[Note], Meter, list[int]]:
+    """score_notes, plus each note's part: its index in the score's parts (0 = the first, the top voice
+    in a chorale), 0 for every note of a score without parts."""
     from music21 import meter as m21meter, stream
 
     pad = 0.0
@@ -130,7 +137,9 @@ def score_notes(score) -> tuple[list[Note], Meter]:
 
     parts = list(score.parts) if isinstance(score, stream.Score) else []
     notes: list[Note] = []
-    for part in parts or [score]:
+    voices: list[int] = []
+    for index, part in enumerate(parts or [score]):
+        before = len(notes)
         open_ties: dict[int, list[int]] = {}  # pitch -> [start, end] of a tied note still going on
         for el in part.flatten().notes:
             start, end = tick(float(el.offset)), tick(float(el.offset) + float(el.quarterLength))
@@ -155,12 +164,19 @@ def score_notes(score) -> tuple[list[Note], Meter]:
                 else:
                     notes.append(Note(start, end, pitch, DEFAULT_VELOCITY))
         notes.extend(Note(a, b, p, DEFAULT_VELOCITY) for p, (a, b) in open_ties.items())
+        voices += [index] * (len(notes) - before)
     ts = score.recurse().getElementsByClass(m21meter.TimeSignature).first()
     meter = meter_of(ts.numerator, ts.denominator) if ts is not None else Meter()
-    return notes, meter
+    return notes, meter, voices
 
 
 def read_music21(path: str, abc_text: str | None = None) -> tuple[list[Note], Meter]:
+    notes, meter, _ = read_music21_parts(path, abc_text)
+    return notes, meter
+
+
+def read_music21_parts(path: str, abc_text: str | None = None) -> tuple[list[Note], Meter, list[int]]:
+    """read_music21, plus each note's part (see score_parts)."""
     from music21 import converter, stream
 
     if abc_text is not None:
@@ -172,7 +188,7 @@ def read_music21(path: str, abc_text: str | None = None) -> tuple[list[Note], Me
         if not scores:
             raise ValueError("music21 found an empty opus")
         parsed = scores[0]
-    return score_notes(parsed)
+    return score_parts(parsed)
 
 
 def corpus_score(piece: str):

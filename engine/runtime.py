@@ -134,6 +134,9 @@ class StepRuntime:
             tok_emb = tok_emb + sd["shift_emb.weight"][SHIFT_REACH]
         self.tok_table = np.ascontiguousarray(tok_emb @ w_ih0.T + b0, dtype=np.float32)
         self.pos_table = np.ascontiguousarray(sd["pos_emb.weight"] @ w_ih0.T, dtype=np.float32)
+        # who plays the token (tokens.ROLE_*): one more row to add; ROLE_NONE's is zero
+        self.role_table = (np.ascontiguousarray(sd["role_emb.weight"] @ w_ih0.T, dtype=np.float32)
+                           if cfg.role_input else None)
         # what sounds enters layer 0 through one column per pitch: kept as a running sum, a note-on
         # adds its pitch's row, a note-off subtracts it
         self.sound_table = (np.ascontiguousarray((w_ih0 @ sd["sound_proj.weight"]).T, dtype=np.float32)
@@ -195,22 +198,25 @@ class StepRuntime:
     def initial_state(self) -> StepState:
         return StepState(self.config.layers, self.config.hidden, self.memory)
 
-    def replay(self, tokens: list[int], positions: list[int]) -> tuple[StepState, np.ndarray]:
-        """A fresh state that has heard `tokens` (from BOS) at `positions`, and the next-token logits: what
-        stepping them one by one gives, in one forward pass of the model (a style switch hears the recent
-        stream this way, in milliseconds instead of one step per token)."""
+    def replay(self, tokens: list[int], positions: list[int],
+               roles: list[int] | None = None) -> tuple[StepState, np.ndarray]:
+        """A fresh state that has heard `tokens` (from BOS) at `positions` (played by `roles`, default
+        nobody named), and the next-token logits: what stepping them one by one gives, in one forward pass
+        of the model (a style switch hears the recent stream this way, in milliseconds instead of one step
+        per token)."""
         from .model import pitch_context
 
         model = self.model
         device = model.head.weight.device
         x = torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=device)[None]
         pos = torch.as_tensor(np.asarray(positions, dtype=np.int64), device=device)[None]
+        who = None if roles is None else torch.as_tensor(np.asarray(roles, dtype=np.int64), device=device)[None]
         sounding = released = None
         if model.reads_pitches:
             snd, rel = pitch_context(np.asarray(tokens))
             sounding, released = torch.from_numpy(snd).to(device)[None], torch.from_numpy(rel).to(device)[None]
         with torch.no_grad():
-            y, (h, c) = model.outputs(x, pos, None, sounding)
+            y, (h, c) = model.outputs(x, pos, None, sounding, roles=who)
             last = model.scores(y[:, -1:], x[:, -1:], None if sounding is None else sounding[:, -1:],
                                 None if released is None else released[:, -1:])
         state = self.initial_state()
@@ -236,9 +242,9 @@ class StepRuntime:
             self._mix_memory(state)
         return state, self.logits
 
-    def step(self, token: int, position: int, state: StepState) -> np.ndarray:
-        """Advances `state` in place past (token, position); returns the next-token logits (a buffer
-        that the next call overwrites)."""
+    def step(self, token: int, position: int, state: StepState, role: int = 0) -> np.ndarray:
+        """Advances `state` in place past (token, position), played by `role` (tokens.ROLE_*, read by models
+        with the role input); returns the next-token logits (a buffer that the next call overwrites)."""
         H = self.config.hidden
         g = self.gates
         if state.trace is not None and state.stepped:
@@ -257,6 +263,8 @@ class StepRuntime:
                 np.dot(self.w_hh0, state.h[0], out=g)
                 g += self.tok_table[token]
                 g += self.pos_table[position]
+                if role and self.role_table is not None:
+                    g += self.role_table[role]
                 if self.sound_table is not None:
                     if NOTE_ON <= token < NOTE_OFF:
                         state.sound += self.sound_table[token - NOTE_ON]

@@ -29,8 +29,8 @@ from .events import Note
 from .planner import Planner, pitch_class_bias
 from .reflexes import Reflexes, choose_reflexes
 from .sampler import SamplingParams, allowed_pitches, key_of
-from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE, StreamEncoder,
-                     bin_velocity, shift_tokens)
+from .tokens import (BOS, N_PITCHES, N_POSITIONS, NOTE_OFF, NOTE_ON, ROLE_BAND, ROLE_NONE, ROLE_PLAYER, TIME_SHIFT,
+                     VELOCITY, VOCAB_SIZE, StreamEncoder, bin_velocity, shift_tokens)
 
 CALL_RESPONSE = "call_response"
 ACCOMPANY = "accompany"
@@ -132,6 +132,7 @@ class StyleSwitch:
 
     def __init__(self, session: "Session", runtime, window: int = 256):
         replay = list(session.history)[-window:]
+        self.roles = [ROLE_NONE] + list(session.history_roles)[len(session.history_roles) - len(replay):]
         bar = session.meter.ticks_per_bar
         self.tick = session.gen.grammar.tick
         tick = self.tick - sum(t - TIME_SHIFT + 1 for t in replay if TIME_SHIFT <= t < VELOCITY)
@@ -148,7 +149,7 @@ class StyleSwitch:
 
     def run(self) -> "StyleSwitch":
         t0 = time.perf_counter()
-        self.state, logits = self.runtime.replay(self.tokens, self.positions)
+        self.state, logits = self.runtime.replay(self.tokens, self.positions, self.roles)
         self.logits = np.array(logits, dtype=np.float32)
         self.seconds = time.perf_counter() - t0
         return self
@@ -223,6 +224,7 @@ class Session:
         self.gen = Generator(runtime, meter, seed=seed, max_polyphony=self.params.max_polyphony)
         self.encoder = StreamEncoder(self.gen.grammar, sink=self._feed)
         self.history: deque[int] = deque(maxlen=history_tokens)
+        self.history_roles: deque[int] = deque(maxlen=history_tokens)  # who played each (tokens.ROLE_*)
         self.appended = 0  # tokens the stream holds, counted from the start (history keeps the latest)
         self.rollbacks = 0  # how many times the stream went back
         self.offset = 0  # song tick + offset = stream tick (monotonic across locates)
@@ -244,6 +246,7 @@ class Session:
         self._answer_start = 0
         self._answer_end = 0
         self._ours: dict[int, int] = {}  # generated pitch -> stream tick it started (as scheduled)
+        self._band_offs: set[int] = set()  # Antiphon's note-offs the encoder holds for the next tick
         self._checkpoints: deque = deque()
         self._call_pcs = np.zeros(12)
         self._phrase_notes: list[Note] = []  # the player's notes of this phrase (stream ticks)
@@ -458,20 +461,37 @@ class Session:
     def _stream_tick(self, song_tick: float) -> int:
         return max(int(round(song_tick)) + self.offset, 0)
 
-    def _feed(self, token: int) -> None:
-        self.gen.feed(token)
-        self._remember(token)
+    def _feed(self, token: int, band: bool = False) -> None:
+        """Feeds a token the session did not sample: the player's (through the encoder), or the note-off of
+        one of Antiphon's notes (`band`; also one the encoder had to hold for the next tick)."""
+        if NOTE_OFF <= token < TIME_SHIFT and token - NOTE_OFF in self._band_offs:
+            self._band_offs.discard(token - NOTE_OFF)
+            band = True
+        role = self._role(token, band)
+        self.gen.feed(token, role=role)
+        self._remember(token, role)
 
-    def _remember(self, token: int) -> None:
+    def _role(self, token: int, band: bool) -> int:
+        """Who plays `token`, as a model with the role input reads it: in accompaniment the player or the band;
+        time shifts, and every token of a call and its answer, name nobody (tokens.ROLE_*)."""
+        plays_a_note = NOTE_ON <= token < TIME_SHIFT or VELOCITY <= token < VOCAB_SIZE
+        if self.params.mode != ACCOMPANY or not plays_a_note:
+            return ROLE_NONE
+        return ROLE_BAND if band else ROLE_PLAYER
+
+    def _remember(self, token: int, role: int) -> None:
         self.history.append(token)
+        self.history_roles.append(role)
         self.appended += 1
 
     def _feed_offs(self, pitches) -> None:
+        """Note-offs of Antiphon's own notes, into the stream."""
         g = self.gen.grammar
         for p in sorted(pitches):
             if g.sounding[p] and g.mask()[NOTE_OFF + p]:
-                self._feed(NOTE_OFF + p)
+                self._feed(NOTE_OFF + p, band=True)
             elif g.sounding[p]:
+                self._band_offs.add(p)
                 self.encoder.note_off(g.tick + 1, p)
                 self.encoder.flush()
 
@@ -694,8 +714,9 @@ class Session:
             else:
                 out.notes.append(played)
 
-        self.gen.feed(token, before_step=note)
-        self._remember(token)
+        role = self._role(token, band=True)
+        self.gen.feed(token, before_step=note, role=role)
+        self._remember(token, role)
 
     def _checkpoint(self, end: bool) -> None:
         g = self.gen.grammar
@@ -984,6 +1005,7 @@ class Session:
             self.rollbacks += 1
         while len(self.history) > chosen.history:
             self.history.pop()
+            self.history_roles.pop()
             self.appended -= 1
 
     def _swap_now(self) -> bool:
@@ -1028,15 +1050,17 @@ class Session:
     def _adopt(self, switch: "StyleSwitch") -> None:
         missed = self.appended - switch.appended
         tail = list(self.history)[len(self.history) - missed:] if missed else []
+        tail_roles = list(self.history_roles)[len(self.history_roles) - missed:] if missed else []
         runtime, state = switch.runtime, switch.state
         logits = switch.logits
         tick = switch.tick
         self.gen.step_s.clear()  # the new style's step costs what it costs (the answer's deadline reads it)
-        for tok in tail:  # what was played while it listened to the snapshot
+        for tok, role in zip(tail, tail_roles):  # what was played while it listened to the snapshot
             if TIME_SHIFT <= tok < VELOCITY:
                 tick += tok - TIME_SHIFT + 1
             t0 = time.perf_counter()
-            logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), state)
+            logits = runtime.step(int(tok), min(max(tick, 0) % self.meter.ticks_per_bar, N_POSITIONS - 1), state,
+                                  role)
             self.gen.step_s.append(time.perf_counter() - t0)
         self.gen.runtime, self.gen.state = runtime, state
         runtime.sync_sounding(self.gen.state, self.gen.grammar.sounding)

@@ -25,6 +25,11 @@ N_VELOCITY_BINS = 16
 N_POSITIONS = 192  # ticks in the longest bar we support (8 quarters)
 DEFAULT_VELOCITY = 80
 
+# Who plays a token, for models that read it (ModelConfig.role_input): one stream with nobody named (music
+# as one part; time shifts and BOS always), the player's notes, the band's (the accompaniment's) notes.
+ROLE_NONE, ROLE_PLAYER, ROLE_BAND = 0, 1, 2
+N_ROLES = 3
+
 BOS = 0
 NOTE_ON = 1
 NOTE_OFF = NOTE_ON + N_PITCHES
@@ -197,15 +202,19 @@ def clean_notes(notes: Iterable[Note]) -> list[Note]:
     return out
 
 
-def _note_arrays(notes: Iterable[Note]) -> tuple[np.ndarray, ...]:
-    """clean_notes as arrays (start, end, pitch, velocity), vectorised: the reader's hot path."""
+def _note_arrays(notes: Iterable[Note], voices: Iterable[int] | None = None) -> tuple[np.ndarray, ...]:
+    """clean_notes as arrays (start, end, pitch, velocity, voice), vectorised: the reader's hot path.
+    `voices`: each note's part (see encode_voices); -1 for every note when left out."""
     arr = np.array([(n.start, n.end, n.pitch, n.velocity) for n in notes], dtype=np.int64).reshape(-1, 4)
     start, end, pitch, vel = arr.T
+    voice = np.full(len(start), -1, np.int64) if voices is None else np.asarray(list(voices), dtype=np.int64)
+    if len(voice) != len(start):
+        raise ValueError(f"{len(voice)} voices for {len(start)} notes")
     keep = (pitch >= 0) & (pitch < N_PITCHES) & (start >= 0)
-    start, end, pitch, vel = start[keep], end[keep], pitch[keep], np.clip(vel[keep], 1, 127)
+    start, end, pitch, vel, voice = start[keep], end[keep], pitch[keep], np.clip(vel[keep], 1, 127), voice[keep]
     end = np.maximum(end, start + 1)
     order = np.lexsort((end, start, pitch))
-    start, end, pitch, vel = start[order], end[order], pitch[order], vel[order]
+    start, end, pitch, vel, voice = start[order], end[order], pitch[order], vel[order], voice[order]
     same_next = np.zeros(len(pitch), dtype=bool)
     same_next[:-1] = pitch[1:] == pitch[:-1]
     next_start = np.empty_like(start)
@@ -214,22 +223,35 @@ def _note_arrays(notes: Iterable[Note]) -> tuple[np.ndarray, ...]:
     cut = same_next & ~dup
     end = np.where(cut, np.minimum(end, next_start), end)
     keep = ~dup
-    return start[keep], end[keep], pitch[keep], vel[keep]
+    return start[keep], end[keep], pitch[keep], vel[keep], voice[keep]
 
 
 def encode_notes(notes: Iterable[Note], meter: Meter = Meter()) -> tuple[np.ndarray, np.ndarray]:
     """Notes -> (tokens, positions), starting with BOS.
     positions[i] is the bar position after token i. Vectorised; equal to feeding the events one by
     one through StreamEncoder (tested)."""
-    start, end, pitch, vel = _note_arrays(notes)
+    tokens, positions, _ = _encode(notes, meter, None)
+    return tokens, positions
+
+
+def encode_voices(notes: Iterable[Note], voices: Iterable[int], meter: Meter = Meter()) -> tuple[np.ndarray, ...]:
+    """encode_notes, plus each token's voice (int8): the part (0, 1, ...) that plays the note a note-on or
+    note-off token stands for, a velocity token taking its note-on's; -1 for time shifts and BOS.
+    `voices` gives each note's part, in the order of `notes`."""
+    return _encode(notes, meter, voices)
+
+
+def _encode(notes, meter: Meter, voices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, end, pitch, vel, voice = _note_arrays(notes, voices)
     n = len(start)
     # events: note-offs (kind 0) before note-ons (kind 1) at a tick, each ascending by pitch
     tick = np.concatenate([end, start])
     kind = np.concatenate([np.zeros(n, np.int64), np.ones(n, np.int64)])
     evp = np.concatenate([pitch, pitch])
     evv = np.concatenate([np.zeros(n, np.int64), vel])
+    evvoice = np.concatenate([voice, voice])
     order = np.lexsort((evp, kind, tick))
-    tick, kind, evp, evv = tick[order], kind[order], evp[order], evv[order]
+    tick, kind, evp, evv, evvoice = tick[order], kind[order], evp[order], evv[order], evvoice[order]
     # a time-shift chain before the first event of each new tick
     prev_tick = np.concatenate([[0], tick[:-1]])
     gap = tick - prev_tick
@@ -262,7 +284,10 @@ def encode_notes(notes: Iterable[Note], meter: Meter = Meter()) -> tuple[np.ndar
     is_shift = (tokens >= TIME_SHIFT) & (tokens < VELOCITY)
     ticks = np.cumsum(np.where(is_shift, tokens - TIME_SHIFT + 1, 0))
     positions = np.minimum(ticks % meter.ticks_per_bar, N_POSITIONS - 1)
-    return tokens.astype(np.int16), positions.astype(np.uint8)
+    token_voices = np.full(total, -1, dtype=np.int8)
+    token_voices[event_pos] = evvoice
+    token_voices[vel_pos] = evvoice[needs_vel]
+    return tokens.astype(np.int16), positions.astype(np.uint8), token_voices
 
 
 def decode_tokens(tokens: Iterable[int], meter: Meter = Meter(), release_at_end: bool = True) -> list[Note]:

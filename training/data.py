@@ -16,6 +16,7 @@ class Split:
     pieces: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     frames: list[int] | None = None  # per piece, for JSB data
     scored: list[int] | None = None  # per piece: tokens after BOS that encode its frames
+    voices: list = field(default_factory=list)  # per piece: its tokens' voices (int8), None for one part
 
 
 class Data(dict):
@@ -51,10 +52,11 @@ def load_data(specs: list[str], cache_root: str | None = None) -> Data:
                 for frames in pieces:
                     tokens, positions = jsb.encode_piece(frames)
                     out[name].pieces.append((tokens, positions))
+                    out[name].voices.append(None)
                     out[name].frames.append(len(frames))
                     out[name].scored.append(jsb.scored_length(tokens, len(frames)))
     if other:
-        from .dataset import load_split, prepare_or_load
+        from .dataset import load_split, load_split_voices, prepare_or_load
 
         for spec in other:  # one cache per source: sources combine without re-reading
             cache_dir, manifest = prepare_or_load([spec], cache_root, progress=True)
@@ -63,6 +65,7 @@ def load_data(specs: list[str], cache_root: str | None = None) -> Data:
             for name in jsb.SPLITS:
                 pieces = load_split(cache_dir, name)
                 out[name].pieces += pieces
+                out[name].voices += load_split_voices(cache_dir, name)
                 if out[name].frames is not None:
                     out[name].frames += [0] * len(pieces)
                     out[name].scored += [len(t) - 1 for t, _ in pieces]

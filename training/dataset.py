@@ -2,8 +2,10 @@
 
 Layout of a prepared folder:
     train.npz, valid.npz, test.npz   tokens (int16, every piece concatenated, each starting with BOS),
-                                     positions (uint8, bar position after each token), offsets (int64,
-                                     piece i is tokens[offsets[i]:offsets[i+1]]), keys, paths, meters
+                                     positions (uint8, bar position after each token), voices (int8, the
+                                     part each note token belongs to, -1 for time shifts, BOS and pieces
+                                     of one part), offsets (int64, piece i is
+                                     tokens[offsets[i]:offsets[i+1]]), keys, paths, meters
     manifest.json                    specs, counts, skipped files, vocabulary, tokenizer version
 Every file is written atomically (temp file, fsync, os.replace); the manifest is written last, so a
 folder with a manifest is complete.
@@ -20,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from antiphon.engine.atomic import atomic_write_bytes
-from antiphon.engine.tokens import VOCABULARY, encode_notes
+from antiphon.engine.tokens import VOCABULARY, encode_voices
 
 from .sources import EXTENSIONS, Piece, load_pieces
 from .splits import SMALL_SPLIT_EVENTS, SPLITS, small_data_splits
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: voices
 MANIFEST = "manifest.json"
 JSB_KEY = "jsb:"  # the keys of JSB pieces (training.sources.read_jsb_quarter): split by the file, not the hash
 
@@ -54,17 +56,20 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _write_split(path: Path, pieces: list[Piece]) -> dict:
-    toks, poss, lengths = [], [], []
+    toks, poss, vois, lengths = [], [], [], []
     for piece in pieces:
-        t, p = encode_notes(piece.notes, piece.meter)
+        t, p, v = encode_voices(piece.notes, piece.voices if piece.voices is not None else [-1] * len(piece.notes),
+                                piece.meter)
         toks.append(t)
         poss.append(p)
+        vois.append(v)
         lengths.append(len(t))
     offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum(lengths, dtype=np.int64)
     arrays = dict(
         tokens=np.concatenate(toks).astype(np.int16) if toks else np.zeros(0, np.int16),
         positions=np.concatenate(poss).astype(np.uint8) if poss else np.zeros(0, np.uint8),
+        voices=np.concatenate(vois).astype(np.int8) if vois else np.zeros(0, np.int8),
         offsets=offsets,
         keys=np.array([p.key for p in pieces], dtype=np.str_),
         paths=np.array([p.path for p in pieces], dtype=np.str_),
@@ -153,6 +158,17 @@ def load_split(out_dir: str | Path, split: str) -> list[tuple[np.ndarray, np.nda
     a = load_split_arrays(out_dir, split)
     off = a["offsets"]
     return [(a["tokens"][off[i]:off[i + 1]], a["positions"][off[i]:off[i + 1]]) for i in range(len(off) - 1)]
+
+
+def load_split_voices(out_dir: str | Path, split: str) -> list[np.ndarray | None]:
+    """Each piece's token voices (int8, see the layout above), None for a piece of one part."""
+    a = load_split_arrays(out_dir, split)
+    off = a["offsets"]
+    out = []
+    for i in range(len(off) - 1):
+        v = a["voices"][off[i]:off[i + 1]]
+        out.append(v if (v >= 0).any() else None)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- cache

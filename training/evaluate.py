@@ -41,6 +41,42 @@ def score_style(style_name: str, split: Split, device: str = "auto", memory: boo
     return out
 
 
+def score_band(style_name: str, split: Split, device: str = "auto") -> dict:
+    """How well the style predicts a band's notes beside a player's: in each piece of several parts the top
+    part is the player and the others the band (training.roles); the NLL per event of the band's tokens
+    (note-ons, note-offs, velocities), read with the roles named and with nobody named (the same figure
+    for a style without the role input)."""
+    from antiphon.engine.tokens import ROLE_BAND
+
+    from .roles import roles_for
+    from .scoring import masked_scores, stream_log_probs
+
+    dev = pick_device(device)
+    style = load_style(style_name, str(dev))
+    if style.is_ensemble:
+        raise ValueError(f"{style_name}: an ensemble; --band scores one model")
+    named, unnamed, pieces = [], [], 0
+    for (tokens, positions), voices in zip(split.pieces, split.voices):
+        if voices is None:
+            continue
+        roles = roles_for(voices, int(voices[voices >= 0].min()))
+        band = roles[1:] == ROLE_BAND
+        plain = masked_scores(stream_log_probs(style.model, tokens, positions, dev, memory=style.memory), tokens)[0]
+        unnamed.append(plain[band])
+        if style.config.role_input:
+            lp = stream_log_probs(style.model, tokens, positions, dev, memory=style.memory, roles=roles)
+            named.append(masked_scores(lp, tokens)[0][band])
+        else:
+            named.append(plain[band])
+        pieces += 1
+    if not pieces:
+        raise ValueError("--band needs pieces of several parts (MusicXML, ABC, kern or music21 corpus scores)")
+    events = int(sum(len(x) for x in named))
+    return {"band": {"pieces": pieces, "events": events, "role_input": style.config.role_input,
+                     "nll_per_event_named": float(-sum(x.sum() for x in named) / events),
+                     "nll_per_event_unnamed": float(-sum(x.sum() for x in unnamed) / events)}}
+
+
 def augmented(pieces, transpose: int) -> list[np.ndarray]:
     out = []
     for tokens, _ in pieces:

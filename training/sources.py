@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from antiphon.engine.events import TICKS_PER_QUARTER, Meter, Note
-from antiphon.engine.reading import MAX_REASON, read_midi, read_music21
+from antiphon.engine.reading import MAX_REASON, read_midi, read_music21_parts
 from antiphon.engine.reading import reason as _reason
 
 from .splits import assign_split, piece_key
@@ -40,6 +40,7 @@ class Piece:
     notes: list[Note]
     meter: Meter = field(default_factory=Meter)
     split: str = "train"
+    voices: list[int] | None = None  # each note's part (0 = the score's first), where the source has parts
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,20 @@ def _expand(spec: str, skipped: list[dict], corpus_limit: int | None) -> list[_T
 def _read_task(task: _Task) -> tuple[Piece | None, dict | None]:
     """Reads one task; never raises (a failure comes back as a skipped entry)."""
     try:
+        voices = None
         if Path(task.path).suffix.lower() in MIDI_EXTENSIONS:
             notes, meter = read_midi(task.path)
         else:
-            notes, meter = read_music21(task.path, task.abc_text)
+            notes, meter, voices = read_music21_parts(task.path, task.abc_text)
         if not notes:
             return None, {"path": task.display, "reason": "no notes"}
-        return Piece(task.key, task.display, sorted(notes), meter, assign_split(task.key)), None
+        if voices is not None and len(set(voices)) < 2:
+            voices = None  # one part: nobody to accompany
+        if voices is None:
+            return Piece(task.key, task.display, sorted(notes), meter, assign_split(task.key)), None
+        order = sorted(range(len(notes)), key=notes.__getitem__)
+        return Piece(task.key, task.display, [notes[i] for i in order], meter, assign_split(task.key),
+                     [voices[i] for i in order]), None
     except Exception as exc:  # noqa: BLE001 - per-file errors are reported, never raised
         return None, {"path": task.display, "reason": _reason(exc)}
 

@@ -24,6 +24,7 @@ from antiphon.engine.model import EventLSTM, ModelConfig, pitch_context
 from antiphon.engine.style import atomic_write_bytes, pack, save_style, unpack
 from antiphon.engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
 
+from .roles import assign_roles
 from .scoring import grammar_masks, summarize, token_log_probs
 
 Piece = tuple[np.ndarray, np.ndarray]  # (tokens, positions)
@@ -68,19 +69,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def chunks(pieces: list[Piece], seq_len: int, pitches: bool = False, masked: bool = False) -> list[tuple]:
+def chunks(pieces: list[Piece], seq_len: int, pitches: bool = False, masked: bool = False,
+           voices: list | None = None) -> list[tuple]:
     """Pieces cut into windows of seq_len+1 tokens overlapping by one (inputs and targets); with
     `pitches`, each window also carries what sounds and what was just released after each of its input
-    tokens, (n, 2, 128); with `masked`, the grammar mask for each of its targets."""
+    tokens, (n, 2, 128); with `masked`, the grammar mask for each of its targets; with `voices` (one
+    entry per piece, see training.roles), each of its input tokens' voices."""
     out = []
-    for tokens, positions in pieces:
+    for i, (tokens, positions) in enumerate(pieces):
         snd = np.stack(pitch_context(tokens), axis=1) if pitches else None
         masks = grammar_masks(tokens) if masked else None
+        piece_voices = voices[i] if voices is not None else None
         for s in range(0, max(1, len(tokens) - 1), seq_len):
             t, p = tokens[s:s + seq_len + 1], positions[s:s + seq_len + 1]
             if len(t) > 1:
                 n = len(t) - 1
-                out.append((t, p, None if snd is None else snd[s:s + n], None if masks is None else masks[s:s + n]))
+                out.append((t, p, None if snd is None else snd[s:s + n], None if masks is None else masks[s:s + n],
+                            None if piece_voices is None else piece_voices[s:s + n]))
     return out
 
 
@@ -106,7 +111,8 @@ def _shift_pitches(snd: np.ndarray, k: int) -> np.ndarray:
 def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
     """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), what
     sounds and what was just released after each input (None for models that do not read pitches),
-    the grammar masks (None unless the loss is masked), and each row's transposition in semitones."""
+    the grammar masks (None unless the loss is masked), each row's transposition in semitones, and who
+    plays each input (training.roles; None when no window of the batch names anybody)."""
     order = list(range(len(windows)))
     rng.shuffle(order)
     order = order[rank::world]
@@ -126,8 +132,14 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
         snd = np.zeros((len(group), width, 2, 128), dtype=bool) if with_sound else None
         allowed = np.ones((len(group), width, VOCAB_SIZE), dtype=bool) if with_mask else None
         shifts = np.zeros(len(group), dtype=np.int64)
+        roles = np.zeros((len(group), width), dtype=np.int64)
+        named = False
         for row, i in enumerate(group):
-            tokens, positions, sounding, mask = windows[i]
+            tokens, positions, sounding, mask, voices = windows[i]
+            assigned = assign_roles(voices, rng) if voices is not None else None
+            if assigned is not None:
+                roles[row, :len(assigned)] = assigned
+                named = True
             k = rng.randint(-cfg.transpose, cfg.transpose) if cfg.transpose else 0
             shifted = transpose_tokens(tokens, k) if k else tokens
             if shifted is None:
@@ -143,7 +155,7 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
                 allowed[row, :n] = _shift_mask(mask, k) if k else mask
         yield (torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y),
                None if snd is None else torch.from_numpy(snd), None if allowed is None else torch.from_numpy(allowed),
-               torch.from_numpy(shifts))
+               torch.from_numpy(shifts), torch.from_numpy(roles) if named else None)
 
 
 def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
@@ -238,9 +250,12 @@ def plot_losses(hist: History, path: Path) -> None:
 
 
 def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: ModelConfig, cfg: TrainConfig,
-          out: Path, meta: dict, resume: bool = False, log=print, init: dict | None = None) -> History:
+          out: Path, meta: dict, resume: bool = False, log=print, init: dict | None = None,
+          train_voices: list | None = None) -> History:
     """Trains and writes: `out` (the style, best valid epoch), out.ckpt (last epoch), out.loss.png.
-    `init`: a state dict to start from (fine-tuning); --resume takes precedence over it."""
+    `init`: a state dict to start from (fine-tuning; a model that adds the role input starts it at
+    nothing); --resume takes precedence over it. `train_voices`: each train piece's token voices (for
+    models with `role_input`; training.roles)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = pick_device(cfg.device)
@@ -255,7 +270,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     ckpt = out.with_name(out.name + ".ckpt")
     model = EventLSTM(model_cfg).to(device)
     if init is not None:  # fine-tuning: start from another style's weights
-        model.load_state_dict(init)
+        missing, unexpected = model.load_state_dict(init, strict=False)
+        if unexpected or set(missing) - {"role_emb.weight"}:
+            raise ValueError(f"--init: the parent style's weights do not fit this model "
+                             f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema else None
     hist = History()
@@ -265,7 +283,8 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    windows = chunks(train_pieces, cfg.seq_len, model.reads_pitches, cfg.masked_loss)
+    windows = chunks(train_pieces, cfg.seq_len, model.reads_pitches, cfg.masked_loss,
+                     train_voices if model_cfg.role_input else None)
     valid_masks = [grammar_masks(t) for t, _ in valid_pieces] if rank == 0 else []
     steps_per_epoch = max(1, math.ceil(len(windows) / world / cfg.batch_size))
     total_steps = steps_per_epoch * cfg.epochs
@@ -280,16 +299,17 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         loss_sum = tokens_sum = 0.0
         bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i, (x, pos, y, snd, allowed, shift) in enumerate(bar):
+        for i, (x, pos, y, snd, allowed, shift, roles) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for g in opt.param_groups:
                 g["lr"] = lr
             x, pos, y, shift = x.to(device), pos.to(device), y.to(device), shift.to(device)
             snd = None if snd is None else snd.to(device)
+            roles = None if roles is None else roles.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, _ = net(x, pos, None, *((None, None) if snd is None else (snd[:, :, 0], snd[:, :, 1])),
-                                shift=shift)
+                                shift=shift, roles=roles)
             logits = logits.float()
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(device), float("-inf"))

@@ -21,13 +21,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Markov baseline: transposition augmentation of its train split (semitones)")
     p.add_argument("--no-memory", action="store_true",
                    help="score the LSTM alone, without the style's session memory")
+    p.add_argument("--band", action="store_true",
+                   help="also score the band's notes beside a player's: in pieces of several parts the top part "
+                        "plays, the others are the band; NLL of the band's tokens with who plays what named "
+                        "(models trained with --role-input) and without")
     p.add_argument("--cache", help="prepared-data cache folder (default ./cache or $ANTIPHON_CACHE)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args) -> int:
     from antiphon.training.data import load_data
-    from antiphon.training.evaluate import score_markov, score_style
+    from antiphon.training.evaluate import score_band, score_markov, score_style
 
     if bool(args.style) == bool(args.baseline):
         raise ValueError("give exactly one of --style and --baseline")
@@ -38,6 +42,8 @@ def run(args) -> int:
         raise ValueError(data.why_empty(args.split, args.data))
     if args.style:
         result = score_style(args.style, data[args.split], args.device, memory=not args.no_memory)
+        if args.band:
+            result.update(score_band(args.style, data[args.split], args.device))
         result["style"] = args.style
     else:
         result = score_markov(data, args.split, args.transpose)

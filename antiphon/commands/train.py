@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift-input", action="store_true", default=None,
                    help="with --transpose, the model is told each training piece's transposition (and reads 0 "
                         "when played): it learns from every key what they share without losing the data's key")
+    p.add_argument("--role-input", action="store_true", default=None,
+                   help="the model also reads who plays each note: the player or the band (learnt from pieces of "
+                        "several parts, one part as the player, the others as the band; used by --mode accompany)")
     p.add_argument("--threads", type=A.int_in(0), default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
@@ -116,8 +119,12 @@ def run(args) -> int:
     mcfg = model_config(args, base)
     if base is not None and (mcfg.embed, mcfg.hidden, mcfg.layers) != (base.embed, base.hidden, base.layers):
         raise ValueError("--init keeps the parent style's size: drop --embed/--hidden/--layers")
+    if mcfg.role_input and not any(v is not None for v in data["train"].voices):
+        print("antiphon train: warning: --role-input, but no training piece has several parts (MusicXML, "
+              "ABC, kern or music21 corpus scores): the model will not learn who plays what",
+              file=sys.stderr, flush=True)
     hist = train(train_pieces, valid_pieces, mcfg, cfg, out, meta, resume=args.resume,
-                 log=lambda s: print(s, flush=True), init=init)
+                 log=lambda s: print(s, flush=True), init=init, train_voices=data["train"].voices)
     if hist.best_epoch and out.exists():
         tuned = {}
         if valid_pieces and not args.no_calibrate:
