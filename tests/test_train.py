@@ -228,3 +228,45 @@ def test_shift_input_trains_and_the_played_stream_reads_shift_zero(jsb_small, tm
         zero, _ = style.model(x, pos, shift=torch.tensor([0]))
         moved, _ = style.model(x, pos, shift=torch.tensor([5]))
     assert torch.equal(played, zero) and not torch.allclose(played, moved)
+
+
+def _two_part_scores(folder: Path, n: int) -> None:
+    """n short two-part MusicXML pieces: a melody over a slower bass line."""
+    import random
+
+    from music21 import note, stream
+
+    rng = random.Random(5)
+    for i in range(n):
+        score = stream.Score()
+        for low, length in ((0, 0.5), (-12, 1.0)):
+            part = stream.Part()
+            for _ in range(int(16 / length)):
+                part.append(note.Note(60 + low + rng.choice([0, 2, 4, 5, 7, 9, 11, 12]), quarterLength=length))
+            score.insert(0, part)
+        score.write("musicxml", fp=str(folder / f"duet{i}.musicxml"))
+
+
+def test_role_input_learns_who_plays_from_pieces_of_several_parts(tmp_path, capsys, jsb_small):
+    import torch
+
+    from antiphon.engine.model import EventLSTM
+
+    data = tmp_path / "duets"
+    data.mkdir()
+    _two_part_scores(data, 8)
+    out = tmp_path / "r.style"
+    assert antiphon(["train", str(data), "--out", str(out), "--epochs", "2", "--role-input", "--seed", "4",
+                     "--no-memory", "--no-calibrate", "--cache", str(tmp_path / "cache"), *TINY]) == 0
+    style = load_style(str(out))
+    assert style.config.role_input
+    trained = style.model.role_emb.weight.detach()
+    torch.manual_seed(4)
+    initial = EventLSTM(style.config).role_emb.weight.detach()
+    assert not trained[0].any()  # nobody named adds nothing
+    assert (trained[1:] - initial[1:]).abs().max() > 1e-3  # the player's and the band's rows were learnt
+    assert style.runtime().role_table is not None
+    capsys.readouterr()
+    assert antiphon(["train", jsb_small, "--out", str(tmp_path / "j.style"), "--epochs", "1", "--role-input",
+                     "--no-memory", "--no-calibrate", *TINY]) == 0
+    assert "no training piece has several parts" in capsys.readouterr().err
