@@ -164,7 +164,11 @@ class EnsembleRuntime:
         for rt, view, s in zip(self.runtimes, self.views, state.members):
             rt.sync_sounding(s, sounding if view is None else view.hear(sounding))
 
-    def step(self, token: int, position: int, state: EnsembleState, role: int = 0) -> np.ndarray:
+    def player_gates(self, pitches) -> None:
+        """Ensembles do not read what the player sounds (StepRuntime.player_gates)."""
+        return None
+
+    def step(self, token: int, position: int, state: EnsembleState, role: int = 0, player=None) -> np.ndarray:
         for k, (rt, view, s) in enumerate(zip(self.runtimes, self.views, state.members)):
             self._member_part(k, rt.step(token if view is None else int(view.inputs[token]), position, s, role))
         return self._mixture()

@@ -21,6 +21,7 @@ class Generator:
     def __init__(self, runtime: StepRuntime, meter: Meter = Meter(), seed: int | None = None,
                  max_polyphony: int = 8):
         self.runtime = runtime
+        self.player = None  # what the player sounds, as the runtime's player_gates: read with every step
         self.sampler = Sampler(seed)
         self.max_polyphony = max_polyphony
         self.meter = meter
@@ -42,7 +43,7 @@ class Generator:
         if before_step is not None:
             before_step(event)
         t0 = time.perf_counter()
-        np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state, role))
+        np.copyto(self.logits, self.runtime.step(int(token), self.grammar.position, self.state, role, self.player))
         self.step_s.append(time.perf_counter() - t0)
         self.tokens += 1
         return event
@@ -72,6 +73,7 @@ class Generator:
         """An independent copy of the stream so far (for variations or look-ahead)."""
         g = Generator.__new__(Generator)
         g.runtime, g.meter, g.max_polyphony = self.runtime, self.meter, self.max_polyphony
+        g.player = self.player
         g.sampler = Sampler(seed)
         g.grammar = self.grammar.copy()
         g.state = self.state.copy()

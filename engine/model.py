@@ -28,6 +28,7 @@ class ModelConfig:
     interval_roles: bool = False  # ... and to the lowest sounding pitch and the note-on just read
     shift_input: bool = False  # while training, also read how far the piece was transposed (0 when played)
     role_input: bool = False  # also read who plays each token: nobody named, the player, the band (tokens.ROLE_*)
+    player_input: bool = False  # also read the pitches the player sounds at the token's tick (see player_sounding)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +101,25 @@ def sounding_after(tokens, initial=None):
     return counts > 0
 
 
+def player_sounding(tokens, roles):
+    """(T,) tokens and who plays them (tokens.ROLE_*) -> (T, 128) bool: after each token, the pitches the player
+    sounds at the end of the tick the stream has reached, that tick's player events included, those that come
+    later in its canonical order too. The accompaniment hears the player's note before it chooses its own of
+    the same tick, though a lower note of its own comes first in the stream."""
+    import numpy as np
+
+    from .tokens import ROLE_PLAYER
+
+    tokens, roles = np.asarray(tokens), np.asarray(roles)
+    mine = roles == ROLE_PLAYER
+    played = np.where(mine, tokens, -1)
+    sounding = sounding_after(played)  # tokens outside note-on/off (here: everyone else's) change nothing
+    shift = (tokens >= TIME_SHIFT) & (tokens < TIME_SHIFT + MAX_SHIFT)
+    ticks = np.cumsum(np.where(shift, tokens - TIME_SHIFT + 1, 0))
+    last_of_tick = np.searchsorted(ticks, ticks, side="right") - 1
+    return sounding[last_of_tick]
+
+
 def pitch_context(tokens):
     """(..., T) tokens starting a piece -> (sounding, released), each (..., T, 128) bool."""
     import numpy as np
@@ -140,6 +160,8 @@ class EventLSTM(nn.Module):
         if config.role_input:
             # ROLE_NONE adds nothing: a stream with nobody named reads as it would without the input
             self.role_emb = nn.Embedding(N_ROLES, config.embed, padding_idx=0)
+        if config.player_input:
+            self.player_proj = nn.Linear(N_PITCHES, config.embed, bias=False)
         if config.interval_head:
             # per step, a score for each interval (-REACH..REACH) from a candidate pitch to each sounding
             # and to each just-released pitch (with roles, also to the lowest sounding pitch and to the
@@ -157,26 +179,31 @@ class EventLSTM(nn.Module):
     def forward(self, tokens: torch.Tensor, positions: torch.Tensor,
                 state: tuple[torch.Tensor, torch.Tensor] | None = None, sounding: torch.Tensor | None = None,
                 released: torch.Tensor | None = None, shift: torch.Tensor | None = None,
-                roles: torch.Tensor | None = None):
+                roles: torch.Tensor | None = None, player: torch.Tensor | None = None):
         """tokens, positions: (batch, time) -> logits (batch, time, vocab), new state.
 
         For models that read pitches (`reads_pitches`), `sounding` and `released` (batch, time, 128) say
         which pitches sound, and which were released at the current tick, after each token; left out,
         they are worked out from `tokens`, which must then start the piece. `shift` (batch,): how many
         semitones each row was transposed by augmentation (default 0; read with `shift_input`). `roles`
-        (batch, time): who plays each token (tokens.ROLE_*; default ROLE_NONE; read with `role_input`)."""
+        (batch, time): who plays each token (tokens.ROLE_*; default ROLE_NONE; read with `role_input`).
+        `player` (batch, time, 128): what the player sounds at each token's tick (player_sounding; default
+        nothing; read with `player_input`)."""
         if self.reads_pitches and (sounding is None or released is None):
             sounding, released = pitch_context(tokens.cpu().numpy())
             sounding, released = torch.from_numpy(sounding).to(tokens.device), torch.from_numpy(released).to(tokens.device)
-        y, state = self.outputs(tokens, positions, state, sounding, shift, roles)
+        y, state = self.outputs(tokens, positions, state, sounding, shift, roles, player)
         return self.scores(y, tokens, sounding, released), state
 
     def outputs(self, tokens: torch.Tensor, positions: torch.Tensor, state=None, sounding: torch.Tensor | None = None,
-                shift: torch.Tensor | None = None, roles: torch.Tensor | None = None):
+                shift: torch.Tensor | None = None, roles: torch.Tensor | None = None,
+                player: torch.Tensor | None = None):
         """The last LSTM layer's output at each step (batch, time, hidden), and the new state."""
         x = self.tok_emb(tokens) + self.pos_emb(positions)
         if self.config.role_input and roles is not None:
             x = x + self.role_emb(roles)
+        if self.config.player_input and player is not None:
+            x = x + self.player_proj(player.to(x.dtype))
         if self.config.sounding_input:
             x = x + self.sound_proj(sounding.to(x.dtype))
         if self.config.shift_input:

@@ -137,6 +137,9 @@ class StepRuntime:
         # who plays the token (tokens.ROLE_*): one more row to add; ROLE_NONE's is zero
         self.role_table = (np.ascontiguousarray(sd["role_emb.weight"] @ w_ih0.T, dtype=np.float32)
                            if cfg.role_input else None)
+        # what the player sounds (model.player_sounding): the sum of one row per pitch, see player_gates
+        self.player_table = (np.ascontiguousarray((w_ih0 @ sd["player_proj.weight"]).T, dtype=np.float32)
+                             if cfg.player_input else None)
         # what sounds enters layer 0 through one column per pitch: kept as a running sum, a note-on
         # adds its pitch's row, a note-off subtracts it
         self.sound_table = (np.ascontiguousarray((w_ih0 @ sd["sound_proj.weight"]).T, dtype=np.float32)
@@ -242,9 +245,19 @@ class StepRuntime:
             self._mix_memory(state)
         return state, self.logits
 
-    def step(self, token: int, position: int, state: StepState, role: int = 0) -> np.ndarray:
+    def player_gates(self, pitches) -> np.ndarray | None:
+        """What `step` adds for the player sounding `pitches` (model.player_sounding), or None: nothing (no
+        pitches, or a model without the player input)."""
+        pitches = list(pitches)
+        if self.player_table is None or not pitches:
+            return None
+        return self.player_table[pitches].sum(axis=0)
+
+    def step(self, token: int, position: int, state: StepState, role: int = 0,
+             player: np.ndarray | None = None) -> np.ndarray:
         """Advances `state` in place past (token, position), played by `role` (tokens.ROLE_*, read by models
-        with the role input); returns the next-token logits (a buffer that the next call overwrites)."""
+        with the role input), with the player sounding what `player` (player_gates) stands for; returns the
+        next-token logits (a buffer that the next call overwrites)."""
         H = self.config.hidden
         g = self.gates
         if state.trace is not None and state.stepped:
@@ -265,6 +278,8 @@ class StepRuntime:
                 g += self.pos_table[position]
                 if role and self.role_table is not None:
                     g += self.role_table[role]
+                if player is not None:
+                    g += player
                 if self.sound_table is not None:
                     if NOTE_ON <= token < NOTE_OFF:
                         state.sound += self.sound_table[token - NOTE_ON]

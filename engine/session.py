@@ -247,6 +247,7 @@ class Session:
         self._answer_end = 0
         self._ours: dict[int, int] = {}  # generated pitch -> stream tick it started (as scheduled)
         self._band_offs: set[int] = set()  # Antiphon's note-offs the encoder holds for the next tick
+        self._player_heard = None  # (runtime, pitches) the generator's player input stands for
         self._checkpoints: deque = deque()
         self._call_pcs = np.zeros(12)
         self._phrase_notes: list[Note] = []  # the player's notes of this phrase (stream ticks)
@@ -316,8 +317,8 @@ class Session:
             del self._ours[pitch]
             out.notes.append(OutNote(tick, pitch, 0))
             self._roll_off("antiphon", tick, pitch)
+        self._player_sounding[pitch] = tick  # before the encoder feeds the shift to its tick: heard there
         self.encoder.note_on(tick, pitch, velocity)
-        self._player_sounding[pitch] = tick
         self._player_velocity[pitch] = velocity
         self._last_player_tick = tick
         self._last_player_pitch = pitch
@@ -468,8 +469,18 @@ class Session:
             self._band_offs.discard(token - NOTE_OFF)
             band = True
         role = self._role(token, band)
+        self._hear_player()
         self.gen.feed(token, role=role)
         self._remember(token, role)
+
+    def _hear_player(self) -> None:
+        """What the player sounds now, for a model with the player input (model.player_sounding): in
+        accompaniment, read with every step; nothing otherwise."""
+        key = (id(self.gen.runtime), tuple(sorted(self._player_sounding))) if self.params.mode == ACCOMPANY else None
+        if key != self._player_heard:
+            self._player_heard = key
+            gates = getattr(self.gen.runtime, "player_gates", None)
+            self.gen.player = gates(key[1]) if key is not None and gates is not None else None
 
     def _role(self, token: int, band: bool) -> int:
         """Who plays `token`, as a model with the role input reads it: in accompaniment the player or the band;
@@ -715,6 +726,7 @@ class Session:
                 out.notes.append(played)
 
         role = self._role(token, band=True)
+        self._hear_player()
         self.gen.feed(token, before_step=note, role=role)
         self._remember(token, role)
 

@@ -8,7 +8,7 @@ import torch
 
 from antiphon.engine.events import Meter, Note
 from antiphon.engine.fake_time import simulate
-from antiphon.engine.model import EventLSTM, ModelConfig
+from antiphon.engine.model import EventLSTM, ModelConfig, player_sounding
 from antiphon.engine.runtime import StepRuntime
 from antiphon.engine.session import ACCOMPANY, Session, SessionParams
 from antiphon.engine.tokens import (NOTE_OFF, NOTE_ON, ROLE_BAND, ROLE_NONE, ROLE_PLAYER, TIME_SHIFT, VELOCITY,
@@ -20,6 +20,8 @@ def _role_model(seed: int = 0, **cfg) -> EventLSTM:
     model = EventLSTM(ModelConfig(embed=24, hidden=32, layers=2, role_input=True, **cfg)).eval()
     with torch.no_grad():  # trained rows, not the initial ones: large enough to change every step
         model.role_emb.weight[1:].normal_(0.0, 1.0)
+        if model.config.player_input:
+            model.player_proj.weight.normal_(0.0, 1.0)
     return model
 
 
@@ -52,7 +54,8 @@ def test_each_note_token_carries_its_part_and_a_velocity_token_its_notes():
     assert (tokens >= VELOCITY).sum() == 2  # to 100 for the top part's second note, back to 80 after it
 
 
-@pytest.mark.parametrize("cfg", [{}, {"sounding_input": True, "interval_head": True, "interval_roles": True}])
+@pytest.mark.parametrize("cfg", [{}, {"sounding_input": True, "interval_head": True, "interval_roles": True},
+                                 {"player_input": True}])
 def test_the_live_step_reads_roles_as_the_training_forward_does(cfg):
     model = _role_model(**cfg)
     rng = np.random.default_rng(0)
@@ -63,8 +66,10 @@ def test_the_live_step_reads_roles_as_the_training_forward_does(cfg):
     roles = np.where(token_voices < 0, ROLE_NONE, np.where(token_voices == 0, ROLE_PLAYER, ROLE_BAND))
     t = torch.from_numpy(toks.astype(np.int64))[None]
     p = torch.from_numpy(pos.astype(np.int64))[None]
+    heard = player_sounding(toks, roles) if cfg.get("player_input") else None
     with torch.no_grad():
-        reference, _ = model(t, p, roles=torch.from_numpy(roles)[None])
+        reference, _ = model(t, p, roles=torch.from_numpy(roles)[None],
+                             player=None if heard is None else torch.from_numpy(heard)[None])
         unnamed, _ = model(t, p)
         named_nobody, _ = model(t, p, roles=torch.zeros_like(t))
     torch.testing.assert_close(unnamed, named_nobody)  # ROLE_NONE adds nothing
@@ -72,11 +77,13 @@ def test_the_live_step_reads_roles_as_the_training_forward_does(cfg):
     rt = StepRuntime(model)
     state = rt.initial_state()
     for i in range(len(toks)):
-        logits = rt.step(int(toks[i]), int(pos[i]), state, int(roles[i]))
+        gates = None if heard is None else rt.player_gates(np.flatnonzero(heard[i]))
+        logits = rt.step(int(toks[i]), int(pos[i]), state, int(roles[i]), gates)
         np.testing.assert_allclose(logits, reference[0, i].numpy(), rtol=1e-4, atol=1e-4)
-    replayed, last = rt.replay(toks.tolist(), pos.tolist(), roles.tolist())
-    np.testing.assert_allclose(last, reference[0, -1].numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(replayed.h, state.h, atol=1e-5)
+    if heard is None:  # a style switch replays the recent stream with its roles
+        replayed, last = rt.replay(toks.tolist(), pos.tolist(), roles.tolist())
+        np.testing.assert_allclose(last, reference[0, -1].numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(replayed.h, state.h, atol=1e-5)
 
 
 def test_training_windows_name_one_part_the_player_and_the_others_the_band():
@@ -87,7 +94,7 @@ def test_training_windows_name_one_part_the_player_and_the_others_the_band():
     tokens, positions, token_voices = encode_voices(four, voices + [v + 2 for v in voices])
     windows = chunks([(tokens, positions)] * 40, 10_000, voices=[token_voices] * 40)
     players, unnamed = [], 0
-    for x, _, _, _, _, _, roles in batches(windows, TrainConfig(batch_size=1, transpose=0), random.Random(0)):
+    for x, _, _, _, _, _, roles, _ in batches(windows, TrainConfig(batch_size=1, transpose=0), random.Random(0)):
         if roles is None:
             unnamed += 1
             continue
@@ -142,3 +149,27 @@ def test_the_accompaniment_feeds_the_players_notes_and_its_own_with_their_roles(
 def test_a_call_and_its_answer_name_nobody():
     *_, session, _ = _accompany(_role_model(3), mode="call_response")
     assert session.answers >= 1 and set(session.history_roles) == {ROLE_NONE}
+
+
+def test_the_accompaniment_hears_the_players_note_before_its_own_of_the_same_tick():
+    """With the player input, every step of the accompaniment's stream reads what the player sounds at its tick,
+    the player's note of that tick included though the band's lower notes come first: the stream's state is
+    what the training forward computes from model.player_sounding."""
+    model = _role_model(5, player_input=True)
+    melody, band, session, runtime = _accompany(model)
+    assert band
+    tokens, roles = [0] + list(session.history), [ROLE_NONE] + list(session.history_roles)
+    positions, t = [0], 0
+    for tok in tokens[1:]:
+        if TIME_SHIFT <= tok < VELOCITY:
+            t += tok - TIME_SHIFT + 1
+        positions.append(t % session.meter.ticks_per_bar)
+    heard = player_sounding(tokens, roles)
+    heard[0] = False  # the stream began before the player did
+    with torch.no_grad():
+        _, (h, _) = model(torch.tensor([tokens]), torch.tensor([positions]), roles=torch.tensor([roles]),
+                          player=torch.from_numpy(heard)[None])
+    np.testing.assert_allclose(h[:, 0].numpy(), session.gen.state.h, atol=1e-4)
+    with torch.no_grad():  # the same weights, deaf to the player's notes, play otherwise
+        model.player_proj.weight.zero_()
+    assert list(_accompany(model)[2].history) != list(session.history)

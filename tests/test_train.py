@@ -205,7 +205,7 @@ def test_each_batch_row_carries_the_transposition_it_was_given(jsb_small):
     pieces = load_data([jsb_small])["train"].pieces
     windows = chunks(pieces, 10_000)
     seen = set()
-    for x, _, _, _, _, shift, _ in batches(windows, TrainConfig(batch_size=1, transpose=5), random.Random(3)):
+    for x, _, _, _, _, shift, _, _ in batches(windows, TrainConfig(batch_size=1, transpose=5), random.Random(3)):
         k = int(shift[0])
         seen.add(k)
         originals = [w[0][:-1] for w in windows if len(w[0]) - 1 == x.shape[1]]

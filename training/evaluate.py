@@ -46,6 +46,7 @@ def score_band(style_name: str, split: Split, device: str = "auto") -> dict:
     part is the player and the others the band (training.roles); the NLL per event of the band's tokens
     (note-ons, note-offs, velocities), read with the roles named and with nobody named (the same figure
     for a style without the role input)."""
+    from antiphon.engine.model import player_sounding
     from antiphon.engine.tokens import ROLE_BAND
 
     from .roles import roles_for
@@ -64,7 +65,8 @@ def score_band(style_name: str, split: Split, device: str = "auto") -> dict:
         plain = masked_scores(stream_log_probs(style.model, tokens, positions, dev, memory=style.memory), tokens)[0]
         unnamed.append(plain[band])
         if style.config.role_input:
-            lp = stream_log_probs(style.model, tokens, positions, dev, memory=style.memory, roles=roles)
+            lp = stream_log_probs(style.model, tokens, positions, dev, memory=style.memory, roles=roles,
+                                  player=player_sounding(tokens, roles))
             named.append(masked_scores(lp, tokens)[0][band])
         else:
             named.append(plain[band])

@@ -23,15 +23,16 @@ def grammar_masks(tokens: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def stream_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray, device: str | torch.device = "cpu",
                      chunk: int = 4096, memory: MemoryConfig | None = None,
-                     roles: np.ndarray | None = None) -> torch.Tensor:
+                     roles: np.ndarray | None = None, player: np.ndarray | None = None) -> torch.Tensor:
     """(len-1, vocab) log-probabilities of the token after each of tokens[:-1], before the grammar mask.
     The whole piece runs through one carried LSTM state; with a session memory, the model's distribution
     is mixed with it (as the realtime step does). `roles`: who plays each token (read by models with the
-    role input; default nobody named)."""
+    role input; default nobody named); `player` (len, 128): what the player sounds (model.player_sounding)."""
     model.eval()
     x = torch.as_tensor(tokens[:-1].astype(np.int64), device=device)[None]
     pos = torch.as_tensor(positions[:-1].astype(np.int64), device=device)[None]
     who = None if roles is None else torch.as_tensor(np.asarray(roles)[:-1].astype(np.int64), device=device)[None]
+    heard = None if player is None else torch.as_tensor(np.asarray(player)[:-1], device=device)[None]
     snd = rel = None
     if model.reads_pitches:
         snd, rel = (torch.from_numpy(a).to(device)[None] for a in pitch_context(tokens[:-1]))
@@ -40,7 +41,8 @@ def stream_log_probs(model: EventLSTM, tokens: np.ndarray, positions: np.ndarray
     for s in range(0, x.shape[1], chunk):
         part = slice(s, s + chunk)
         sn, rl = (None, None) if snd is None else (snd[:, part], rel[:, part])
-        out, state = model.outputs(x[:, part], pos[:, part], state, sn, roles=None if who is None else who[:, part])
+        out, state = model.outputs(x[:, part], pos[:, part], state, sn, roles=None if who is None else who[:, part],
+                                   player=None if heard is None else heard[:, part])
         logits.append(model.scores(out, x[:, part], sn, rl)[0].float())
         if memory is not None:
             outputs.append(out[0])

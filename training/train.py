@@ -20,7 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from antiphon.engine.model import EventLSTM, ModelConfig, pitch_context
+from antiphon.engine.model import EventLSTM, ModelConfig, pitch_context, player_sounding
 from antiphon.engine.style import atomic_write_bytes, pack, save_style, unpack
 from antiphon.engine.tokens import NOTE_OFF, NOTE_ON, VOCAB_SIZE, transpose_tokens
 
@@ -108,11 +108,13 @@ def _shift_pitches(snd: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1):
+def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: int = 0, world: int = 1,
+            player: bool = False):
     """Shuffled, length-bucketed, padded batches: inputs, positions, targets (-100 = padding), what
     sounds and what was just released after each input (None for models that do not read pitches),
     the grammar masks (None unless the loss is masked), each row's transposition in semitones, and who
-    plays each input (training.roles; None when no window of the batch names anybody)."""
+    plays each input (training.roles; None when no window of the batch names anybody) and, with `player`,
+    what the player sounds at each input's tick (model.player_sounding; None likewise)."""
     order = list(range(len(windows)))
     rng.shuffle(order)
     order = order[rank::world]
@@ -133,6 +135,7 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
         allowed = np.ones((len(group), width, VOCAB_SIZE), dtype=bool) if with_mask else None
         shifts = np.zeros(len(group), dtype=np.int64)
         roles = np.zeros((len(group), width), dtype=np.int64)
+        heard = np.zeros((len(group), width, 128), dtype=bool) if player else None
         named = False
         for row, i in enumerate(group):
             tokens, positions, sounding, mask, voices = windows[i]
@@ -153,9 +156,12 @@ def batches(windows: list[tuple], cfg: TrainConfig, rng: random.Random, rank: in
                 snd[row, :n] = _shift_pitches(sounding, k)
             if with_mask:
                 allowed[row, :n] = _shift_mask(mask, k) if k else mask
+            if heard is not None and assigned is not None:
+                heard[row, :n] = player_sounding(shifted[:-1], assigned)
         yield (torch.from_numpy(x), torch.from_numpy(pos), torch.from_numpy(y),
                None if snd is None else torch.from_numpy(snd), None if allowed is None else torch.from_numpy(allowed),
-               torch.from_numpy(shifts), torch.from_numpy(roles) if named else None)
+               torch.from_numpy(shifts), torch.from_numpy(roles) if named else None,
+               torch.from_numpy(heard) if named and heard is not None else None)
 
 
 def validate(model: EventLSTM, pieces: list[Piece], masks: list[np.ndarray], device) -> dict:
@@ -271,7 +277,7 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
     model = EventLSTM(model_cfg).to(device)
     if init is not None:  # fine-tuning: start from another style's weights
         missing, unexpected = model.load_state_dict(init, strict=False)
-        if unexpected or set(missing) - {"role_emb.weight"}:
+        if unexpected or set(missing) - {"role_emb.weight", "player_proj.weight"}:
             raise ValueError(f"--init: the parent style's weights do not fit this model "
                              f"(missing {sorted(missing)}, unexpected {sorted(unexpected)})")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -297,9 +303,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         rng = random.Random(cfg.seed * 1000 + epoch)
         t0 = time.time()
         loss_sum = tokens_sum = 0.0
-        bar = tqdm(batches(windows, cfg, rng, rank, world), total=steps_per_epoch, disable=rank != 0,
+        bar = tqdm(batches(windows, cfg, rng, rank, world, model_cfg.player_input), total=steps_per_epoch,
+                   disable=rank != 0,
                    desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
-        for i, (x, pos, y, snd, allowed, shift, roles) in enumerate(bar):
+        for i, (x, pos, y, snd, allowed, shift, roles, heard) in enumerate(bar):
             step = (epoch - 1) * steps_per_epoch + i
             lr = cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             for g in opt.param_groups:
@@ -307,9 +314,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             x, pos, y, shift = x.to(device), pos.to(device), y.to(device), shift.to(device)
             snd = None if snd is None else snd.to(device)
             roles = None if roles is None else roles.to(device)
+            heard = None if heard is None else heard.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits, _ = net(x, pos, None, *((None, None) if snd is None else (snd[:, :, 0], snd[:, :, 1])),
-                                shift=shift, roles=roles)
+                                shift=shift, roles=roles, player=heard)
             logits = logits.float()
             if allowed is not None:
                 logits = logits.masked_fill(~allowed.to(device), float("-inf"))

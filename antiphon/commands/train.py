@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--role-input", action="store_true", default=None,
                    help="the model also reads who plays each note: the player or the band (learnt from pieces of "
                         "several parts, one part as the player, the others as the band; used by --mode accompany)")
+    p.add_argument("--player-input", action="store_true", default=None,
+                   help="with --role-input, the model also reads the pitches the player sounds at each tick, its note "
+                        "of that tick included before the band's own of the tick are chosen")
     p.add_argument("--threads", type=A.int_in(0), default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights and the batch order")
     p.add_argument("--name", help="style name stored in the file (default: the file name)")
@@ -78,6 +81,8 @@ def model_config(args, base: ModelConfig | None = None) -> ModelConfig:
             setattr(cfg, f.name, value)
     if cfg.interval_roles:
         cfg.interval_head = True
+    if cfg.player_input:
+        cfg.role_input = True
     return cfg
 
 
