@@ -101,7 +101,8 @@ def figures(r: dict) -> dict:
             open_notes[m[1]] = 0
     lat = np.array(latencies) if latencies else np.array([np.nan])
     return {"latencies_ms": latencies, "player_onsets": len(player_on), "answered_on_their_tick": answered, "at_the_note": at_the_note,
-            "band_onsets": len(band_on),
+            "band_onsets": len(band_on), "band_messages": sum(1 for _, m in r["events"]
+                                                             if m[0] < 0xF0 and m[0] & 0x0F == ANSWER_CH),
             "dissonant_onsets": dissonant, "hanging": sorted(p for p, n in open_notes.items() if n),
             "consonance": consonant_frames / total_frames if total_frames else 1.0,
             "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
@@ -122,15 +123,17 @@ def _notes(events) -> list[tuple[int, int, int]]:
 
 def measure(runs: int, busy: bool = True, bpms: tuple = BPMS) -> dict:
     """`runs` jams at 97-176 BPM, each on a server of its own: the latency over every answered note of the
-    runs whose recorder heard every note the player sent (a starved recorder loses notes and frames: its run
-    measures the machine, not Antiphon), with each run's p50 and p99."""
+    runs whose recorder heard every note the player sent and every message Antiphon sent (a starved
+    recorder misses cycles, and with them messages and frames: its run measures the machine, not Antiphon),
+    with each run's p50 and p99."""
     per_run, pooled, starved = [], [], 0
     for k in range(runs):
         bpm = bpms[k % len(bpms)]
         with JackServer() as jack:
             r = accompany_jam(jack, bpm, busy=busy)
             f = figures(r)
-        if f["player_onsets"] < r["played"]:
+        sent = re.findall(r"stopped: (\d+) messages sent", r["log"])
+        if f["player_onsets"] < r["played"] or not sent or f["band_messages"] < int(sent[-1]):
             starved += 1
             continue
         at_the_note = re.findall(r"answered at the note (\d+)", r["log"])
