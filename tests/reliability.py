@@ -108,6 +108,16 @@ def hanging(events, channel: int = ANSWER_CH, all_notes_off: bool = True) -> set
     return sounding
 
 
+def unrecorded(events, log: str, channel: int = ANSWER_CH) -> int:
+    """How many of the messages Antiphon says it sent ("stopped: N messages sent") its recorder lacks: a
+    recorder starved on a --no-realtime server misses cycles, and their messages with them."""
+    import re
+
+    sent = re.findall(r"stopped: (\d+) messages sent", log)
+    got = sum(1 for _, m in events if m[0] < 0xF0 and m[0] & 0x0F == channel)
+    return int(sent[-1]) - got if sent else 0
+
+
 def count(events, channel: int = ANSWER_CH) -> dict:
     ons = sum(1 for _, m in events if m[0] == 0x90 | channel and m[2] > 0)
     offs = sum(1 for _, m in events if m[0] & 0x0F == channel and (m[0] & 0xF0 == 0x80 or (m[0] & 0xF0 == 0x90 and m[2] == 0)))

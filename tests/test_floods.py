@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.jack import JackServer, find_port, measure_runs
 from tests.reliability import (Keyboard, count, hanging, jack_env, make_engine, peak_rss_kb, rss_kb, start_live,
-                               status_state, tiny_style, wait_until)
+                               status_state, tiny_style, unrecorded, wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,18 +162,23 @@ def test_flood_of_10000_messages_a_second(tmp_path, run, args):
             rc = app.popen.wait(15)
             keys.close()
             events = dump.stop()
+            log = app.output()
         finally:
             if flood.poll() is None:
                 flood.stdin.write("bye\n")
                 flood.stdin.flush()
                 flood.wait(10)
     delay_beats = _answered_after(events)
+    lost = unrecorded(events, log)
     answer = [(f, m) for f, m in events if m[0] & 0x0F == 0 and m[0] & 0xF0 in (0x80, 0x90)]
     print(f"\nflood: {summary}; {flood_s:.1f} s; antiphon status after it: {after}; RSS {rss_before // 1024} MB before, "
           f"peak {hwm // 1024} MB (VmHWM), {peak_during // 1024} MB sampled during; engine exit {rc}")
     print(f"after the flood: answer began {delay_beats} beats after the call's last note-off; answer on Antiphon "
-          f"Out {count(answer)}")
+          f"Out {count(answer)}, {lost} of Antiphon's messages missing from the recording")
     assert rc == 0
+    if lost > 0:
+        pytest.skip(f"the server starved: jack_midi_dump lost {lost} of the messages Antiphon sent, so the "
+                    f"recording cannot say when the answer began or what was left sounding")
     assert after["in"] > 10_000 and after["drop"] >= 0
     assert hwm - rss_before < 200 * 1024, "memory grew by more than 200 MB under the flood"
     assert delay_beats is not None and 0 < delay_beats <= 2.0
