@@ -463,13 +463,23 @@ class StepRuntime:
             own = state.new_values[:, own_lo:state.written]
             flat = (np.arange(K)[:, None] * V + own).ravel()
             p_mem += np.bincount(flat, weights=w[:, n_past:].ravel(), minlength=K * V).reshape(K, V)
-        log_mem = np.full((K, V), -np.inf, dtype=np.float32)
-        np.log(p_mem, out=log_mem, where=p_mem > 0, casting="same_kind")
-        log_mem += np.log(np.where(live, share, 1.0) / p_mem.sum(axis=1)).astype(np.float32)[:, None]
-        z = logits - logits.max(axis=1, keepdims=True)
-        log_model = z - np.log(np.exp(z).sum(axis=1, keepdims=True)) + np.log1p(-np.where(live, share, 0.0))[:, None]
-        mixed = np.logaddexp(log_model, log_mem).astype(np.float32)
-        logits[live] = mixed[live]
+        # (1 - m) softmax + m p_memory in float64 probabilities (a third of logaddexp's cost); where both
+        # underflow, the model's own log-probability stays, finite, as in the single step's log space
+        rows = np.flatnonzero(live)
+        share = share[rows].astype(np.float64)
+        z = logits[rows].astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        model = np.exp(z)
+        total = model.sum(axis=1)
+        model *= ((1.0 - share) / total)[:, None]
+        p_mem = p_mem[rows]
+        p_mem *= (share / p_mem.sum(axis=1))[:, None]
+        model += p_mem
+        zero = model <= 0.0
+        np.log(model, out=model, where=~zero)
+        if zero.any():
+            model[zero] = (z + (np.log1p(-share) - np.log(total))[:, None])[zero]
+        logits[rows] = model
 
     @staticmethod
     def _follow_pitches(token: int, pitches: np.ndarray) -> None:

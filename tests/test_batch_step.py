@@ -83,6 +83,26 @@ def test_k_batched_steps_equal_k_single_steps(cfg, memory):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4)
 
 
+def test_batched_memory_mix_keeps_a_finite_score_where_the_models_probability_underflows():
+    """Logits thousands of nats apart: exp underflows to 0 for most tokens, the memory has none of them;
+    the batched mix (in probabilities) must still give the single step's finite log-space scores."""
+    torch.manual_seed(0)
+    model = EventLSTM(ModelConfig(embed=24, hidden=32, layers=2)).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(20000.0)
+    runtime = StepRuntime(model, MemoryConfig(theta=8.0, mix=0.5, gate=1.0, window=40))
+    tokens, positions, meter = chorale_prefix(60)
+    state = runtime.initial_state()
+    for tok, pos in zip(tokens, positions):
+        runtime.step(int(tok), int(pos), state)
+    single = np.array(runtime.step(5, 0, state.copy()))
+    batch = runtime.fork(state, 3)
+    got = runtime.step_batch(np.array([5, 5, 5]), np.zeros(3, dtype=np.int64), batch)
+    assert np.isfinite(single).all() and (single.max() - single.min()) > 1000  # what the test is about
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, np.repeat(single[None], 3, axis=0), rtol=1e-4, atol=1e-2)
+
+
 def test_default_style_batched_equals_single():
     style = load_style("default")
     tokens, positions, meter = chorale_prefix(200)
