@@ -410,7 +410,7 @@ class StepRuntime:
     def _memory_past(state: BatchState, lo: int):
         """The shared past a batch's memory reads, [first, fork point), gathered from the ring once per batch
         (the window only slides forward from there), sorted by value (stable: in time within a value): its
-        keys (transposed), where each entry went (to mask those the window slides past), where each value's
+        keys, where each entry went (to mask those the window slides past), where each value's
         run starts, the values."""
         if state.past is None:
             trace = state.trace
@@ -418,13 +418,13 @@ class StepRuntime:
             idx = np.arange(first, state.length) % trace.capacity
             values = trace.values[idx]
             order = np.argsort(values, kind="stable")
-            keys_t = np.ascontiguousarray(trace.keys[idx[order]].T)  # (hidden, n): the product is fastest this way
+            keys = trace.keys[idx[order]]  # (n, hidden): keys @ queries.T is the fastest way round for K queries
             where = np.empty_like(order)
             where[order] = np.arange(len(order))
             sorted_values = values[order]
             starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) if len(values) else \
                 np.zeros(0, dtype=np.int64)
-            state.past = (first, keys_t, where, starts, sorted_values[starts])
+            state.past = (first, keys, where, starts, sorted_values[starts])
         return state.past
 
     def _mix_memory_batch(self, state: BatchState, logits: np.ndarray) -> None:
@@ -438,10 +438,10 @@ class StepRuntime:
             return
         h = state.h[-1]
         q = h * (np.float32(cfg.theta) / np.maximum(np.sqrt(np.einsum("kh,kh->k", h, h)), 1e-12))[:, None]
-        past_first, keys_t, where, starts, groups = self._memory_past(state, lo)
+        past_first, keys, where, starts, groups = self._memory_past(state, lo)
         parts = []
         if lo < state.length:
-            parts.append(q @ keys_t)
+            parts.append((keys @ q.T).T)
             if lo > past_first:  # the window slid past the oldest: those no longer count
                 parts[0][:, where[:lo - past_first]] = -np.inf
         own_lo = max(lo, state.length) - state.length
@@ -457,7 +457,7 @@ class StepRuntime:
         p_mem = np.zeros((K, V))
         n_past = 0
         if lo < state.length:  # the past's weights summed per token: sorted by value already, one reduceat
-            n_past = keys_t.shape[1]
+            n_past = keys.shape[0]
             p_mem[:, groups] = np.add.reduceat(w[:, :n_past], starts, axis=1)
         if own_lo < state.written:
             own = state.new_values[:, own_lo:state.written]
