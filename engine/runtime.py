@@ -152,10 +152,6 @@ class StepRuntime:
             self.w.append(np.ascontiguousarray(w, dtype=np.float32))
             self.b.append(sd[f"lstm.bias_ih_l{layer}"] + sd[f"lstm.bias_hh_l{layer}"])
         self.w_head = np.ascontiguousarray(sd["head.weight"], dtype=np.float32)
-        # the batched step multiplies (K, n) rows by (n, m) matrices: BLAS is fastest on them stored that way
-        self.w_hh0_t = np.ascontiguousarray(self.w_hh0.T)
-        self.w_t = [np.ascontiguousarray(w.T) for w in self.w]
-        self.w_head_t = np.ascontiguousarray(self.w_head.T)
         self.b_head = sd["head.bias"].astype(np.float32)
         if cfg.interval_head:
             # profiles reversed along the interval axis, so that profile[j] pairs with the window of
@@ -334,7 +330,7 @@ class StepRuntime:
         off = (tokens >= NOTE_OFF) & (tokens < TIME_SHIFT)
         for layer in range(self.config.layers):
             if layer == 0:
-                g = state.h[0] @ self.w_hh0_t
+                g = (self.w_hh0 @ state.h[0].T).T  # (m, n) @ (n, K): OpenBLAS's fast way round, for any K
                 g += self.tok_table[tokens]
                 g += self.pos_table[positions]
                 if self.sound_table is not None:
@@ -344,7 +340,7 @@ class StepRuntime:
                         state.sound[off] -= self.sound_table[tokens[off] - NOTE_OFF]
                     g += state.sound
             else:
-                g = np.concatenate([state.h[layer - 1], state.h[layer]], axis=1) @ self.w_t[layer - 1]
+                g = (self.w[layer - 1] @ np.concatenate([state.h[layer - 1], state.h[layer]], axis=1).T).T
                 g += self.b[layer - 1]
             cand = np.tanh(g[:, 2 * H:3 * H])
             g *= 0.5
@@ -357,7 +353,7 @@ class StepRuntime:
             c += cand
             np.tanh(c, out=state.h[layer])
             state.h[layer] *= g[:, 3 * H:]
-        logits = state.h[-1] @ self.w_head_t
+        logits = np.ascontiguousarray((self.w_head @ state.h[-1].T).T)
         logits += self.b_head
         if self.w_int is not None:
             self._add_interval_scores_batch(state, logits)

@@ -78,10 +78,11 @@ class TorchStepper:
 
         self.tok_table, self.pos_table, self.sound_table = t(runtime.tok_table), t(runtime.pos_table), \
             t(runtime.sound_table)
-        self.w_hh0_t = t(runtime.w_hh0_t)
-        self.w_t = [t(w) for w in runtime.w_t]
+        # (m, n) weights read as their (n, m) transposes: the products' fast way round, on the CPU too
+        self.w_hh0_t = t(runtime.w_hh0).T
+        self.w_t = [t(w).T for w in runtime.w]
         self.b = [t(b) for b in runtime.b]
-        self.w_head_t, self.b_head = t(runtime.w_head_t), t(runtime.b_head)
+        self.w_head_t, self.b_head = t(runtime.w_head).T, t(runtime.b_head)
         self.w_int_t = t(runtime.w_int.T) if runtime.w_int is not None else None
         self.b_int = t(runtime.b_int) if runtime.w_int is not None else None
 
