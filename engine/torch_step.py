@@ -1,8 +1,8 @@
 """The batched step in torch, on any device: K streams of a StepRuntime (or of every member of an
 EnsembleRuntime) stepped together with the same weights, computing what StepRuntime.step_batch computes.
 
-On the CPU it is about twice as fast as numpy for the planner's batches (MKL for the products, vectorised
-exp/tanh); on a GPU it is what lets K reach the hundreds. States fork from the live (numpy) stream state,
+On the CPU numpy's StepRuntime.step_batch is the faster at the planner's sizes (planning_stepper keeps
+it there); on a GPU this is what lets K reach the hundreds. States fork from the live (numpy) stream state,
 so the session's own stream never leaves the CPU; logits come back as a numpy array for the sampler.
 """
 from __future__ import annotations
