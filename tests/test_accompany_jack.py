@@ -21,9 +21,12 @@ def rig_tools():
 
 
 def test_accompaniment_answers_the_players_note_on_its_tick():
-    """One run of `antiphon bench --jack`'s rig, at 100 BPM."""
-    m = measure(1, bpms=(100,))
-    print(f"\naccompaniment on JACK at 100 BPM: {m}")
+    """One run of `antiphon bench --jack`'s rig, at 100 BPM (up to three, while the recorder starves)."""
+    for _ in range(3):
+        m = measure(1, bpms=(100,))
+        print(f"\naccompaniment on JACK at 100 BPM: {m}")
+        if not m["runs_starved"]:
+            break
     if m["runs_starved"]:  # the recorder missed cycles, and with them messages and its frames
         pytest.skip(f"the server starved: jack_midi_dump lost some of the player's or Antiphon's messages, "
                     f"so its figures measure it, not Antiphon ({m})")
