@@ -227,6 +227,9 @@ class JackServer:
     # error"), which on a loaded machine loses clock ticks and notes; synchronous only runs slower
     # than wall time, and tests that measure in frames are immune to that.
     sync: bool = False
+    # jackd's own default (-R): its driver and every client's process thread run SCHED_FIFO. The tests use
+    # --no-realtime, as CI machines allow; tests/measure_jam.py --realtime-server measures both
+    realtime: bool = False
     name: str = field(default_factory=lambda: f"antiphon-test-{os.getpid()}-{next(_counter)}")
     proc: subprocess.Popen | None = None
     children: list[Proc] = field(default_factory=list)
@@ -241,7 +244,8 @@ class JackServer:
         require_jackd()
         log = open(os.path.join(self.tmp, "jackd.log"), "w")
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "--no-realtime", "-d", "dummy", "-r",
+            ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "-R" if self.realtime else "--no-realtime",
+             "-d", "dummy", "-r",
              str(self.rate), "-p", str(self.period)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         log.close()

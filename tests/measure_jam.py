@@ -5,6 +5,7 @@ asserted, so that other builds can be measured the same way side by side.
     .venv/bin/python -m tests.measure_jam --runs 4 --server pipewire
     .venv/bin/python -m tests.measure_jam --runs 4 --args "--candidates 1"
     .venv/bin/python -m tests.measure_jam --runs 8 --switch-to jsb-quarter     # a style switch mid-session
+    .venv/bin/python -m tests.measure_jam --runs 4 --realtime-server      # jackd -R, its own default
     ANTIPHON_JACK_IO=rtmidi .venv/bin/python -m tests.measure_jam --runs 4     # python-rtmidi, polled
     ANTIPHON_TEST_COMMAND="env PYTHONPATH=/tmp/old .venv/bin/python -m antiphon" .venv/bin/python -m tests.measure_jam
 
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--server", choices=["jack", "pipewire"], default="jack")
     ap.add_argument("--args", default="", help="extra arguments for antiphon live")
     ap.add_argument("--no-busy", action="store_true", help="no busy process beside the jam")
+    ap.add_argument("--realtime-server", action="store_true", help="jackd -R (its own default) instead of "
+                    "--no-realtime: the server's driver and the clients' process threads run SCHED_FIFO")
     ap.add_argument("--switch-to", default="", help="a shipped style the player selects (Program Change) a beat "
                     "before the first call ends")
     opts = ap.parse_args()
@@ -44,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases():
             case = dataclasses.replace(case, switch_to=opts.switch_to)
-            server = PipeWireServer() if opts.server == "pipewire" else JackServer()
+            server = PipeWireServer() if opts.server == "pipewire" else JackServer(realtime=opts.realtime_server)
             t0 = time.monotonic()
             try:
                 with server as jack:
