@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from antiphon.jack_rig import ANSWER_CH, CALL_CH, TPB, JackServer, find_port, live, midi_player, phrase_events, soprano
+from antiphon.jack_rig import (ANSWER_CH, CALL_CH, TPB, JackServer, find_port, live, midi_player, phrase_events,
+                               soprano, unrecorded)
 
 CONSONANT = {0, 3, 4, 5, 7, 8, 9}
 BPMS = (97, 120, 143, 160, 176)
@@ -101,8 +102,7 @@ def figures(r: dict) -> dict:
             open_notes[m[1]] = 0
     lat = np.array(latencies) if latencies else np.array([np.nan])
     return {"latencies_ms": latencies, "player_onsets": len(player_on), "answered_on_their_tick": answered, "at_the_note": at_the_note,
-            "band_onsets": len(band_on), "band_messages": sum(1 for _, m in r["events"]
-                                                             if m[0] < 0xF0 and m[0] & 0x0F == ANSWER_CH),
+            "band_onsets": len(band_on),
             "dissonant_onsets": dissonant, "hanging": sorted(p for p, n in open_notes.items() if n),
             "consonance": consonant_frames / total_frames if total_frames else 1.0,
             "latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
@@ -132,8 +132,10 @@ def measure(runs: int, busy: bool = True, bpms: tuple = BPMS) -> dict:
         with JackServer() as jack:
             r = accompany_jam(jack, bpm, busy=busy)
             f = figures(r)
-        sent = re.findall(r"stopped: (\d+) messages sent", r["log"])
-        if f["player_onsets"] < r["played"] or not sent or f["band_messages"] < int(sent[-1]):
+        lost = unrecorded(r["events"], r["log"])
+        if lost < 0:
+            raise RuntimeError("antiphon live did not say how many messages it sent: " + r["log"][-2000:])
+        if f["player_onsets"] < r["played"] or lost > 0:
             starved += 1
             continue
         at_the_note = re.findall(r"answered at the note (\d+)", r["log"])

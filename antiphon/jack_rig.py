@@ -133,6 +133,15 @@ _HEX = re.compile(r"^[0-9a-fA-F]{2}$")
 _DATA_LEN = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2, 0xF1: 1, 0xF2: 2, 0xF3: 1}
 
 
+def unrecorded(events, log: str, channel: int = ANSWER_CH) -> int:
+    """How many of the messages `antiphon live` says it sent ("stopped: N messages sent", in `log`) a
+    recording of its port lacks: a recorder starved on a --no-realtime server misses cycles, and their
+    messages with them (a lost note-off would read as a note left hanging). -1 when the log has no such line."""
+    sent = re.findall(r"stopped: (\d+) messages sent", log)
+    got = sum(1 for _, m in events if m[0] < 0xF0 and m[0] & 0x0F == channel)
+    return int(sent[-1]) - got if sent else -1
+
+
 def parse_midi_dump(text: str) -> list[tuple[int, bytes]]:
     """jack_midi_dump -a lines -> [(frame, message bytes)].
 
@@ -245,8 +254,7 @@ class JackServer:
         log = open(os.path.join(self.tmp, "jackd.log"), "w")
         self.proc = subprocess.Popen(
             ["jackd", "-n", self.name, *(["-S"] if self.sync else []), "-R" if self.realtime else "--no-realtime",
-             "-d", "dummy", "-r",
-             str(self.rate), "-p", str(self.period)],
+             "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from antiphon.jack_rig import unrecorded  # noqa: F401  (re-exported for the tests)
 from tests.jack import JackServer, jack_env  # noqa: F401  (jack_env: re-exported for the tests)
 
 ANSWER_CH = 0
@@ -106,16 +107,6 @@ def hanging(events, channel: int = ANSWER_CH, all_notes_off: bool = True) -> set
         elif kind == 0xB0 and m[1] == 123 and all_notes_off:
             sounding.clear()
     return sounding
-
-
-def unrecorded(events, log: str, channel: int = ANSWER_CH) -> int:
-    """How many of the messages Antiphon says it sent ("stopped: N messages sent") its recorder lacks: a
-    recorder starved on a --no-realtime server misses cycles, and their messages with them."""
-    import re
-
-    sent = re.findall(r"stopped: (\d+) messages sent", log)
-    got = sum(1 for _, m in events if m[0] < 0xF0 and m[0] & 0x0F == channel)
-    return int(sent[-1]) - got if sent else 0
 
 
 def count(events, channel: int = ANSWER_CH) -> dict:
