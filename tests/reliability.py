@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from antiphon.jack_rig import unrecorded  # noqa: F401  (re-exported for the tests)
 from tests.jack import JackServer, jack_env  # noqa: F401  (jack_env: re-exported for the tests)
 
 ANSWER_CH = 0

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from antiphon.jack_rig import unrecorded
 from tests.jack import JackServer, find_port, measure_runs
 from tests.reliability import (Keyboard, count, hanging, jack_env, make_engine, peak_rss_kb, rss_kb, start_live,
-                               status_state, tiny_style, unrecorded, wait_until)
+                               status_state, tiny_style, wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 
