@@ -72,6 +72,7 @@ class Planner:
         self.top_tick = np.full(k, -1, dtype=np.int64)
         self.steps = 0
         self.seconds = 0.0
+        self.slowest_step_s = 0.0  # the longest planning step so far (a deadline must leave room for one)
         self._drop(self.grammar.tick >= self.until, finished=True)
 
     @property
@@ -83,7 +84,9 @@ class Planner:
         says something more urgent waits); True when done."""
         t0 = time.perf_counter()
         while not self.done:
+            t_step = time.perf_counter()
             self.step()
+            self.slowest_step_s = max(self.slowest_step_s, time.perf_counter() - t_step)
             if budget_s is not None and time.perf_counter() - t0 >= budget_s or yield_to is not None and yield_to():
                 break
         self.seconds += time.perf_counter() - t0

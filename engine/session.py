@@ -43,6 +43,7 @@ ANSWER_MARGIN_S = 0.012  # a plan cut at its deadline leaves this long to send t
 FIRST_TICK_TOKENS = 8  # and the time to step this many tokens (a four-note chord's note-ons and offs)
 CHOOSE_S = 0.010  # and the time the critic takes to choose (the longest of the last CHOOSE_PLANS; this at first)
 CHOOSE_PLANS = 8
+PLAN_STEP_PLANS = 8  # a plan cut at its deadline allows for the slowest step of the last this many plans
 ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 MAX_CANDIDATES = 1024
 VOICINGS = ("below", "above", "around")
@@ -143,16 +144,38 @@ class StyleSwitch:
             self.positions.append(min(max(tick, 0) % bar, N_POSITIONS - 1))
         self.tokens = [BOS] + [int(t) for t in replay]
         self.runtime = runtime
+        self.candidates = session.params.candidates if session.params.mode == CALL_RESPONSE else 1
         self.appended, self.rollbacks = session.appended, session.rollbacks
         self.state = self.logits = None
         self.seconds = 0.0
+        self.step_s: list[float] = []  # the new style's per-event step, timed from the replayed state
+        self.plan_step_s = 0.0  # and its planning step (every candidate at once), the slower of two
 
     def run(self) -> "StyleSwitch":
         t0 = time.perf_counter()
         self.state, logits = self.runtime.replay(self.tokens, self.positions, self.roles)
         self.logits = np.array(logits, dtype=np.float32)
         self.seconds = time.perf_counter() - t0
+        self._time_steps()
         return self
+
+    def _time_steps(self, repeats: int = 3) -> None:
+        """What the new style's steps cost on this machine now, on copies of the replayed state: the answer's
+        deadlines read them before the stream has stepped it once (a slow style's first plan must not be
+        given the old style's time)."""
+        token, position = self.tokens[-1], self.positions[-1]
+        scratch = self.state.copy()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.runtime.step(token, position, scratch)
+            self.step_s.append(time.perf_counter() - t0)
+        if self.candidates > 1:
+            batch = self.runtime.fork(self.state, self.candidates, max_tokens=4)
+            tokens, positions = np.full(self.candidates, token), np.full(self.candidates, position)
+            for _ in range(2):
+                t0 = time.perf_counter()
+                self.runtime.step_batch(tokens, positions, batch)
+                self.plan_step_s = max(self.plan_step_s, time.perf_counter() - t0)
 
 
 @dataclass(frozen=True)
@@ -235,6 +258,10 @@ class Session:
         # if set, the accompaniment's notes reacting to the player go out through this as soon as they are
         # chosen, before the model steps past them (the plugin sends them at once); else in the Output
         self.emit = None
+        # if set, the first notes of a planned answer go out through this (an Output) as soon as the critic has
+        # chosen, before the model steps through them: a slow style's steps then do not hold the first beat back
+        self.send_ahead = None
+        self._sent_ahead: set[tuple[int, int]] = set()  # (stream tick, pitch): sent, not yet stepped through
         # if set, a callable that is True while a player's event waits to be handled (the plugin's inbox):
         # generating and planning ahead stop at the next model step, so the reaction is not held back by them
         self.input_waiting = None
@@ -273,6 +300,7 @@ class Session:
         self.last_candidates: list = []  # what the critic chose from (for the benchmarks and the panel)
         self.last_plan_ms = 0.0
         self._choose_s: deque[float] = deque([CHOOSE_S], maxlen=CHOOSE_PLANS)  # what choosing took, plan by plan
+        self._plan_steps_s: deque[float] = deque([0.0], maxlen=PLAN_STEP_PLANS)  # each plan's slowest step
         self.last_plan_cut = False  # the last plan ran out of time: its best start was played, the rest sampled
         self.plans_cut = 0
         self._tick_s: float | None = None  # seconds per tick on the live clock (None: fake time, no deadline)
@@ -405,6 +433,9 @@ class Session:
         if self._checkpoints and (rewind or any(t >= tick for t, _, _ in self._emitted)):
             self._rollback(tick)
         out.notes += self._withdrawn_offs(tick)
+        # a planned answer's first notes the stream has not reached: withdrawn if later, ended if they went out
+        out.notes += [OutNote(tick, p, 0) for t, p in sorted(self._sent_ahead) if t < tick]
+        self._sent_ahead = set()
         self.encoder.flush()
         offs = [p for p in self._ours]
         for p in sorted(offs):
@@ -524,11 +555,12 @@ class Session:
 
     def _finish_plan_s(self) -> float:
         """What a plan cut at its deadline still takes: the planning step under way (one per stream, it cannot
-        stop midway) and the critic's choice, as long as the longest of the last plans' choices."""
+        stop midway; as long as the slowest of this plan's and the last plans' steps) and the critic's choice,
+        as long as the longest of the last plans' choices."""
         if self.params.candidates <= 1 or self.params.mode != CALL_RESPONSE:
             return 0.0
         planner = self._planner
-        step_s = planner.seconds / planner.steps if planner is not None and planner.steps else 0.0
+        step_s = max(planner.slowest_step_s if planner is not None else 0.0, max(self._plan_steps_s))
         return step_s + max(self._choose_s)
 
     def _first_notes_s(self) -> float:
@@ -620,12 +652,19 @@ class Session:
         self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
                                   getattr(self.gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints)
         self._choose_s.append(time.perf_counter() - t0)
+        self._plan_steps_s.append(planner.slowest_step_s)
         self.last_call, self.last_candidates = call, candidates
         self.last_plan_ms = planner.seconds * 1000
         self.last_plan_cut = cut
         self.plans_cut += cut
-        self._planned, self._plan_pos = candidates[self.last_choice.index].tokens, 0
+        chosen = candidates[self.last_choice.index]
+        self._planned, self._plan_pos = chosen.tokens, 0
         self._drop_plan()
+        if self.send_ahead is not None and self._tick_s is not None and chosen.notes:
+            first = min(n.start for n in chosen.notes)
+            ahead = sorted((n for n in chosen.notes if n.start == first), key=lambda n: n.pitch)
+            self._sent_ahead = {(n.start, n.pitch) for n in ahead}
+            self.send_ahead(Output(notes=[OutNote(n.start, n.pitch, n.velocity) for n in ahead]))
 
     def _time_to_answer(self, start: int) -> float | None:
         """Seconds left to finish planning the answer starting at stream tick `start`: its first notes must
@@ -717,6 +756,9 @@ class Session:
             else:
                 return
             played = OutNote(ev.tick, ev.pitch, ev.velocity)
+            if ev.velocity and (ev.tick, ev.pitch) in self._sent_ahead:  # a planned answer's first note, sent
+                self._sent_ahead.discard((ev.tick, ev.pitch))
+                return
             if (ev.pitch, ev.velocity > 0) in self._reflex_sent:  # the port layer played it already
                 self._reflex_sent.discard((ev.pitch, ev.velocity > 0))
                 return
@@ -1049,11 +1091,14 @@ class Session:
 
     def adopt_style(self, switch: "StyleSwitch") -> bool:
         """The prepared style takes over, after hearing what came since it was prepared (False: the stream
-        went back meanwhile; the style stays waiting and is replayed again)."""
+        went back meanwhile, or an answer is playing; the style stays waiting and is replayed again once the
+        session listens). Never mid-answer: catching up on the answer's tokens would hold the engine thread
+        while the answer's next notes are due (a slow style's replay outlasts a beat of silence)."""
         if switch is not self._switch:
             return False
         self._switch = None
-        if switch.rollbacks != self.rollbacks or self.appended - switch.appended > len(self.history):
+        if switch.rollbacks != self.rollbacks or self.appended - switch.appended > len(self.history) \
+                or self.state != LISTENING:
             return False
         self._pending_runtime = None
         self._adopt(switch)
@@ -1067,6 +1112,8 @@ class Session:
         logits = switch.logits
         tick = switch.tick
         self.gen.step_s.clear()  # the new style's step costs what it costs (the answer's deadline reads it)
+        self.gen.step_s.extend(switch.step_s)
+        self._plan_steps_s = deque([switch.plan_step_s], maxlen=PLAN_STEP_PLANS)
         for tok, role in zip(tail, tail_roles):  # what was played while it listened to the snapshot
             if TIME_SHIFT <= tok < VELOCITY:
                 tick += tok - TIME_SHIFT + 1

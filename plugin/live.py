@@ -239,6 +239,7 @@ class LiveEngine:
                                 on_input=self._on_input, on_sent=self._on_sent)
         self.in_name, self.out_name, self.backend = self.sender.in_name, self.sender.name, backend
         self.session.emit = self._send_at_once  # an accompaniment note reacting to the player goes out now
+        self.session.send_ahead = self._apply  # a planned answer's first notes, queued for their ticks at once
         self.session.input_waiting = self._input_waiting  # generating ahead gives way to the player's note
         # the reader thread hands the player's notes over while the engine thread steps the model: it must get
         # the GIL within half a millisecond, not Python's default 5

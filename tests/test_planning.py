@@ -69,6 +69,37 @@ def test_a_plan_out_of_time_plays_its_best_start_on_the_beat_and_samples_the_res
 
 
 
+def test_a_planned_answers_first_notes_go_out_before_the_model_steps_through_them(default_runtime):
+    """On the live clock the critic's choice is known before the stream has stepped through it: its first
+    onset's notes go to the plugin at once (a slow style's steps must not hold the first beat back), and are
+    not sent again when the stream reaches them. What goes out is the same, note for note."""
+    def run(hook: bool):
+        s = Session(default_runtime, Meter(4, 4), SessionParams(candidates=8, response_bars=2), seed=3)
+        fp = FakePlugin(s, tick_s=1.0)  # a slow clock: deadlines far away, the same plan either way
+        ahead = []
+        if hook:
+            def send_ahead(out):
+                ahead.append(([(n.tick, n.pitch, n.velocity) for n in out.notes], s._plan_pos, len(s._planned)))
+                fp.take(out)
+            s.send_ahead = send_ahead
+        fp.play(PHRASE)
+        fp.run_to(144 + 2 * 96 + 2)
+        return s, fp, ahead
+
+    plain, plain_fp, _ = run(hook=False)
+    s, fp, ahead = run(hook=True)
+    assert s.answers == plain.answers == 1
+    assert len(ahead) == 1
+    notes, stepped, planned = ahead[0]
+    chosen = s.last_candidates[s.last_choice.index]
+    first = min(n.start for n in chosen.notes)
+    assert stepped == 0 and planned == len(chosen.tokens)  # sent before the stream took a single planned token
+    assert notes == [(first, n.pitch, n.velocity) for n in chosen.notes if n.start == first]  # stream ticks
+    assert all(v > 0 for _, _, v in notes)
+    assert fp.sent == plain_fp.sent  # nothing twice, nothing missing
+    assert not fp.hanging()
+
+
 def test_a_plan_cut_at_its_deadline_leaves_time_for_the_critic_to_choose(runtime, monkeypatch):
     """The deadline a plan is cut at allows for choosing among its candidates, as long as choosing took on the
     last plans (a four-voice call's 16 candidates take the critic milliseconds): the first notes still go

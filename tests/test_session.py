@@ -275,6 +275,49 @@ def test_a_style_prepared_on_another_thread_takes_over_and_hears_what_came_meanw
     assert not fp.hanging()
 
 
+def test_a_new_styles_deadlines_read_its_own_step_costs_before_it_has_stepped():
+    """A style adopted in the silence before an answer has not stepped the stream once: the answer's deadline
+    (its first notes, and a plan cut there finishing its step) must read the new style's costs, timed on the
+    replay's thread, not none at all."""
+    from antiphon.engine.style import load_style
+
+    s = Session(load_style("default").runtime(), Meter(4, 4), SessionParams(response_bars=1, candidates=16), seed=2)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(400)  # answered, listening again
+    s.set_runtime(load_style("jsb-quarter").runtime())
+    switch = s.prepare_style().run()
+    assert len(switch.step_s) == 3 and switch.plan_step_s > 0
+    assert s.adopt_style(switch) and s.last_switch_caught_up == 0  # nothing played meanwhile
+    assert s.gen.step_ms == pytest.approx(float(np.median(switch.step_s)) * 1000)
+    assert s._finish_plan_s() >= switch.plan_step_s
+
+
+def test_a_style_replayed_while_an_answer_plays_waits_for_the_next_phrase(runtime):
+    """A slow style's replay that returns mid-answer is not adopted there (catching up on the answer's tokens
+    would hold the engine thread while the answer's notes are due): it is replayed again once the session
+    listens, and takes over then."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=2), seed=2)
+    fp = FakePlugin(s, tick_s=1.0)  # the live clock (a slow one): the switch is replayed off the engine thread
+    fp.play(PHRASE)
+    fp.run_to(100)
+    other = StepRuntime(EventLSTM(PRESETS["tiny"]))
+    s.set_runtime(other)
+    switch = s.prepare_style().run()
+    fp.run_to(150)  # the answer has begun meanwhile
+    assert s.state == ANSWERING
+    assert not s.adopt_style(switch)
+    assert s.gen.runtime is runtime and s._pending_runtime is other and not s.wants_style_replay()
+    adopted_at = None
+    for tick in range(151, 144 + 2 * 96 + 8):  # as the plugin's engine loop does, before each advance
+        if s.wants_style_replay():
+            assert s.state == LISTENING and s.answers == 1  # once the answer is generated to its end
+            assert s.adopt_style(s.prepare_style().run())
+            adopted_at = tick
+        fp.run_to(tick)
+    assert adopted_at is not None and s.gen.runtime is other
+
+
 def test_a_replay_made_stale_by_a_rollback_is_refused(runtime):
     s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=2)
     fp = FakePlugin(s)
