@@ -63,25 +63,35 @@ def key_fit(notes: list[Note], key: Key) -> float:
     return float(np.mean([n.pitch % 12 in key.scale for n in notes]))
 
 
-def pitch_class_kinship(call: list[Note], answer: list[Note]) -> float:
-    """Pearson r of the two duration-weighted pitch-class histograms (0 where one is flat or empty)."""
-    a, b = pitch_class_weights(call), pitch_class_weights(answer)
+def pitch_class_kinship(call: list[Note], answer: list[Note], call_weights: np.ndarray | None = None) -> float:
+    """Pearson r of the two duration-weighted pitch-class histograms (0 where one is flat or empty).
+    `call_weights`: the call's histogram, if known."""
+    a = pitch_class_weights(call) if call_weights is None else call_weights
+    b = pitch_class_weights(answer)
     if a.std() == 0 or b.std() == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def register_distance(call: list[Note], answer: list[Note]) -> float:
-    """Semitones between the median pitches (0 for an empty answer)."""
+def register_distance(call: list[Note], answer: list[Note], call_median: float | None = None) -> float:
+    """Semitones between the median pitches (0 for an empty answer). `call_median`: the call's, if known."""
     if not call or not answer:
         return 0.0
-    return float(abs(np.median([n.pitch for n in answer]) - np.median([n.pitch for n in call])))
+    if call_median is None:
+        call_median = median_pitch(call)
+    return float(abs(median_pitch(answer) - call_median))
 
 
-def onset_share(call: list[Note], answer: list[Note], meter: Meter) -> float:
-    """Share of the answer's onsets at a bar position where the call also has an onset (1 for none)."""
+def median_pitch(notes: list[Note]) -> float:
+    return float(np.median([n.pitch for n in notes]))
+
+
+def onset_share(call: list[Note], answer: list[Note], meter: Meter, positions: set[int] | None = None) -> float:
+    """Share of the answer's onsets at a bar position where the call also has an onset (1 for none).
+    `positions`: the call's onset positions in the bar, if known."""
     bar = meter.ticks_per_bar
-    positions = {n.start % bar for n in call}
+    if positions is None:
+        positions = {n.start % bar for n in call}
     onsets = sorted({n.start for n in answer})
     if not onsets:
         return 1.0
@@ -95,20 +105,23 @@ def density(notes: list[Note], span_ticks: int, meter: Meter) -> float:
 
 def polyphony(notes: list[Note]) -> float:
     """Mean number of notes sounding at each onset tick."""
-    onsets = sorted({n.start for n in notes})
-    if not onsets:
+    if not notes:
         return 0.0
-    return float(np.mean([sum(1 for n in notes if n.start <= t < n.end) for t in onsets]))
+    starts = np.array([n.start for n in notes])
+    ends = np.array([n.end for n in notes])
+    onsets = np.unique(starts)
+    return float(np.mean(((starts <= onsets[:, None]) & (onsets[:, None] < ends)).sum(axis=1)))
 
 
-def loops(notes: list[Note], length: int = LOOP_NOTES) -> bool:
-    """The melody holds `length` notes in a row on two pitches or fewer (E-D#-E-D#...)."""
-    return longest_two_pitch_run(notes) >= length
+def loops(notes: list[Note], length: int = LOOP_NOTES, line: list[Note] | None = None) -> bool:
+    """The melody holds `length` notes in a row on two pitches or fewer (E-D#-E-D#...). `line`: the
+    melody, if known (here and below)."""
+    return longest_two_pitch_run(notes, line) >= length
 
 
-def longest_two_pitch_run(notes: list[Note]) -> int:
+def longest_two_pitch_run(notes: list[Note], line: list[Note] | None = None) -> int:
     """Melody notes in the longest run that uses two pitches or fewer (a repeated note counts too)."""
-    line = [n.pitch for n in melody(notes)]
+    line = [n.pitch for n in (melody(notes) if line is None else line)]
     best = start = 0
     for end in range(len(line)):
         while len(set(line[start:end + 1])) > 2:
@@ -117,44 +130,45 @@ def longest_two_pitch_run(notes: list[Note]) -> int:
     return best
 
 
-def longest_echo(call: list[Note], answer: list[Note]) -> int:
+def longest_echo(call: list[Note], answer: list[Note], call_line: list[Note] | None = None,
+                 line: list[Note] | None = None) -> int:
     """Melody notes in the longest run of the answer that copies a run of the call: the same pitches with
     the same time between onsets (counted in notes; 1 means no run of two)."""
-    c, a = melody(call), melody(answer)
+    c = melody(call) if call_line is None else call_line
+    a = melody(answer) if line is None else line
     if not c or not a:
         return 0
     cp = [n.pitch for n in c]
     ci = [c[i + 1].start - c[i].start for i in range(len(c) - 1)]
     ap = [n.pitch for n in a]
     ai = [a[i + 1].start - a[i].start for i in range(len(a) - 1)]
+    where: dict[int, list[int]] = {}  # the call's melody notes by pitch
+    for j, p in enumerate(cp):
+        where.setdefault(p, []).append(j)
     best = 1 if set(ap) & set(cp) else 0
-    run = [0] * (len(c) + 1)  # run[j]: copied notes ending at answer i - 1, call j - 1 (intervals matching)
+    run: dict[int, int] = {}  # run[j]: copied notes ending at answer i - 1, call j - 1 (intervals matching)
     for i in range(len(a)):
-        new = [0] * (len(c) + 1)
-        for j in range(len(c)):
-            if ap[i] != cp[j]:
-                continue
-            if i and j and run[j] and ai[i - 1] == ci[j - 1]:
-                new[j + 1] = run[j] + 1
-            else:
-                new[j + 1] = 1
-            best = max(best, new[j + 1])
+        new = {}
+        for j in where.get(ap[i], ()):
+            before = run.get(j, 0)
+            new[j + 1] = v = before + 1 if i and j and before and ai[i - 1] == ci[j - 1] else 1
+            best = max(best, v)
         run = new
     return best
 
 
-def ends_on(notes: list[Note], key: Key, degrees: str = "stable") -> bool:
+def ends_on(notes: list[Note], key: Key, degrees: str = "stable", line: list[Note] | None = None) -> bool:
     """The last melody note is on the tonic (`tonic`) or a note of the tonic triad (`stable`)."""
-    line = melody(notes)
+    line = melody(notes) if line is None else line
     if not line:
         return False
     pc = line[-1].pitch % 12
     return pc == key.tonic if degrees == "tonic" else pc in key.triad
 
 
-def ends_on_strong_beat(notes: list[Note], meter: Meter) -> bool:
+def ends_on_strong_beat(notes: list[Note], meter: Meter, line: list[Note] | None = None) -> bool:
     """The last onset falls on the bar's first beat or, in an even meter, on its middle."""
-    line = melody(notes)
+    line = melody(notes) if line is None else line
     if not line:
         return False
     pos = line[-1].start % meter.ticks_per_bar

@@ -93,35 +93,44 @@ class Call:
             self.span = max(n.end for n in self.notes) - min(n.start for n in self.notes)
         self._density = am.density(self.notes, max(self.span, 1), self.meter)
         self._polyphony = am.polyphony(self.notes)
+        # what every candidate is measured against, measured once
+        self._melody = am.melody(self.notes)
+        self._weights = am.pitch_class_weights(self.notes)
+        self._median = am.median_pitch(self.notes) if self.notes else 0.0
+        self._positions = {n.start % self.meter.ticks_per_bar for n in self.notes}
 
 
-def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: int) -> dict[str, float]:
-    """The critic's terms for one candidate (unweighted)."""
+def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: int,
+          line: list[Note] | None = None) -> dict[str, float]:
+    """The critic's terms for one candidate (unweighted). `line`: its melody, if known."""
     if not notes:
         return dict.fromkeys(TERMS, 0.0) | {"log_likelihood": per_token_log_likelihood, "silent": -1.0}
+    line = am.melody(notes) if line is None else line
     d = am.density(notes, span, call.meter)
     return {
         "log_likelihood": per_token_log_likelihood,
         "key_fit": am.key_fit(notes, call.key),
-        "pitch_class_kinship": am.pitch_class_kinship(call.notes, notes),
-        "register": -am.register_distance(call.notes, notes) / 12.0,
-        "onsets": am.onset_share(call.notes, notes, call.meter),
+        "pitch_class_kinship": am.pitch_class_kinship(call.notes, notes, call._weights),
+        "register": -am.register_distance(call.notes, notes, call._median) / 12.0,
+        "onsets": am.onset_share(call.notes, notes, call.meter, call._positions),
         "density": -abs(math.log((d + 0.1) / (call._density + 0.1))),
         "polyphony": -abs(am.polyphony(notes) - call._polyphony),
-        "loop": -max(0, am.longest_two_pitch_run(notes) - 4) / 4.0,
-        "echo": -float(am.longest_echo(call.notes, notes) >= am.ECHO_NOTES),
-        "cadence": float(am.ends_on(notes, call.key, "stable")),
-        "strong_ending": float(am.ends_on_strong_beat(notes, call.meter)),
+        "loop": -max(0, am.longest_two_pitch_run(notes, line) - 4) / 4.0,
+        "echo": -float(am.longest_echo(call.notes, notes, call._melody, line) >= am.ECHO_NOTES),
+        "cadence": float(am.ends_on(notes, call.key, "stable", line)),
+        "strong_ending": float(am.ends_on_strong_beat(notes, call.meter, line)),
         "silent": 0.0,
     }
 
 
-def passes(call: Call, notes: list[Note], c: Constraints) -> list[bool]:
+def passes(call: Call, notes: list[Note], c: Constraints, line: list[Note] | None = None) -> list[bool]:
     """Each hard constraint: no loop (always: 8+ melody notes on two pitches is never an answer), end_on,
-    register, key_lock."""
-    return [not am.loops(notes),
-            c.end_on == "any" or am.ends_on(notes, call.key, c.end_on),
-            c.register == "free" or (bool(notes) and am.register_distance(call.notes, notes) <= FOLLOW_SEMITONES),
+    register, key_lock. `line`: the candidate's melody, if known."""
+    line = am.melody(notes) if line is None else line
+    return [not am.loops(notes, line=line),
+            c.end_on == "any" or am.ends_on(notes, call.key, c.end_on, line),
+            c.register == "free" or (bool(notes) and am.register_distance(call.notes, notes, call._median)
+                                     <= FOLLOW_SEMITONES),
             not c.key_lock or am.key_fit(notes, call.key) == 1.0]
 
 
@@ -152,9 +161,10 @@ def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, we
     """candidates: (notes, per-token log-likelihood) each. The best by score among those keeping the rules
     (see the module's docstring for the order they are dropped in)."""
     weights = weights or DEFAULT_WEIGHTS
-    all_terms = [terms(call, notes, ll, span) for notes, ll in candidates]
+    lines = [am.melody(notes) for notes, _ in candidates]
+    all_terms = [terms(call, notes, ll, span, line) for (notes, ll), line in zip(candidates, lines)]
     scores = [sum(weights.get(k, 0.0) * v for k, v in t.items()) for t in all_terms]
-    met = [passes(call, notes, constraints) for notes, _ in candidates]
+    met = [passes(call, notes, constraints, line) for (notes, _), line in zip(candidates, lines)]
     # when no candidate keeps every rule, the rules are dropped one at a time, the least important first
     # (key lock, register, ending); the loop rule goes last
     for kept in (4, 3, 2, 1, 0):

@@ -206,6 +206,23 @@ def test_the_critic_prefers_kinship_and_refuses_loops_and_echoes():
     assert picked.terms["cadence"] > 0  # it ends on C
 
 
+def test_the_measures_the_critic_reads_on_crafted_lines():
+    """Exact values on small passages: the echo (a run of the call copied in pitch and rhythm, wherever it sits
+    in the answer), the two-pitch run, polyphony at the onsets, and the same with the melody given."""
+    call = [Note(i * 24, i * 24 + 24, p) for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62])]
+    copied = [Note(480 + i * 24, 504 + i * 24, p) for i, p in enumerate([62, 64, 65, 67])]  # D E F G, same rhythm
+    answer = [Note(384, 408, 72), Note(408, 432, 71)] + [Note(n.start + 48, n.end + 48, n.pitch) for n in copied]
+    line = am.melody(answer)
+    assert am.longest_echo(call, answer) == am.longest_echo(call, answer, am.melody(call), line) == 4
+    stretched = [Note(480 + i * 36, 516 + i * 36, p) for i, p in enumerate([62, 64, 65, 67])]  # other rhythm
+    assert am.longest_echo(call, stretched) == 1
+    assert am.longest_echo(call, [Note(0, 24, 50)]) == 0
+    trill = [Note(i * 12, i * 12 + 12, 64 if i % 2 else 63) for i in range(9)] + [Note(108, 120, 70)]
+    assert am.longest_two_pitch_run(trill) == am.longest_two_pitch_run(trill, am.melody(trill)) == 9
+    chords = [Note(0, 48, 48), Note(0, 24, 60), Note(0, 24, 64), Note(24, 48, 62), Note(48, 72, 60)]
+    assert am.polyphony(chords) == pytest.approx((3 + 2 + 1) / 3) and am.polyphony([]) == 0.0
+
+
 def test_style_critic_weights_are_checked():
     assert weights_from({"critic": {"weights": {"key_fit": 3.0}}})["key_fit"] == 3.0
     for bad in ({"critic": {"weights": {"exec": 1}}}, {"critic": {"weights": {"key_fit": "1"}}},
