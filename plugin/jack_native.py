@@ -90,7 +90,7 @@ static struct {
 enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM };
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
-       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_N };
+       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_N };
 
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
@@ -141,6 +141,12 @@ typedef struct {
     /* 0xF8 that never reached us: counted in the ordinal all the same (see count_tick) */
     uint32_t last_tick_frame, intervals[8], n_intervals, next_interval, last_missing, long_run, long_missing;
     int have_tick;
+    /* cycles the server never ran this client in (its frame time jumped: a starved server skips them): the
+       last few spans of frames, [lo, hi). A lost 0xF8 due in one of them is counted in ST_LOST_TICKS_OWN;
+       any other was never sent to us (the master missed that cycle, we did not) */
+    jack_nframes_t next_frame0, skip_lo[4], skip_hi[4];
+    uint32_t n_skips;
+    int have_cycle;
     entry_t heap[QUEUE_CAP]; uint32_t heap_n;
     entry_t scratch[QUEUE_CAP];
     out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
@@ -374,7 +380,16 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
                     io->ordinal -= io->long_missing;
                     atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->long_missing, memory_order_relaxed);
                     io->last_missing = io->long_run = io->long_missing = 0; io->n_intervals = 0; normal = 1;
-                } else { missing = m; io->last_missing = m; io->long_run++; io->long_missing += m; }
+                } else {
+                    missing = m; io->last_missing = m; io->long_run++; io->long_missing += m;
+                    uint32_t own = 0;
+                    for (uint32_t i = 1; i <= m; i++) {
+                        jack_nframes_t due = io->last_tick_frame + (jack_nframes_t)((uint64_t)d * i / (m + 1));
+                        for (uint32_t k = 0; k < 4 && k < io->n_skips; k++)
+                            if ((int32_t)(due - io->skip_lo[k]) >= 0 && (int32_t)(due - io->skip_hi[k]) < 0) { own++; break; }
+                    }
+                    if (own) bump(io, ST_LOST_TICKS_OWN, own);
+                }
             }
         }
         if (normal) {
@@ -400,6 +415,12 @@ static int process(jack_nframes_t nframes, void *arg) {
     J.midi_clear_buffer(io->buf);
     io->frame0 = J.last_frame_time(io->client);
     io->floor = 0; io->nframes = nframes;
+    if (io->have_cycle && (int32_t)(io->frame0 - io->next_frame0) > 0) {
+        uint32_t k = io->n_skips++ % 4;
+        io->skip_lo[k] = io->next_frame0; io->skip_hi[k] = io->frame0;
+        bump(io, ST_MISSED_CYCLES, (uint32_t)(io->frame0 - io->next_frame0) / (nframes ? nframes : 1));
+    }
+    io->next_frame0 = io->frame0 + nframes; io->have_cycle = 1;
     flush_carry(io);
     cmd_t c;
     for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
@@ -585,7 +606,7 @@ REFLEX_MESSAGES = 8  # per pitch
 REFLEX_ENTRY = 1 + 3 * REFLEX_MESSAGES
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
          "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks",
-         "reflexes")
+         "reflexes", "missed_cycles", "lost_ticks_own")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
 
 

@@ -633,6 +633,8 @@ def status_line(s: LiveSnapshot) -> str:
             f"key {ss.key:9s} | T {s.params.temperature:.2f} | step {ss.step_ms:5.2f} ms | "
             f"late now {st.late_current_ms:5.2f} p99 {st.late_p99_ms:5.2f} worst {st.late_worst_ms:5.2f} ms | "
             f"in {s.received} out {st.sent} drop {s.dropped_inbox + st.dropped} | "
-            f"clock {c.ticks} ticks, {c.lost_ticks} lost | late for their tick {st.late_ticks} | "
+            f"clock {c.ticks} ticks, {c.lost_ticks} lost"
+            + (f" ({st.lost_ticks_here} in cycles Antiphon did not run)" if st.lost_ticks_here >= 0 else "")
+            + f" | late for their tick {st.late_ticks} | "
             f"style {s.style}, plans cut at the beat {ss.plans_cut}"
             + (f" | answered at the note {s.reflexes}" if ss.mode == "accompany" else ""))

@@ -50,6 +50,8 @@ class SenderStats:
     late_ticks: int = 0  # messages queued for a 0xF8 that had passed already (sent at once)
     lost: int = 0  # messages that could not be written at all (port buffer full for many cycles)
     max_cycle_us: float = 0.0  # the longest JACK process callback of Antiphon's own client
+    missed_cycles: int = -1  # cycles the server never ran Antiphon's JACK client in (-1: the I/O layer cannot tell)
+    lost_ticks_here: int = -1  # of the lost 0xF8s, those due in such a cycle (the rest never reached the port)
 
 
 def _is_note_on(msg: bytes) -> bool:

@@ -69,7 +69,8 @@ def main() -> None:
               f"missing cycles; first notes from the tick they were meant for max {max(first):.2f} ms (median "
               f"{np.median(first):.2f}; runs with a sound recorder), from the nearest tick max {max(near):.2f} ms; "
               f"onsets p99 worst {max(f['p99'] for f in ok):.2f} ms; lost ticks "
-              f"{sum(f['lost'] or 0 for f in ok)}; late for their tick {sum(f['late'] or 0 for f in ok)}; late cycles "
+              f"{sum(f['lost'] or 0 for f in ok)} ({sum(f['lost_here'] or 0 for f in ok)} of them due in cycles "
+              f"the server did not run Antiphon's client in); late for their tick {sum(f['late'] or 0 for f in ok)}; late cycles "
               f"naming Antiphon {sum(f['xruns'] for f in ok)} (the rig's clients {sum(f['rig_xruns'] for f in ok)}); "
               f"runs with notes hanging after Stop/SIGINT {sum(bool(f['after_stop'] or f['left']) for f in ok)}; "
               f"recording mismatches {sum(len(f['mismatches']) for f in ok)}")

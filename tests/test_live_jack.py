@@ -236,10 +236,11 @@ def compare_recording(rec: "Recording", recorded) -> tuple[int, float, list]:
 
 def status_figures(log: str) -> dict:
     last = [l for l in log.splitlines() if " ticks, " in l and " lost" in l]
-    m = re.search(r"clock (\d+) ticks, (\d+) lost \| late for their tick (\d+) \| style (\S+), plans cut at the beat "
-                  r"(\d+)", last[-1]) if last else None
-    return {"ticks": int(m.group(1)), "lost": int(m.group(2)), "late": int(m.group(3)), "style": m.group(4),
-            "plans_cut": int(m.group(5))} if m else {}
+    m = re.search(r"clock (\d+) ticks, (\d+) lost(?: \((\d+) in cycles Antiphon did not run\))? \| late for their tick "
+                  r"(\d+) \| style (\S+), plans cut at the beat (\d+)", last[-1]) if last else None
+    return {"ticks": int(m.group(1)), "lost": int(m.group(2)),
+            "lost_here": int(m.group(3)) if m.group(3) is not None else None, "late": int(m.group(4)),
+            "style": m.group(5), "plans_cut": int(m.group(6))} if m else {}
 
 
 def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_args: tuple = ()) -> dict:
@@ -368,7 +369,8 @@ def jam_figures(r: dict) -> dict:
         "sent": int(sent.group(1)) if sent else None,
         "heard": len(dumped.answer) + sum(1 for _, m in dumped.other if m[0] & 0x0F == ANSWER_CH and m[0] & 0xF0 == 0xB0),
         "witnesses_agree": [m for _, m in dumped.answer] == [m for _, m in rec.answer],
-        "lost": r.get("lost"), "late": r.get("late"), "ticks": r.get("ticks"), "style": r.get("style"),
+        "lost": r.get("lost"), "lost_here": r.get("lost_here"), "late": r.get("late"), "ticks": r.get("ticks"),
+        "style": r.get("style"),
         "plans_cut": r.get("plans_cut"),
         "xruns": x["Antiphon"], "rig_xruns": sum(v for k, v in x.items() if k != "Antiphon"),
         "recorder_xruns": x[r["recorders"][0]], "frame_recorder_xruns": x[r["recorders"][1]],
@@ -385,7 +387,7 @@ def describe(f: dict, label: str) -> str:
             f"tick they were meant for ({f['first_tick_ms'][0]:.2f} / {f['first_tick_ms'][1]:.2f} ms from the nearest "
             f"tick heard), {f['delays'][0]:.2f} / {f['delays'][1]:.2f} beats after the call; {f['onsets']} onsets vs the "
             f"clock's ticks p50 {f['p50']:.2f} / p99 {f['p99']:.2f} / max {f['max']:.2f} ms; follower {f['ticks']} "
-            f"ticks, lost {f['lost']}; late for their tick {f['late']}; server log: late cycles naming Antiphon "
+            f"ticks, lost {f['lost']} ({f['lost_here']} in cycles Antiphon did not run); late for their tick {f['late']}; server log: late cycles naming Antiphon "
             f"{f['xruns']}, the recorders {f['recorder_xruns']} / {f['frame_recorder_xruns']}, the rig's clients {f['rig_xruns']}, process errors "
             f"{f['process_errors']}; hanging after "
             f"Stop {f['after_stop']}, at exit {f['left']}, CC 123 x{f['cc123']}; sent {f['sent']}, dump {f['heard']}; "
