@@ -90,7 +90,7 @@ static struct {
 enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM };
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
-       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_N };
+       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_DUPLICATE_TICKS, ST_N };
 
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
@@ -146,7 +146,7 @@ typedef struct {
        any other was never sent to us (the master missed that cycle, we did not) */
     jack_nframes_t next_frame0, skip_lo[4], skip_hi[4];
     uint32_t n_skips;
-    int have_cycle;
+    int have_cycle, repeated;
     entry_t heap[QUEUE_CAP]; uint32_t heap_n;
     entry_t scratch[QUEUE_CAP];
     out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
@@ -420,7 +420,9 @@ static int process(jack_nframes_t nframes, void *arg) {
         io->skip_lo[k] = io->next_frame0; io->skip_hi[k] = io->frame0;
         bump(io, ST_MISSED_CYCLES, (uint32_t)(io->frame0 - io->next_frame0) / (nframes ? nframes : 1));
     }
-    io->next_frame0 = io->frame0 + nframes; io->have_cycle = 1;
+    io->repeated = io->have_cycle && (int32_t)(io->frame0 - io->next_frame0) < 0;  /* frames seen already */
+    if (!io->repeated) io->next_frame0 = io->frame0 + nframes;
+    io->have_cycle = 1;
     flush_carry(io);
     cmd_t c;
     for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
@@ -446,6 +448,10 @@ static int process(jack_nframes_t nframes, void *arg) {
             for (int k = 0; k < r->n; k++) emit(io, ev.time, r->data[k], 3, 0, 1);
             reflex = io->reflex_id; io->reflex_armed = 0;
             bump(io, ST_REFLEXES, 1);
+        }
+        if (st == 0xF8 && io->repeated && io->have_tick && (int32_t)(io->frame0 + ev.time - io->last_tick_frame) <= 0) {
+            bump(io, ST_DUPLICATE_TICKS, 1);  /* a cycle run again: its 0xF8 was counted the first time */
+            continue;
         }
         if (st == 0xF8) { count_tick(io, io->frame0 + ev.time); bump(io, ST_TICKS, 1); }
         else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
@@ -606,7 +612,7 @@ REFLEX_MESSAGES = 8  # per pitch
 REFLEX_ENTRY = 1 + 3 * REFLEX_MESSAGES
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
          "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks",
-         "reflexes", "missed_cycles", "lost_ticks_own")
+         "reflexes", "missed_cycles", "lost_ticks_own", "duplicate_ticks")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
 
 

@@ -60,7 +60,8 @@ class Recording:
         ticks, call, answer, other = [], [], [], []
         for f, m in events:
             if m[0] == 0xF8:
-                ticks.append(f)
+                if not ticks or f != ticks[-1]:  # a starved recorder sometimes runs a cycle twice: one 0xF8
+                    ticks.append(f)
             elif m[0] & 0xF0 in (0x80, 0x90) and m[0] & 0x0F == CALL_CH:
                 call.append((f, m))
             elif m[0] & 0xF0 in (0x80, 0x90) and m[0] & 0x0F == ANSWER_CH:
