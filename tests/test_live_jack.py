@@ -54,9 +54,10 @@ class Recording:
     call: list[tuple[int, bytes]]
     answer: list[tuple[int, bytes]]
     other: list[tuple[int, bytes]]  # transport messages, CCs
+    grid: float | None = None  # frames per tick of a master without jitter (its ticks sit on an exact grid)
 
     @classmethod
-    def of(cls, events):
+    def of(cls, events, grid: float | None = None):
         ticks, call, answer, other = [], [], [], []
         for f, m in events:
             if m[0] == 0xF8:
@@ -68,7 +69,7 @@ class Recording:
                 answer.append((f, m))
             else:
                 other.append((f, m))
-        return cls(ticks, call, answer, other)
+        return cls(ticks, call, answer, other, grid)
 
     @property
     def index(self) -> np.ndarray:
@@ -77,7 +78,11 @@ class Recording:
         or the recorder missed) does not shift every position after it. Counted tick by tick, not on a grid
         from the first: jack_midi_clock -J jitters each interval, and its ticks wander off any grid. A long interval
         followed by a short one is a 0xF8 that came late (its sender missed a cycle), not one lost: the two
-        intervals hold as many ticks as their sum does (Antiphon's client counts them the same way)."""
+        intervals hold as many ticks as their sum does (Antiphon's client counts them the same way). With a
+        `grid` (jack_midi_clock without -J: tick n at frame first + n x rate * 60 / bpm / 24, to the frame, or a
+        period late when the master ran late), the position is read off it: nothing to infer."""
+        if self.grid:
+            return np.round((np.asarray(self.ticks, dtype=float) - self.ticks[0]) / self.grid)
         d = np.diff(np.asarray(self.ticks, dtype=float))
         period = float(np.median(d))
         steps = np.maximum(1.0, np.round(d / period))
@@ -291,8 +296,9 @@ def jam(jack: JackServer, case: Case, tmp_path: Path, busy: bool = True, extra_a
     if case.ending == "sigint":
         jack.transport("stop")
         time.sleep(0.2)
-    heard = Recording.of(dump.stop())
-    rec = Recording.of(frames.stop())
+    grid = None if case.jitter else jack.rate * 60.0 / case.bpm / 24  # the master's exact tick spacing
+    heard = Recording.of(dump.stop(), grid)
+    rec = Recording.of(frames.stop(), grid)
     log = app.output()
     assert rc == 0, log[-3000:]
     recorders = (dump.port.split(":")[0], frames.port.split(":")[0])
