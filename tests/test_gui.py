@@ -93,19 +93,35 @@ def test_temperature_knob_reaches_engine_thread(panel, qtbot):
     qtbot.waitUntil(lambda: engine.session.params.response_bars == 4, timeout=2000)
 
 
-def test_panic_button_releases_notes_on_jack(panel, jack_server, qtbot):
+def _panic_once(panel, jack_server, qtbot, recorder: str) -> tuple[list[bytes], int]:
+    """One note held, then Panic: what the recorder heard, and the cycles it or Antiphon missed meanwhile."""
     engine = panel.engine
-    dump = jack_server.midi_dump("gui_rec")
-    jack_server.connect(engine.snapshot().ports[1], dump.port)
+    log_at = len(jack_server.log())
+    missed_at = engine.sender.stats().missed_cycles
+    rec = jack_server.frame_recorder(recorder)  # prints "ready" once its client runs
+    jack_server.connect(engine.snapshot().ports[1], rec.port)
     time.sleep(0.2)
     engine.sender.send_now(b"\x90\x3c\x64")
     qtbot.waitUntil(lambda: engine.sender.stats().sounding == 1, timeout=2000)
     qtbot.mouseClick(panel.panic_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: engine.sender.stats().sounding == 0, timeout=2000)
     qtbot.wait(300)
-    events = [m for _, m in dump.stop()]
-    on = events.index(b"\x90\x3c\x64")
-    after = events[on + 1:]
+    events = [m for _, m in rec.stop()]
+    missed = jack_server.xruns(recorder, log_at) + jack_server.xruns("Antiphon", log_at)
+    if missed_at >= 0:
+        missed += engine.sender.stats().missed_cycles - missed_at
+    return events, missed
+
+
+def test_panic_button_releases_notes_on_jack(panel, jack_server, qtbot):
+    # A starved --no-realtime server can skip the recorder's (or Antiphon's) cycle and the messages in it: such
+    # a try measures the server, so it is played again; a message lost with no cycle missed fails at once.
+    for attempt in range(3):
+        events, missed = _panic_once(panel, jack_server, qtbot, f"gui_rec{attempt}")
+        if b"\x90\x3c\x64" in events and b"\xb0\x7b\x00" in events or not missed:
+            break
+    assert b"\x90\x3c\x64" in events, f"the note-on never reached the recorder ({missed} cycles missed): {events}"
+    after = events[events.index(b"\x90\x3c\x64") + 1:]
     assert any(m[0] == 0x80 and m[1] == 0x3C or m[0] == 0x90 and m[1] == 0x3C and m[2] == 0 for m in after), events
     assert b"\xb0\x7b\x00" in after, events
     off = next(i for i, m in enumerate(after) if m[1] == 0x3C)
