@@ -72,7 +72,7 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
     _platform_for(screenshot)
     from PyQt6.QtCore import QEventLoop, QTimer
 
-    from antiphon.plugin.live import LiveEngine
+    from antiphon.plugin.live import LiveEngine, exit_lines
 
     from .panel import Panel
     from .settings import load_config
@@ -133,7 +133,5 @@ def run_panel(config, screenshot: str | None = None, duration: float | None = No
             signal.signal(sig, handler)
         engine = panel.engine
         if engine.sender is not None:
-            st = engine.sender.stats()
-            print(f"stopped: {st.sent} messages sent, {st.sounding} notes left sounding, "
-                  f"worst lateness {st.late_worst_ms:.2f} ms", flush=True)
+            print("\n".join(exit_lines(engine)), flush=True)
     return result["rc"]

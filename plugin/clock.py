@@ -137,6 +137,9 @@ class ClockFollower:
         self._ord_tick = 0
         self._last_ordinal: int | None = None
         self._tick_frames: dict[int, int] = {}  # ordinal -> sample frame of that 0xF8 (the last 96), where stamped
+        # where the I/O layer counted 0xF8s that never arrived: (frame of the one before, frame of the one after,
+        # how many), the last 64; a witness on the same server can tell whether anyone received them
+        self.lost_spans: deque[tuple[int, int, int]] = deque(maxlen=64)
 
     # ---- feeding (MIDI input thread) -------------------------------------------------------
     def feed(self, status: int, data: bytes | tuple | list = b"", t: float | None = None,
@@ -147,8 +150,8 @@ class ClockFollower:
             t = time.perf_counter()
         with self._lock:
             self._check_silence(t)
-            if epoch is not None and epoch != self._epoch:
-                self._tick_frames.clear()
+            if epoch is not None and epoch != self._epoch and status != STOP:
+                self._tick_frames.clear()  # (a Stop leaves the song where it is: what it releases is placed by frame)
             if epoch is not None:
                 self._epoch = epoch
             if status == CLOCK and ordinal is not None and frame is not None:
@@ -218,6 +221,7 @@ class ClockFollower:
             if step is not None and interval <= self.silence_s:
                 # the I/O layer saw the sample frames and counted what never arrived: follow its count
                 missing = step - 1
+                self._note_lost_span(ordinal, step)
                 if missing < 0:  # it took back ticks it had counted as lost (the tempo dropped)
                     self._recent3.clear()
                     self._reset_loop(t, min(max(interval, MIN_PERIOD), MAX_PERIOD))
@@ -245,6 +249,20 @@ class ClockFollower:
         # the map: tick k at (t1 - period), k+1 at t1
         self._ref_tick = float(self._tick)
         self._ref_time = self._t1 - self._period
+
+    def _note_lost_span(self, ordinal: int, step: int) -> None:
+        """Keeps `lost_spans` in step with the I/O layer's count (a step of 0 takes back one it had counted)."""
+        if step > 1:
+            before, after = self._tick_frames.get(int(ordinal) - step), self._tick_frames.get(int(ordinal))
+            if before is not None and after is not None:
+                self.lost_spans.append((before, after, step - 1))
+        elif step < 1:
+            taken = 1 - step
+            while taken and self.lost_spans:
+                before, after, n = self.lost_spans.pop()
+                if n > taken:
+                    self.lost_spans.append((before, after, n - taken))
+                taken -= min(n, taken)
 
     def _lost_by_time(self, t: float, interval: float) -> int:
         """Without the I/O layer's count: missing 0xF8s judged by the interval (see the module's docstring);
@@ -502,7 +520,8 @@ class ClockFollower:
         if ordinal is None or self.source != "midi":
             return pos
         base = self.tick_of(ordinal, epoch)
-        if base is None or not self.poll(t):
+        running = self.poll(t)
+        if base is None or (not running and frame is None):
             return pos
         fraction = pos - base
         if frame is not None:
@@ -526,6 +545,11 @@ class ClockFollower:
         """Seconds per tick."""
         with self._lock:
             return self._period
+
+    def lost_where(self) -> list[tuple[int, int, int]]:
+        """`lost_spans` as a list: (frame of the 0xF8 before, frame of the one after, how many never arrived)."""
+        with self._lock:
+            return list(self.lost_spans)
 
     @property
     def running(self) -> bool:

@@ -94,7 +94,7 @@ enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST
 
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
-typedef struct { uint64_t time_us; uint32_t tag, ordinal, late; uint8_t size, data[3]; } out_rec_t;
+typedef struct { uint64_t time_us; uint32_t tag, ordinal, late, frame; uint8_t size, data[3]; } out_rec_t;
 typedef struct { uint32_t ordinal, seq, tag; uint8_t size, data[3]; } entry_t;
 
 typedef struct { _Atomic uint32_t head, tail; uint32_t mask; size_t slot; char *mem; } ring_t;
@@ -205,7 +205,7 @@ static jack_time_t stamp(aj_t *io, jack_nframes_t frame) {
 static void log_sent(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size, uint32_t tag, uint32_t late) {
     out_rec_t r = {0};
     r.time_us = stamp(io, frame);
-    r.tag = tag; r.ordinal = io->ordinal; r.late = late; r.size = size;
+    r.tag = tag; r.ordinal = io->ordinal; r.late = late; r.frame = io->frame0 + frame; r.size = size;
     memcpy(r.data, d, size);
     if (!ring_push(&io->sent_ring, &r)) bump(io, ST_LOG_DROPPED, 1);
 }
@@ -475,7 +475,9 @@ static int process(jack_nframes_t nframes, void *arg) {
         if (st == 0xF8)
             while (io->heap_n && (int32_t)(io->heap[0].ordinal - io->ordinal) <= 0) {
                 entry_t e = heap_pop(io);
-                emit(io, ev.time, e.data, e.size, e.tag, 0);
+                /* queued for a 0xF8 that never arrived (counted lost): it goes out with this one, and is logged
+                   where it went out */
+                emit(io, ev.time, e.data, e.size, e.tag, e.ordinal != io->ordinal);
             }
     }
     /* sem_post is an atomic add and, only when the forwarder sleeps on it, one futex wake: no lock, no
@@ -640,7 +642,8 @@ class InRecord(ctypes.Structure):
 
 class OutRecord(ctypes.Structure):
     _fields_ = [("time_us", ctypes.c_uint64), ("tag", ctypes.c_uint32), ("ordinal", ctypes.c_uint32),
-                ("late", ctypes.c_uint32), ("size", ctypes.c_uint8), ("data", ctypes.c_uint8 * 3)]
+                ("late", ctypes.c_uint32), ("frame", ctypes.c_uint32), ("size", ctypes.c_uint8),
+                ("data", ctypes.c_uint8 * 3)]
 
 
 def cache_dir() -> Path:
@@ -831,14 +834,16 @@ class NativeJack:
                 break
         return out
 
-    def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
-        """[(perf_counter time, message, tag, ordinal at sending, at once)] written since the last call; `at
-        once` is False for what went out with its 0xF8 (that ordinal's tick, exactly)."""
+    def read_sent(self) -> list[tuple[float, bytes, int, int, bool, int]]:
+        """[(perf_counter time, message, tag, ordinal at sending, at once, sample frame)] written since the last
+        call; `at once` is False for what went out with the 0xF8 it was queued for (that ordinal's tick, exactly),
+        True for the rest (sent now, late, a release, or with a later 0xF8 when its own never arrived)."""
         out = []
         while self._h:
             n = self._lib.aj_read_sent(self._h, self._out_buf, self.BATCH)
             for r in self._out_buf[:n]:
-                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.tag, r.ordinal, bool(r.late)))
+                out.append((self.to_perf(r.time_us), bytes(r.data[: r.size]), r.tag, r.ordinal, bool(r.late),
+                            r.frame))
             if n < self.BATCH:
                 break
         return out

@@ -216,7 +216,11 @@ class LiveEngine:
         # what the recording needs to place a sent message: the stream tick each tag was scheduled
         # for, and where the stream stood when (samples of the engine thread's clock)
         self._tags = itertools.count(FIRST_TAG)
-        self._tag_ticks: dict[int, int] = {}
+        self._tag_ticks: dict[int, tuple[int, bool]] = {}  # tag -> (stream tick, queued for that tick's 0xF8)
+        # messages queued for a 0xF8 that went out after it (handed over late, or their 0xF8 never arrived)
+        self.after_their_tick = 0
+        self.after_their_tick_ons = 0
+        self.after_their_tick_worst_ms = 0.0
         self._timeline: deque = deque(maxlen=4096)  # (perf time, stream tick, running, period)
         self._timeline_lock = threading.Lock()
 
@@ -319,21 +323,35 @@ class LiveEngine:
         self._inbox.append((msg, t, ordinal, epoch, frame, reflex))
 
     def _on_sent(self, messages) -> None:
-        """[(time, message, tag, ordinal, at once)] as written to Antiphon Out: the answer's recording, each
+        """[(time, message, tag, ordinal, at once, frame)] as written to Antiphon Out: the answer's recording, each
         message where it went out: with the 0xF8 it was queued for (its tag's tick), with another 0xF8 (a
-        note-off the I/O layer added at a cut: that ordinal's tick), or at once (where the stream stood then)."""
+        note-off the I/O layer added at a cut: that ordinal's tick), or at once (after the `ordinal`th 0xF8, by
+        its sample frame where the I/O layer stamps one, else by its time; without a count, where the stream
+        stood then). A message whose 0xF8 never arrived went out with the next one: at once, on that tick.
+        What was queued for a 0xF8 and went out after it is counted, with how late."""
         rec = self.recorder
-        for t, msg, tag, ordinal, at_once in messages:
+        for t, msg, tag, ordinal, at_once, frame in messages:
             if tag == PASSTHROUGH_TAG:
                 continue
-            tick = self._tag_ticks.pop(tag, None)
-            if rec is None:
-                continue
-            if at_once or (tick is None and self.clock.tick_of(ordinal) is None):
+            meant, by_tick = self._tag_ticks.pop(tag, (None, False))
+            if meant is not None and not at_once:
+                tick = meant
+            elif self.clock.tick_of(ordinal) is None:
                 tick = self._stream_tick_at(t)
-            elif tick is None:
+            elif at_once:
+                tick = self.clock.tick_for(t, ordinal, frame=frame) + self.session.offset
+            else:
                 tick = self.clock.tick_of(ordinal) + self.session.offset
-            rec.add("antiphon", tick, msg)
+            if by_tick and at_once:
+                self._count_after_tick(tick - meant, msg)
+            if rec is not None:
+                rec.add("antiphon", tick, msg)
+
+    def _count_after_tick(self, ticks: float, msg: bytes) -> None:
+        self.after_their_tick += 1
+        self.after_their_tick_ons += msg[0] & 0xF0 == 0x90 and msg[2] > 0
+        ms = max(ticks, 0.0) * 60_000.0 / (self.clock.bpm * 24)
+        self.after_their_tick_worst_ms = max(self.after_their_tick_worst_ms, ms)
 
     def _stream_tick_at(self, t: float) -> float:
         """The stream tick (song tick + the session's offset) at perf_counter() time `t`."""
@@ -345,7 +363,7 @@ class LiveEngine:
         st, tick, running, period = samples[max(i, 0)]
         return tick + (t - st) / period if running and i >= 0 else tick
 
-    def _new_tag(self, stream_tick: int) -> int:
+    def _new_tag(self, stream_tick: int, by_tick: bool = False) -> int:
         tag = next(self._tags) & 0xFFFFFFFF
         if tag < FIRST_TAG:  # wrapped after four billion messages
             self._tags = itertools.count(FIRST_TAG)
@@ -353,7 +371,7 @@ class LiveEngine:
         if len(self._tag_ticks) > 100_000:  # tags of withdrawn messages never come back: forget the oldest
             for old in list(itertools.islice(self._tag_ticks, 50_000)):
                 del self._tag_ticks[old]
-        self._tag_ticks[tag] = stream_tick
+        self._tag_ticks[tag] = (stream_tick, by_tick)
         return tag
 
     # ------------------------------------------------------------------ engine thread
@@ -514,7 +532,7 @@ class LiveEngine:
             msg = bytes([(0x90 if n.velocity else 0x80) | ch, n.pitch, n.velocity])
             where = clock.ordinal_of(n.tick - offset)
             if where is not None:
-                on_ticks.append((where[0], where[1], msg, self._new_tag(n.tick)))
+                on_ticks.append((where[0], where[1], msg, self._new_tag(n.tick, by_tick=True)))
             else:
                 at_times.append((clock.time_of(n.tick - offset), msg))
         if on_ticks:
@@ -624,6 +642,23 @@ def _yield_to_the_engine() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):
         pass
+
+
+def exit_lines(engine: "LiveEngine") -> list[str]:
+    """What `antiphon live` prints as it stops: what went out, and where the clock's 0xF8s never arrived (sample
+    frames of the server, where the I/O layer stamps them: another client's recording tells whether the master
+    sent them at all)."""
+    st = engine.sender.stats()
+    lines = [f"stopped: {st.sent} messages sent, {st.sounding} notes left sounding, "
+             f"worst lateness {st.late_worst_ms:.2f} ms"]
+    if engine.after_their_tick:
+        lines.append(f"after their tick: {engine.after_their_tick} messages queued for a 0xF8 went out after it "
+                     f"({engine.after_their_tick_ons} note-ons), the worst {engine.after_their_tick_worst_ms:.2f} ms")
+    spans = engine.clock.lost_where()
+    if spans:
+        lines.append(f"clock: {sum(n for *_, n in spans)} 0xF8 never arrived, between frames "
+                     + ", ".join(f"{a}-{b}" + (f" (x{n})" if n > 1 else "") for a, b, n in spans))
+    return lines
 
 
 def status_line(s: LiveSnapshot) -> str:

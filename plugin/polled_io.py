@@ -156,7 +156,7 @@ class PolledIO:
         self._seq = iter(range(1 << 62))
         self._received: deque = deque()  # (time, message, ordinal, epoch, frame)
         self._input_ready = threading.Event()  # set when a note or controller is received: the forwarder wakes
-        self._sent: deque = deque()  # (time, message, tag, ordinal, late)
+        self._sent: deque = deque()  # (time, message, tag, ordinal, late, frame: None, none stamped here)
         self._tag = 0
         self._late = True
         self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0}
@@ -166,7 +166,7 @@ class PolledIO:
     def _write(self, msg: bytes) -> None:
         """TimedSender's sink: every message that reaches the port, logged for the recorder."""
         self.out.send_message(msg)
-        self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ticks.ordinal, self._late))
+        self._sent.append((time.perf_counter(), bytes(msg), self._tag, self._ticks.ordinal, self._late, None))
 
     def _emit(self, msg: bytes, tag: int = 0, late: bool = True) -> None:
         """`late`: sent at once (True), or with the 0xF8 just polled (False), as the native client logs it."""
@@ -243,8 +243,9 @@ class PolledIO:
                     self._input_ready.set()
                 if status == CLOCK:
                     while self._queue and self._queue[0][0] <= self._ticks.ordinal:
-                        _, _, tag, m = heapq.heappop(self._queue)
-                        self._emit(m, tag, late=False)
+                        due, _, tag, m = heapq.heappop(self._queue)
+                        # queued for a 0xF8 that never arrived (counted lost): logged where it went out
+                        self._emit(m, tag, late=due != self._ticks.ordinal)
 
     def wait_input(self, timeout_s: float) -> None:
         """Sleeps until a note or controller has been received, or `timeout_s`."""
@@ -254,7 +255,7 @@ class PolledIO:
     def read_input(self) -> list[tuple[float, bytes, int, int, int]]:
         return _drain(self._received)
 
-    def read_sent(self) -> list[tuple[float, bytes, int, int, bool]]:
+    def read_sent(self) -> list[tuple[float, bytes, int, int, bool, None]]:
         return _drain(self._sent)
 
     # ---- readers ------------------------------------------------------------------------------

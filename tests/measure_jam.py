@@ -71,7 +71,10 @@ def main() -> None:
               f"median {np.median(first):.2f} in runs with a sound recorder), from the nearest tick max {max(near):.2f} ms; "
               f"onsets p99 worst {max(f['p99'] for f in ok):.2f} ms; lost ticks "
               f"{sum(f['lost'] or 0 for f in ok)} ({sum(f['lost_here'] or 0 for f in ok)} of them due in cycles "
-              f"the server did not run Antiphon's client in); late for their tick {sum(f['late'] or 0 for f in ok)}; late cycles "
+              f"the server did not run Antiphon's client in; of the {sum(n for f in ok for *_, n in f['lost_spans'])} "
+              f"it said where, {sum(f['lost_heard'] for f in ok)} reached the frame recorder); late for their tick {sum(f['late'] or 0 for f in ok)}, went out after it "
+              f"{sum(f['after_tick'][0] for f in ok)} ({sum(f['after_tick'][1] for f in ok)} note-ons, worst "
+              f"{max(f['after_tick'][2] for f in ok):.2f} ms); late cycles "
               f"naming Antiphon {sum(f['xruns'] for f in ok)} (the rig's clients {sum(f['rig_xruns'] for f in ok)}); "
               f"runs with notes hanging after Stop/SIGINT {sum(bool(f['after_stop'] or f['left']) for f in ok)}; "
               f"recording mismatches {sum(len(f['mismatches']) for f in ok)}")

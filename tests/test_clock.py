@@ -261,6 +261,27 @@ def test_the_io_layers_count_decides_where_it_stamps_ordinals():
     assert c.lost_ticks == 0 and c.ordinal_of(40) == (1, 41)
 
 
+def test_the_follower_says_where_0xf8s_never_arrived_in_frames():
+    """With frames stamped, each jump in the I/O layer's count is kept as the span of frames it fell in (so that
+    another client's recording can tell whether the master sent it); a count taken back takes its span back.
+    A Stop keeps the frames: what it releases is placed by frame after the last 0xF8."""
+    c = ClockFollower()
+    T, F = period(120), 1000  # 1000 frames a tick
+    c.feed(START, b"", 1.0, ordinal=0, epoch=1, frame=0)
+    for i in range(30):
+        c.feed(CLOCK, b"", 1.0 + i * T, ordinal=i + 1, epoch=1, frame=(i + 1) * F)
+    c.feed(CLOCK, b"", 1.0 + 31 * T, ordinal=32, epoch=1, frame=32 * F)  # the 31st never came
+    assert c.lost_where() == [(30 * F, 32 * F, 1)]
+    c.feed(CLOCK, b"", 1.0 + 35 * T, ordinal=36, epoch=1, frame=36 * F)
+    assert c.lost_where() == [(30 * F, 32 * F, 1), (32 * F, 36 * F, 3)] and c.lost_ticks == 4
+    c.feed(CLOCK, b"", 1.0 + 36 * T, ordinal=36, epoch=1, frame=37 * F)  # the layer took one back
+    assert c.lost_where() == [(30 * F, 32 * F, 1), (32 * F, 36 * F, 2)] and c.lost_ticks == 3
+    c.feed(CLOCK, b"", 1.0 + 37 * T, ordinal=37, epoch=1, frame=38 * F)
+    tick = c.tick_of(37)
+    c.feed(STOP, b"", 1.0 + 37.5 * T, ordinal=37, epoch=2, frame=38 * F + 400)
+    assert c.tick_for(1.0 + 37.5 * T, 37, frame=38 * F + 400) == pytest.approx(tick + 0.4)
+
+
 def test_tick_counters_count_what_never_arrived():
     """The python-rtmidi layer's count (the native client does the same in frames, tested on JACK)."""
     from antiphon.plugin.polled_io import TickCounter

@@ -520,7 +520,9 @@ def test_python_rtmidi_output_through_the_fallback(counting_server):
 def test_native_counts_the_ticks_that_never_arrived(counting_server):
     """A master whose 0xF8s come every 20 ms in frames loses one (a gap of two periods), later sends one late (a
     long interval, then a short one): the native client counts the lost one and not the late one, so notes
-    queued by ordinal before the loss still go out with the 0xF8 of the tick they were meant for."""
+    queued by ordinal before the loss still go out with the 0xF8 of the tick they were meant for. A note queued
+    for the lost one goes out with the next 0xF8, and the log of what was sent says so (at once, with the
+    ordinal and sample frame it went out with), so that a recording puts it where it was heard."""
     import rtmidi
 
     from antiphon.plugin.jack_native import NativeJack
@@ -537,7 +539,7 @@ def test_native_counts_the_ticks_that_never_arrived(counting_server):
         time.sleep(0.3)
         epoch = 0  # no transport message yet
         # ticks are numbered from 1 as the client counts them; the master's tick 31 will never arrive
-        for ordinal, pitch in ((20, 60), (40, 62), (60, 64)):
+        for ordinal, pitch in ((20, 60), (31, 61), (40, 62), (60, 64)):
             native.at_tick(epoch, ordinal, bytes([0x90, pitch, 90]))
         plan = [i * 0.02 for i in range(70) if i != 30]  # tick 31 (index 30) lost
         plan = [t + (0.014 if i == 50 else 0.0) for i, t in enumerate(plan)]  # one late by 0.7 of a period
@@ -548,6 +550,7 @@ def test_native_counts_the_ticks_that_never_arrived(counting_server):
             out.send_message([0xF8])
         time.sleep(0.2)
         st = native.stats()
+        sent = {m[1]: (ordinal, at_once, frame) for _, m, _, ordinal, at_once, frame in native.read_sent()}
     finally:
         native.close()
         out.close_port()
@@ -556,10 +559,14 @@ def test_native_counts_the_ticks_that_never_arrived(counting_server):
     ticks = [f for f, m in events if m[0] == 0xF8]
     notes = {m[1]: f for f, m in events if m[0] == 0x90}
     # the Nth master tick is the (N-1)th received once tick 31 is gone
-    expected = {60: ticks[19], 62: ticks[38], 64: ticks[58]}
+    expected = {60: ticks[19], 61: ticks[30], 62: ticks[38], 64: ticks[58]}
     print(f"\nnative tick count: {len(ticks)} received, lost counted {st['lost_ticks']}; notes at frames "
           f"{notes} (expected {expected})")
     assert st["lost_ticks"] == 1 and st["ticks"] == len(ticks) == 69
     # the master never sent it: not a tick lost in a cycle the server skipped this client in
     assert st["lost_ticks_own"] <= st["missed_cycles"] and (st["missed_cycles"] or st["lost_ticks_own"] == 0)
     assert notes == expected
+    # jack_midi_dump's frames count from its own start: the log's are JACK's, one offset apart
+    shift = sent[60][2] - ticks[19]
+    assert sent[60][:2] == (20, False) and sent[62][:2] == (40, False) and sent[64][:2] == (60, False), sent
+    assert sent[61] == (32, True, ticks[30] + shift), sent

@@ -87,7 +87,7 @@ def config_from(args):
 
 
 def run(args) -> int:
-    from antiphon.plugin.live import LiveEngine, status_line
+    from antiphon.plugin.live import LiveEngine, exit_lines, status_line
 
     from antiphon.gui.app import panel_unavailable
     from antiphon.plugin.ports import resolve_backend
@@ -117,7 +117,5 @@ def run(args) -> int:
                 break
     finally:
         engine.close()
-        st = engine.sender.stats()
-        print(f"stopped: {st.sent} messages sent, {st.sounding} notes left sounding, "
-              f"worst lateness {st.late_worst_ms:.2f} ms", flush=True)
+        print("\n".join(exit_lines(engine)), flush=True)
     return 0
