@@ -221,6 +221,7 @@ class LiveEngine:
         self.after_their_tick = 0
         self.after_their_tick_ons = 0
         self.after_their_tick_worst_ms = 0.0
+        self.after_their_tick_ons_at: deque[tuple[int, float]] = deque(maxlen=64)  # (sample frame, ms after)
         self._timeline: deque = deque(maxlen=4096)  # (perf time, stream tick, running, period)
         self._timeline_lock = threading.Lock()
 
@@ -343,15 +344,18 @@ class LiveEngine:
             else:
                 tick = self.clock.tick_of(ordinal) + self.session.offset
             if by_tick and at_once:
-                self._count_after_tick(tick - meant, msg)
+                self._count_after_tick(tick - meant, msg, frame)
             if rec is not None:
                 rec.add("antiphon", tick, msg)
 
-    def _count_after_tick(self, ticks: float, msg: bytes) -> None:
-        self.after_their_tick += 1
-        self.after_their_tick_ons += msg[0] & 0xF0 == 0x90 and msg[2] > 0
+    def _count_after_tick(self, ticks: float, msg: bytes, frame: int | None) -> None:
         ms = max(ticks, 0.0) * 60_000.0 / (self.clock.bpm * 24)
+        self.after_their_tick += 1
         self.after_their_tick_worst_ms = max(self.after_their_tick_worst_ms, ms)
+        if msg[0] & 0xF0 == 0x90 and msg[2] > 0:
+            self.after_their_tick_ons += 1
+            if frame is not None:
+                self.after_their_tick_ons_at.append((frame, ms))
 
     def _stream_tick_at(self, t: float) -> float:
         """The stream tick (song tick + the session's offset) at perf_counter() time `t`."""
@@ -653,7 +657,8 @@ def exit_lines(engine: "LiveEngine") -> list[str]:
              f"worst lateness {st.late_worst_ms:.2f} ms"]
     if engine.after_their_tick:
         lines.append(f"after their tick: {engine.after_their_tick} messages queued for a 0xF8 went out after it "
-                     f"({engine.after_their_tick_ons} note-ons), the worst {engine.after_their_tick_worst_ms:.2f} ms")
+                     f"({engine.after_their_tick_ons} note-ons), the worst {engine.after_their_tick_worst_ms:.2f} ms"
+                     + "".join(f"; a note-on at frame {f}, {ms:.2f} ms" for f, ms in engine.after_their_tick_ons_at))
     spans = engine.clock.lost_where()
     if spans:
         lines.append(f"clock: {sum(n for *_, n in spans)} 0xF8 never arrived, between frames "

@@ -264,8 +264,14 @@ def lost_spans(log: str) -> list[tuple[int, int, int]]:
 def after_their_tick(log: str) -> tuple[int, int, float]:
     """What `antiphon live` says, as it stops, of the messages queued for a 0xF8 that went out after it: (how
     many, how many note-ons, the worst delay in ms)."""
-    m = re.search(r"^after their tick: (\d+) messages .*?\((\d+) note-ons\), the worst ([\d.]+) ms$", log, re.M)
+    m = re.search(r"^after their tick: (\d+) messages .*?\((\d+) note-ons\), the worst ([\d.]+) ms", log, re.M)
     return (int(m.group(1)), int(m.group(2)), float(m.group(3))) if m else (0, 0, 0.0)
+
+
+def ons_after_their_tick(log: str) -> dict[int, float]:
+    """The note-ons `antiphon live` says went out after their tick: {sample frame: ms after it}."""
+    m = re.search(r"^after their tick: .*$", log, re.M)
+    return {int(f): float(ms) for f, ms in re.findall(r"a note-on at frame (\d+), ([\d.]+) ms", m.group(0))} if m else {}
 
 
 def heard_anyway(spans: list[tuple[int, int, int]], ticks: list[int]) -> int:
@@ -376,10 +382,13 @@ def jam_figures(r: dict) -> dict:
     errs = rec.onset_errors_ms(answer1_ons + answer2_ons, rate)
     recorded = recorded_notes(r["take"], rec.position(min(call_ons)))
     first_ms = []
+    late_ons = ons_after_their_tick(log)
     for ons_, end in ((answer1_ons, end1), (answer2_ons, end2)):
-        # the tick the recording says the answer's first note was meant for (exact, for a note sent on its 0xF8)
+        # the tick the recording says the answer's first note was meant for (exact, for a note sent on its 0xF8);
+        # the recording holds where a note went out, so one that went out after its tick (its 0xF8 never came)
+        # is judged by how late Antiphon says it was
         meant = min(t for t, m in recorded if m[0] == 0x90 and t > rec.position(end))
-        first_ms.append(abs(ons_[0] - rec.frame_of(meant)) / rate * 1e3)
+        first_ms.append(max(abs(ons_[0] - rec.frame_of(meant)) / rate * 1e3, late_ons.get(ons_[0], 0.0)))
     stop_frame = next((f for f, m in rec.other if m[0] == 0xFC), None) if case.ending == "stop" else None
     sent = re.search(r"^stopped: (\d+) messages sent", log, re.M)
     x = r["xruns"]

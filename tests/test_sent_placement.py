@@ -45,6 +45,7 @@ def test_a_note_goes_where_it_went_out():
     # the note whose 0xF8 never came went out a tick after its own: counted, with how late
     assert (engine.after_their_tick, engine.after_their_tick_ons) == (1, 1)
     assert engine.after_their_tick_worst_ms == pytest.approx(period * 1e3, rel=1e-3)
+    assert [f for f, _ in engine.after_their_tick_ons_at] == [33 * F]
 
 
 def test_what_a_stop_releases_is_placed_by_frame():
