@@ -527,10 +527,12 @@ class ClockFollower:
         if frame is not None:
             with self._lock:
                 at, nxt = self._tick_frames.get(int(ordinal)), self._tick_frames.get(int(ordinal) + 1)
-                before = self._tick_frames.get(int(ordinal) - 1)
+                # the last interval heard (a 0xF8 or two before it may never have arrived)
+                back, before = next(((k, self._tick_frames[int(ordinal) - k]) for k in (1, 2, 3, 4)
+                                     if int(ordinal) - k in self._tick_frames), (1, None))
             wrap = 2**32  # the I/O layer's frames are 32-bit
             span = ((nxt - at) % wrap if at is not None and nxt is not None
-                    else (at - before) % wrap if at is not None and before is not None else None)
+                    else ((at - before) % wrap) / back if at is not None and before is not None else None)
             if span:
                 fraction = (((int(frame) - at + wrap // 2) % wrap) - wrap // 2) / span
         return base + min(max(fraction, 0.0), 0.99)

@@ -56,6 +56,8 @@ def main() -> None:
                 rows.append(f)
                 print(f"{describe(f, case.id)} [{time.monotonic() - t0:.0f} s, load {os.getloadavg()[0]:.2f}]",
                       flush=True)
+                if f["mismatches"]:
+                    print(f"  recording vs dump (position in ticks, note-on, pitch): {f['mismatches'][:8]}", flush=True)
             except Exception as exc:  # a run that failed is a figure too
                 rows.append(None)
                 print(f"{case.id}: FAILED {type(exc).__name__}: {str(exc)[:300]}", flush=True)

@@ -280,6 +280,8 @@ def test_the_follower_says_where_0xf8s_never_arrived_in_frames():
     tick = c.tick_of(37)
     c.feed(STOP, b"", 1.0 + 37.5 * T, ordinal=37, epoch=2, frame=38 * F + 400)
     assert c.tick_for(1.0 + 37.5 * T, 37, frame=38 * F + 400) == pytest.approx(tick + 0.4)
+    # right after a 0xF8 that followed a lost one: the fraction is of the master's interval, not of the gap
+    assert c.tick_for(1.0 + 32.5 * T, 32, frame=32 * F + 400) == pytest.approx(c.tick_of(32) + 0.4)
 
 
 def test_tick_counters_count_what_never_arrived():

@@ -95,8 +95,8 @@ class Recording:
         """The master's clock position (in ticks from the first 0xF8 recorded) of a frame (after the last tick,
         at the last period: a Stop comes up to a tick after it, and what it releases with it)."""
         ticks, index = self.ticks, self.index
-        if frame > ticks[-1]:
-            return float(index[-1] + (frame - ticks[-1]) / (ticks[-1] - ticks[-2]))
+        if frame > ticks[-1]:  # at the last interval heard (a 0xF8 may be missing before the last)
+            return float(index[-1] + (frame - ticks[-1]) * (index[-1] - index[-2]) / (ticks[-1] - ticks[-2]))
         return float(np.interp(frame, ticks, index))
 
     def frame_of(self, tick: float) -> float:
