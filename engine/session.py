@@ -301,6 +301,7 @@ class Session:
         self.last_plan_ms = 0.0
         self._choose_s: deque[float] = deque([CHOOSE_S], maxlen=CHOOSE_PLANS)  # what choosing took, plan by plan
         self._plan_steps_s: deque[float] = deque([0.0], maxlen=PLAN_STEP_PLANS)  # each plan's slowest step
+        self._refused_for: int | None = None  # a replayed style came back too near this answer's start
         self.last_plan_cut = False  # the last plan ran out of time: its best start was played, the rest sampled
         self.plans_cut = 0
         self._tick_s: float | None = None  # seconds per tick on the live clock (None: fake time, no deadline)
@@ -1081,7 +1082,21 @@ class Session:
         """A new style is waiting and the stream is settled (listening between phrases, nothing generated
         ahead): the moment to `prepare_style` it."""
         return (self._pending_runtime is not None and self._switch is None and self.state == LISTENING
-                and self.params.mode == CALL_RESPONSE and not self.encoder.pending)
+                and self.params.mode == CALL_RESPONSE and not self.encoder.pending
+                and (self._refused_for is None or self._expected_start(self._now) != self._refused_for))
+
+    def _too_near_an_answer(self, switch: "StyleSwitch") -> bool:
+        """The phrase has ended and its answer is too near for the new style to plan it: adopting it would
+        throw away the plan the old style has made for it, and the new one's slower steps would miss the
+        first beat. Near: less time left than the new style's first notes, a choice, and three of its planning
+        steps (the one it must make, the one under way at the deadline, and a first plan's slower steps)."""
+        start = self._expected_start(self._now)
+        if start is None or self._tick_s is None:
+            return False
+        left = (start - self.offset - self._song_tick) * self._tick_s
+        step = float(np.median(switch.step_s)) if switch.step_s else 0.0
+        need = ANSWER_MARGIN_S + FIRST_TICK_TOKENS * step + 3 * switch.plan_step_s + max(self._choose_s)
+        return left < need
 
     def prepare_style(self) -> "StyleSwitch":
         """The waiting style, to hear the stream so far: call `run()` on it on any thread, then give it back
@@ -1091,15 +1106,20 @@ class Session:
 
     def adopt_style(self, switch: "StyleSwitch") -> bool:
         """The prepared style takes over, after hearing what came since it was prepared (False: the stream
-        went back meanwhile, or an answer is playing; the style stays waiting and is replayed again once the
-        session listens). Never mid-answer: catching up on the answer's tokens would hold the engine thread
-        while the answer's next notes are due (a slow style's replay outlasts a beat of silence)."""
+        went back meanwhile, an answer is playing or too near, see `_too_near_an_answer`; the style stays
+        waiting and is replayed again once the session listens). Never mid-answer: catching up on the answer's
+        tokens would hold the engine thread while the answer's next notes are due (a slow style's replay
+        outlasts a beat of silence)."""
         if switch is not self._switch:
             return False
         self._switch = None
         if switch.rollbacks != self.rollbacks or self.appended - switch.appended > len(self.history) \
                 or self.state != LISTENING:
             return False
+        if self._too_near_an_answer(switch):
+            self._refused_for = self._expected_start(self._now)  # replayed again once this answer has begun
+            return False
+        self._refused_for = None
         self._pending_runtime = None
         self._adopt(switch)
         return True

@@ -318,6 +318,42 @@ def test_a_style_replayed_while_an_answer_plays_waits_for_the_next_phrase(runtim
     assert adopted_at is not None and s.gen.runtime is other
 
 
+def test_a_style_replayed_back_just_before_an_answer_leaves_that_answer_to_the_old_style(runtime):
+    """A replay that comes back in the silence too near the answer's first beat is not adopted (the new style
+    would throw away the plan made for it and plan again with its own steps, too late), nor replayed again in
+    that silence; it takes over once the answer has begun and the session listens. With time to spare before
+    the beat, the same replay is adopted in the silence."""
+    other = StepRuntime(EventLSTM(PRESETS["tiny"]))
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=2)
+    fp = FakePlugin(s, tick_s=0.005)  # 500 BPM: the beat is 120 ms
+    fp.play(PHRASE)
+    fp.run_to(125)  # the phrase ended at 120, its answer is due at 144: 95 ms from now
+    assert s.state == LISTENING and s._expected_start(125) == 144
+    s.set_runtime(other)
+    switch = s.prepare_style().run()
+    switch.plan_step_s = 0.05  # as if the new style's planning step took 50 ms on this machine
+    assert not s.adopt_style(switch)
+    assert s.gen.runtime is runtime and s._pending_runtime is other
+    adopted_at = None
+    for tick in range(126, 144 + 96 + 8):  # as the plugin's engine loop does, before each advance
+        if s.wants_style_replay():
+            assert tick > 144 and s.answers == 1  # not in that silence: after the answer
+            assert s.adopt_style(s.prepare_style().run())
+            adopted_at = tick
+        fp.run_to(tick)
+    assert adopted_at is not None and s.gen.runtime is other
+
+    slow = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=2)
+    fp = FakePlugin(slow, tick_s=1.0)  # 19 s to the beat
+    fp.play(PHRASE)
+    fp.run_to(125)
+    slow.set_runtime(other)
+    assert slow.wants_style_replay()
+    switch = slow.prepare_style().run()
+    switch.plan_step_s = 0.05
+    assert slow.adopt_style(switch) and slow.gen.runtime is other
+
+
 def test_a_replay_made_stale_by_a_rollback_is_refused(runtime):
     s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=2)
     fp = FakePlugin(s)
