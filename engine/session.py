@@ -38,6 +38,7 @@ MODES = (CALL_RESPONSE, ACCOMPANY)
 PHRASE_END_RULES = ("silence", "bar", "pedal", "cc")
 
 PREPARE_TICKS = 3  # an answer is decided this many ticks before its first beat
+RELEASE_SLACK_TICKS = 2  # with --phrase-end silence, a phrase ending this many ticks after a beat ended on it
 GENERATE_SLICE_S = 0.006  # on the live clock, generating ahead takes at most this long per call
 ANSWER_MARGIN_S = 0.012  # a plan cut at its deadline leaves this long to send the answer's first notes,
 FIRST_TICK_TOKENS = 8  # and the time to step this many tokens (a four-note chord's note-ons and offs)
@@ -579,8 +580,8 @@ class Session:
             return int(math.ceil((now + 1) / unit) * unit)
         if (self._player_sounding or self._pedal) and not self._holding_is_stale(now):
             return None
-        if p.phrase_end == "silence":
-            due = self._last_player_tick + p.silence_beats * self.meter.ticks_per_beat
+        if p.phrase_end == "silence":  # (a release just after a beat ends the phrase on it)
+            due = self._last_player_tick - RELEASE_SLACK_TICKS + p.silence_beats * self.meter.ticks_per_beat
         elif p.phrase_end == "bar":
             bar = self.meter.ticks_per_bar
             due = (self._last_player_tick // bar + 1) * bar

@@ -7,7 +7,7 @@ import torch
 from antiphon.engine.events import Meter, Note
 from antiphon.engine.model import PRESETS, EventLSTM
 from antiphon.engine.runtime import StepRuntime
-from antiphon.engine.session import ACCOMPANY, ANSWERING, LISTENING, Session, SessionParams
+from antiphon.engine.session import ACCOMPANY, ANSWERING, LISTENING, RELEASE_SLACK_TICKS, Session, SessionParams
 from antiphon.engine.tokens import TIME_SHIFT, VELOCITY
 
 
@@ -72,6 +72,18 @@ def test_answer_starts_on_the_next_beat_after_a_beat_of_silence_and_ends_with_it
     assert min(ons) >= 144 and min(t for t, _, _ in fp.sent) == 144  # the beat after the silence
     assert max(t for t, _, _ in fp.sent) <= 144 + 2 * 96
     assert not fp.hanging()
+
+
+@pytest.mark.parametrize("late", [1, 2, 3])
+def test_a_last_note_released_a_tick_or_two_after_the_beat_is_answered_on_the_next_beat(runtime, late):
+    """A player (or a DAW whose client missed a cycle) lets the last note go a tick or two after the beat:
+    the phrase ended on that beat, and the answer still comes a beat later, not two."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=1)
+    fp = FakePlugin(s)
+    fp.play(PHRASE[:-1] + [Note(72, 120 + late, 67, 90)])
+    fp.run_to(144 + 24)
+    assert s.phrases == 1 and fp.sent
+    assert min(t for t, _, _ in fp.sent) == (144 if late <= RELEASE_SLACK_TICKS else 168)
 
 
 def test_player_coming_in_ends_the_answer_and_withdraws_what_was_generated_ahead(runtime):
