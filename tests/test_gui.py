@@ -9,7 +9,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 
-pytest.importorskip("pytestqt")
+pytestqt = pytest.importorskip("pytestqt")
+import pytestqt.exceptions  # noqa: E402
+
 rtmidi = pytest.importorskip("rtmidi")
 
 from PyQt6.QtCore import QPoint, QSettings, Qt  # noqa: E402
@@ -139,7 +141,11 @@ def test_played_phrase_appears_in_piano_roll(panel, player, qtbot):
     def played():
         return {n.pitch for n in panel.roll.notes if n.who == "player" and n.end is not None}
 
-    qtbot.waitUntil(lambda: set(pitches) <= played(), timeout=3000)
+    try:  # (a generous wait: on a loaded machine the panel's timer and the engine run late, nothing more)
+        qtbot.waitUntil(lambda: set(pitches) <= played(), timeout=10000)
+    except pytestqt.exceptions.TimeoutError:
+        pytest.fail(f"the roll shows the player's {sorted(played())} of {pitches}; the engine received "
+                    f"{panel.engine.snapshot().received} messages; the roll: {list(panel.roll.notes)[:16]}")
     assert panel.engine.snapshot().received >= 2 * len(pitches)
     visible = [n for n in panel.roll.visible_notes() if n.who == "player"]
     assert {n.pitch for n in visible} >= set(pitches)
