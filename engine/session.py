@@ -565,8 +565,14 @@ class Session:
         step_s = max(planner.slowest_step_s if planner is not None else 0.0, max(self._plan_steps_s))
         return step_s + max(self._choose_s)
 
-    def _first_notes_s(self) -> float:
-        return ANSWER_MARGIN_S + FIRST_TICK_TOKENS * self.gen.step_ms / 1000  # each stepped before the next is drawn
+    def _first_notes_s(self, step_s: float | None = None) -> float:
+        """The time to send an answer's first notes, with this style's step (or `step_s`'s)."""
+        step_s = self.gen.step_ms / 1000 if step_s is None else step_s
+        return ANSWER_MARGIN_S + FIRST_TICK_TOKENS * step_s  # each stepped before the next is drawn
+
+    def _seconds_to(self, start: int) -> float:
+        """On the live clock, the seconds from now to stream tick `start`."""
+        return (start - self.offset - self._song_tick) * self._tick_s
 
     def _expected_start(self, now: int) -> int | None:
         """Where the answer will start if the player plays nothing more (None: not known yet)."""
@@ -674,8 +680,7 @@ class Session:
         deadline)."""
         if self._tick_s is None:
             return None
-        left = (start - self.offset - self._song_tick) * self._tick_s
-        return max(left - self._first_notes_s() - self._finish_plan_s(), 0.0)
+        return max(self._seconds_to(start) - self._first_notes_s() - self._finish_plan_s(), 0.0)
 
     def _holding_is_stale(self, now: int) -> bool:
         """Held notes or pedal with nothing else played for `stale_hold_bars`: the phrase is over (a lost
@@ -1094,10 +1099,8 @@ class Session:
         start = self._expected_start(self._now)
         if start is None or self._tick_s is None:
             return False
-        left = (start - self.offset - self._song_tick) * self._tick_s
-        step = float(np.median(switch.step_s)) if switch.step_s else 0.0
-        need = ANSWER_MARGIN_S + FIRST_TICK_TOKENS * step + 3 * switch.plan_step_s + max(self._choose_s)
-        return left < need
+        step_s = float(np.median(switch.step_s)) if switch.step_s else 0.0
+        return self._seconds_to(start) < self._first_notes_s(step_s) + 3 * switch.plan_step_s + max(self._choose_s)
 
     def prepare_style(self) -> "StyleSwitch":
         """The waiting style, to hear the stream so far: call `run()` on it on any thread, then give it back
