@@ -82,16 +82,20 @@ static struct {
     void (*midi_clear_buffer)(void *);
     int (*midi_event_write)(void *, jack_nframes_t, const unsigned char *, size_t);
     jack_nframes_t (*last_frame_time)(const jack_client_t *);
+    jack_nframes_t (*frame_time)(const jack_client_t *);
     jack_time_t (*get_time)(void);
     jack_nframes_t (*get_sample_rate)(jack_client_t *);
     pthread_t (*client_thread_id)(jack_client_t *);
 } J;
 
-enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM };
+enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM, OP_AT_FRAME,
+       OP_INTERRUPT_ARM };
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
-       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_DUPLICATE_TICKS, ST_N };
+       ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_DUPLICATE_TICKS,
+       ST_INTERRUPTS, ST_N };
 
+/* reflex: the id of the armed table that answered this note, or INTERRUPTED_ANSWER when it ended the answer */
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
 typedef struct { uint32_t op, epoch, ordinal, tag; uint8_t size, data[3]; uint32_t pad; } cmd_t;
 typedef struct { uint64_t time_us; uint32_t tag, ordinal, late, frame; uint8_t size, data[3]; } out_rec_t;
@@ -129,6 +133,8 @@ static int ring_pop(ring_t *r, void *rec) {
 #define CARRY_CAP 4096
 #define COMMANDS_PER_CYCLE 2048
 #define REFLEX_MESSAGES 8
+#define FRAME_QUEUE_CAP 4096
+#define INTERRUPTED_ANSWER 0xFFFFFFFFu
 
 /* the band's reaction to a player's note-on of one pitch, chosen ahead by the engine */
 typedef struct { uint8_t n, data[REFLEX_MESSAGES][3]; } reflex_t;
@@ -148,9 +154,14 @@ typedef struct {
     uint32_t n_skips;
     int have_cycle, repeated;
     entry_t heap[QUEUE_CAP]; uint32_t heap_n;
+    /* messages for an absolute sample frame (OP_AT_FRAME; the entry's `ordinal` holds the frame): a player that
+       sends a stream exactly where it was written, as a DAW does */
+    entry_t frame_heap[FRAME_QUEUE_CAP]; uint32_t frame_heap_n;
     entry_t scratch[QUEUE_CAP];
     out_rec_t carry[CARRY_CAP]; uint32_t carry_n;
     uint8_t sounding[16][128], touched[16][128];
+    uint8_t answer[16][128];  /* sounding, and sent by the tick queue: the answer's notes an interruption ends */
+    int interrupt_armed; uint32_t interrupt_epoch;
     uint16_t channels;
     /* armed: the first player's note-on at an ordinal in [reflex_from, reflex_until] of reflex_epoch gets its
        pitch's reaction in the same cycle, at the note's own frame, and disarms the table. Three tables: the
@@ -174,26 +185,28 @@ static void bump(aj_t *io, int k, uint64_t by) { atomic_fetch_add_explicit(&io->
 static int entry_less(const entry_t *a, const entry_t *b) {
     return a->ordinal != b->ordinal ? (int32_t)(a->ordinal - b->ordinal) < 0 : (int32_t)(a->seq - b->seq) < 0;
 }
-static int heap_push(aj_t *io, entry_t e) {
-    if (io->heap_n >= QUEUE_CAP) return 0;
-    uint32_t i = io->heap_n++;
-    while (i && entry_less(&e, &io->heap[(i - 1) / 2])) { io->heap[i] = io->heap[(i - 1) / 2]; i = (i - 1) / 2; }
-    io->heap[i] = e;
+static int push_to(entry_t *heap, uint32_t *len, uint32_t cap, entry_t e) {
+    if (*len >= cap) return 0;
+    uint32_t i = (*len)++;
+    while (i && entry_less(&e, &heap[(i - 1) / 2])) { heap[i] = heap[(i - 1) / 2]; i = (i - 1) / 2; }
+    heap[i] = e;
     return 1;
 }
-static entry_t heap_pop(aj_t *io) {
-    entry_t top = io->heap[0], last = io->heap[--io->heap_n];
-    uint32_t i = 0, n = io->heap_n;
+static entry_t pop_from(entry_t *heap, uint32_t *len) {
+    entry_t top = heap[0], last = heap[--(*len)];
+    uint32_t i = 0, n = *len;
     for (;;) {
         uint32_t c = 2 * i + 1;
         if (c >= n) break;
-        if (c + 1 < n && entry_less(&io->heap[c + 1], &io->heap[c])) c++;
-        if (!entry_less(&io->heap[c], &last)) break;
-        io->heap[i] = io->heap[c]; i = c;
+        if (c + 1 < n && entry_less(&heap[c + 1], &heap[c])) c++;
+        if (!entry_less(&heap[c], &last)) break;
+        heap[i] = heap[c]; i = c;
     }
-    if (n) io->heap[i] = last;
+    if (n) heap[i] = last;
     return top;
 }
+static int heap_push(aj_t *io, entry_t e) { return push_to(io->heap, &io->heap_n, QUEUE_CAP, e); }
+static entry_t heap_pop(aj_t *io) { return pop_from(io->heap, &io->heap_n); }
 
 /* a frame of this cycle as JACK time: when this cycle's callback began, plus the frame's offset.
    (jack_frames_to_time extrapolates from the driver's timer, which a late dummy driver makes jump
@@ -244,7 +257,7 @@ static void emit(aj_t *io, jack_nframes_t frame, const uint8_t *d, uint8_t size,
         uint8_t p = d[1] & 0x7F;
         if (kind == 0x80 || d[2] == 0) {
             if (!io->sounding[ch][p]) { bump(io, ST_SKIPPED_OFFS, 1); return; }
-            io->sounding[ch][p] = 0;
+            io->sounding[ch][p] = 0; io->answer[ch][p] = 0;
         } else {
             if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), p, 0}; write_out(io, frame, off, 3, 0, late, 1); }
             io->sounding[ch][p] = 1; io->touched[ch][p] = 1;
@@ -258,6 +271,29 @@ static void release_sounding(aj_t *io, jack_nframes_t frame) {
     for (int ch = 0; ch < 16; ch++)
         for (int p = 0; p < 128; p++)
             if (io->sounding[ch][p]) { uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0}; emit(io, frame, off, 3, 0, 1); }
+}
+
+/* the player's note-on while an answer plays (armed by the engine, in call and response): the answer's sounding
+   notes end at the note's own frame, and what it had queued for later ticks is dropped, in this very cycle */
+static int interrupt_answer(aj_t *io, jack_nframes_t frame) {
+    if (!io->interrupt_armed || io->interrupt_epoch != io->epoch) return 0;
+    io->interrupt_armed = 0;
+    io->heap_n = 0;
+    for (int ch = 0; ch < 16; ch++)
+        for (int p = 0; p < 128; p++)
+            if (io->sounding[ch][p] && io->answer[ch][p]) {
+                uint8_t off[3] = {(uint8_t)(0x80 | ch), (uint8_t)p, 0};
+                emit(io, frame, off, 3, 0, 1);
+            }
+    bump(io, ST_INTERRUPTS, 1);
+    return 1;
+}
+
+/* a message the tick queue sends: a note-on is the answer's */
+static void emit_queued(aj_t *io, jack_nframes_t frame, const entry_t *e, uint32_t late) {
+    emit(io, frame, e->data, e->size, e->tag, late);
+    uint8_t kind = e->data[0] & 0xF0;
+    if (e->size == 3 && kind == 0x90 && e->data[2]) io->answer[e->data[0] & 0x0F][e->data[1] & 0x7F] = 1;
 }
 
 static void cancel_from(aj_t *io, uint32_t ordinal) {
@@ -291,9 +327,9 @@ static void run_command(aj_t *io, const cmd_t *c) {
     case OP_RAW: write_out(io, 0, c->data, c->size, 0, 0, 0); break;
     case OP_AT_TICK: {
         if (c->epoch != io->epoch) { bump(io, ST_STALE, 1); break; }
-        if ((int32_t)(c->ordinal - io->ordinal) <= 0) { bump(io, ST_LATE, 1); emit(io, 0, c->data, c->size, c->tag, 1); break; }
         entry_t e = {c->ordinal, io->seq++, c->tag, c->size, {0}};
         memcpy(e.data, c->data, c->size);
+        if ((int32_t)(c->ordinal - io->ordinal) <= 0) { bump(io, ST_LATE, 1); emit_queued(io, 0, &e, 1); break; }
         if (!heap_push(io, e)) {
             bump(io, ST_QUEUE_FULL, 1);
             uint8_t kind = c->data[0] & 0xF0;
@@ -302,6 +338,13 @@ static void run_command(aj_t *io, const cmd_t *c) {
         break;
     }
     case OP_CANCEL_FROM: if (c->epoch == io->epoch) cancel_from(io, c->ordinal); break;
+    case OP_AT_FRAME: {
+        entry_t e = {c->ordinal, io->seq++, c->tag, c->size, {0}};
+        memcpy(e.data, c->data, c->size);
+        if (!push_to(io->frame_heap, &io->frame_heap_n, FRAME_QUEUE_CAP, e)) bump(io, ST_QUEUE_FULL, 1);
+        break;
+    }
+    case OP_INTERRUPT_ARM: io->interrupt_armed = c->data[0] != 0; io->interrupt_epoch = c->epoch; break;
     case OP_RELEASE:
         if (c->data[0] & 1) io->heap_n = 0;
         release_sounding(io, 0);
@@ -404,6 +447,54 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
     if (missing) bump(io, ST_LOST_TICKS, missing);
 }
 
+/* one input event, in the order `process` takes them: returns whether it should wake the forwarder */
+static int take_input(aj_t *io, jack_midi_event_t *ev) {
+    uint8_t st = ev->buffer[0];
+    uint32_t reflex = 0;
+    if ((st & 0xF0) == 0x90 && ev->size == 3 && ev->buffer[2]) {
+        if (interrupt_answer(io, ev->time)) reflex = INTERRUPTED_ANSWER;
+        else if (io->reflex_armed && io->reflex_epoch == io->epoch && (int32_t)(io->ordinal - io->reflex_from) >= 0
+                 && (int32_t)(io->reflex_until - io->ordinal) >= 0) {
+            const reflex_t *r = &io->reflex[ev->buffer[1] & 0x7F];
+            for (int k = 0; k < r->n; k++) emit(io, ev->time, r->data[k], 3, 0, 1);
+            reflex = io->reflex_id; io->reflex_armed = 0;
+            bump(io, ST_REFLEXES, 1);
+        }
+    }
+    if (st == 0xF8 && io->repeated && io->have_tick && (int32_t)(io->frame0 + ev->time - io->last_tick_frame) <= 0) {
+        bump(io, ST_DUPLICATE_TICKS, 1);  /* a cycle run again: its 0xF8 was counted the first time */
+        return 0;
+    }
+    if (st == 0xF8) { count_tick(io, io->frame0 + ev->time); bump(io, ST_TICKS, 1); }
+    else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
+        /* the transport moved: what was queued for ticks belongs to the old timeline */
+        io->epoch++; io->heap_n = 0;
+        io->have_tick = 0; io->last_missing = io->long_run = io->long_missing = 0;
+        release_sounding(io, ev->time);
+    }
+    int wake = 0;
+    bump(io, ST_IN, 1);
+    if (ev->size > 3) bump(io, ST_IN_LONG, 1);
+    else if (ring_free(&io->in_ring) < (io->in_ring.mask + 1) / 8 && !important(ev->buffer, ev->size)) bump(io, ST_IN_DROPPED, 1);
+    else {
+        in_rec_t r = {0};
+        r.time_us = stamp(io, ev->time);
+        r.frame = io->frame0 + ev->time; r.ordinal = io->ordinal; r.epoch = io->epoch; r.reflex = reflex;
+        r.size = (uint8_t)ev->size;
+        memcpy(r.data, ev->buffer, ev->size);
+        if (!ring_push(&io->in_ring, &r)) bump(io, ST_IN_DROPPED, 1);
+        else if (st < 0xF0) wake = 1;
+    }
+    if (st == 0xF8)
+        while (io->heap_n && (int32_t)(io->heap[0].ordinal - io->ordinal) <= 0) {
+            entry_t e = heap_pop(io);
+            /* queued for a 0xF8 that never arrived (counted lost): it goes out with this one, and is logged
+               where it went out */
+            emit_queued(io, ev->time, &e, e.ordinal != io->ordinal);
+        }
+    return wake;
+}
+
 static uint64_t now_ns(void) { struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts); return ts.tv_sec * 1000000000ull + ts.tv_nsec; }
 
 static int process(jack_nframes_t nframes, void *arg) {
@@ -428,57 +519,25 @@ static int process(jack_nframes_t nframes, void *arg) {
     for (int k = 0; k < COMMANDS_PER_CYCLE && ring_pop(&io->cmd_ring, &c); k++) { run_command(io, &c); bump(io, ST_COMMANDS, 1); }
     uint32_t n = J.midi_get_event_count(in);
     int wake = 0;
-    for (uint32_t i = 0, early = n; i < n; i++) {
-        jack_midi_event_t ev;
-        if (i == early) { early = n; continue; }  /* the 0xF8 already taken before the notes of its frame */
-        if (J.midi_event_get(&ev, in, i) != 0 || ev.size == 0) continue;
-        if (ev.buffer[0] != 0xF8 && early == n)
-            /* a note merged ahead of the 0xF8 of its own frame (two ports' events at one time) was sent on that
-               tick: take the 0xF8 first, so the note carries its ordinal */
-            for (uint32_t j = i + 1; j < n; j++) {
-                jack_midi_event_t nx;
-                if (J.midi_event_get(&nx, in, j) != 0 || nx.time != ev.time) break;
-                if (nx.size && nx.buffer[0] == 0xF8) { early = j; ev = nx; i--; break; }  /* i: the note, next */
-            }
-        uint8_t st = ev.buffer[0];
-        uint32_t reflex = 0;
-        if ((st & 0xF0) == 0x90 && ev.size == 3 && ev.buffer[2] && io->reflex_armed && io->reflex_epoch == io->epoch
-            && (int32_t)(io->ordinal - io->reflex_from) >= 0 && (int32_t)(io->reflex_until - io->ordinal) >= 0) {
-            const reflex_t *r = &io->reflex[ev.buffer[1] & 0x7F];
-            for (int k = 0; k < r->n; k++) emit(io, ev.time, r->data[k], 3, 0, 1);
-            reflex = io->reflex_id; io->reflex_armed = 0;
-            bump(io, ST_REFLEXES, 1);
-        }
-        if (st == 0xF8 && io->repeated && io->have_tick && (int32_t)(io->frame0 + ev.time - io->last_tick_frame) <= 0) {
-            bump(io, ST_DUPLICATE_TICKS, 1);  /* a cycle run again: its 0xF8 was counted the first time */
-            continue;
-        }
-        if (st == 0xF8) { count_tick(io, io->frame0 + ev.time); bump(io, ST_TICKS, 1); }
-        else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
-            /* the transport moved: what was queued for ticks belongs to the old timeline */
-            io->epoch++; io->heap_n = 0;
-            io->have_tick = 0; io->last_missing = io->long_run = io->long_missing = 0;
-            release_sounding(io, ev.time);
-        }
-        bump(io, ST_IN, 1);
-        if (ev.size > 3) bump(io, ST_IN_LONG, 1);
-        else if (ring_free(&io->in_ring) < (io->in_ring.mask + 1) / 8 && !important(ev.buffer, ev.size)) bump(io, ST_IN_DROPPED, 1);
-        else {
-            in_rec_t r = {0};
-            r.time_us = stamp(io, ev.time);
-            r.frame = io->frame0 + ev.time; r.ordinal = io->ordinal; r.epoch = io->epoch; r.reflex = reflex;
-            r.size = (uint8_t)ev.size;
-            memcpy(r.data, ev.buffer, ev.size);
-            if (!ring_push(&io->in_ring, &r)) bump(io, ST_IN_DROPPED, 1);
-            else if (st < 0xF0) wake = 1;
-        }
-        if (st == 0xF8)
-            while (io->heap_n && (int32_t)(io->heap[0].ordinal - io->ordinal) <= 0) {
-                entry_t e = heap_pop(io);
-                /* queued for a 0xF8 that never arrived (counted lost): it goes out with this one, and is logged
-                   where it went out */
-                emit(io, ev.time, e.data, e.size, e.tag, e.ordinal != io->ordinal);
-            }
+    for (uint32_t g = 0; g < n;) {
+        jack_midi_event_t first, ev;
+        if (J.midi_event_get(&first, in, g) != 0) { g++; continue; }
+        uint32_t end = g + 1;
+        while (end < n && J.midi_event_get(&ev, in, end) == 0 && ev.time == first.time) end++;
+        /* one frame's events: its system messages first, in the order the master sent them (Start, then the
+           0xF8 of its frame: that 0xF8 is song tick 0), then its channel messages, in theirs (a note merged
+           ahead of the 0xF8 of its own frame, two ports' events at one time, was sent on that tick) */
+        for (int system = 1; system >= 0; system--)
+            for (uint32_t i = g; i < end; i++)
+                if (J.midi_event_get(&ev, in, i) == 0 && ev.size && (ev.buffer[0] >= 0xF0) == system)
+                    wake |= take_input(io, &ev);
+        g = end;
+    }
+    /* the player's stream, at its frames (a frame already gone by goes out at once, logged late) */
+    while (io->frame_heap_n && (int32_t)(io->frame_heap[0].ordinal - (io->frame0 + nframes)) < 0) {
+        entry_t e = pop_from(io->frame_heap, &io->frame_heap_n);
+        int32_t at = (int32_t)(e.ordinal - io->frame0);
+        emit(io, at > 0 ? (jack_nframes_t)at : 0, e.data, e.size, e.tag, at < 0);
     }
     /* sem_post is an atomic add and, only when the forwarder sleeps on it, one futex wake: no lock, no
        allocation, never blocks (the clock's own 0xF8s wake nobody: the follower needs only their stamps) */
@@ -515,7 +574,7 @@ aj_t *aj_open(const char *libpath, const char *client_name, const char *in_name,
     SYM(activate, "jack_activate", 1); SYM(deactivate, "jack_deactivate", 1);
     SYM(midi_get_event_count, "jack_midi_get_event_count", 1); SYM(midi_event_get, "jack_midi_event_get", 1);
     SYM(midi_clear_buffer, "jack_midi_clear_buffer", 1); SYM(midi_event_write, "jack_midi_event_write", 1);
-    SYM(last_frame_time, "jack_last_frame_time", 1);
+    SYM(last_frame_time, "jack_last_frame_time", 1); SYM(frame_time, "jack_frame_time", 1);
     SYM(get_time, "jack_get_time", 1); SYM(get_sample_rate, "jack_get_sample_rate", 1);
     SYM(client_thread_id, "jack_client_thread_id", 0);
     aj_t *io = calloc(1, sizeof(aj_t));
@@ -594,6 +653,7 @@ int aj_read_sent(aj_t *io, out_rec_t *buf, int max) { int n = 0; while (n < max 
 void aj_stats(aj_t *io, uint64_t *out) { for (int k = 0; k < ST_N; k++) out[k] = atomic_load_explicit(&io->stats[k], memory_order_relaxed); }
 void aj_sounding(aj_t *io, uint8_t *out) { memcpy(out, io->sounding, sizeof io->sounding); }
 uint64_t aj_time_us(aj_t *io) { (void)io; return J.get_time(); }
+uint32_t aj_frame_now(aj_t *io) { return J.frame_time(io->client); }
 int aj_thread_policy(aj_t *io) {
     int policy = -1; struct sched_param sp;
     if (J.client_thread_id) { pthread_t t = J.client_thread_id(io->client); if (t) pthread_getschedparam(t, &policy, &sp); }
@@ -609,12 +669,14 @@ void aj_close(aj_t *io) {
 }
 """
 
-OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM = range(1, 8)
+(OP_SEND, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM, OP_AT_FRAME,
+ OP_INTERRUPT_ARM) = range(1, 10)
+INTERRUPTED_ANSWER = 0xFFFFFFFF  # an input record's `reflex` when its note-on ended the answer in the callback
 REFLEX_MESSAGES = 8  # per pitch
 REFLEX_ENTRY = 1 + 3 * REFLEX_MESSAGES
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
          "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks",
-         "reflexes", "missed_cycles", "lost_ticks_own", "duplicate_ticks")
+         "reflexes", "missed_cycles", "lost_ticks_own", "duplicate_ticks", "interrupts")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
 
 
@@ -705,6 +767,8 @@ def _declare(lib) -> None:
     lib.aj_sounding.argtypes = [vp, ctypes.POINTER(ctypes.c_uint8)]
     lib.aj_time_us.restype = ctypes.c_uint64
     lib.aj_time_us.argtypes = [vp]
+    lib.aj_frame_now.restype = u32
+    lib.aj_frame_now.argtypes = [vp]
     lib.aj_thread_policy.restype = i32
     lib.aj_thread_policy.argtypes = [vp]
     lib.aj_close.argtypes = [vp]
@@ -783,6 +847,21 @@ class NativeJack:
 
     def cancel_from(self, epoch: int, ordinal: int) -> bool:
         return self.command(OP_CANCEL_FROM, b"", epoch, ordinal)
+
+    def at_frame(self, frame: int, msg: bytes, tag: int = 0) -> bool:
+        """`msg` goes out at absolute sample frame `frame` (32-bit, as JACK counts), in that frame's cycle: a
+        stream played exactly where it was written, as a DAW plays its track (at once if the frame has passed)."""
+        return self.command(OP_AT_FRAME, msg, ordinal=frame, tag=tag)
+
+    def frame_now(self) -> int:
+        """JACK's estimate of the current sample frame (jack_frame_time)."""
+        return int(self._lib.aj_frame_now(self._h)) if self._h else 0
+
+    def arm_interrupt(self, epoch: int, armed: bool) -> bool:
+        """While armed (an answer plays, in call and response), the player's next note-on of transport `epoch`
+        ends, in the callback's cycle and at that note's frame, every note the tick queue started, and drops what
+        is queued; the note's input record then carries INTERRUPTED_ANSWER. It disarms itself."""
+        return self.command(OP_INTERRUPT_ARM, bytes([1 if armed else 0]), epoch)
 
     def release(self, clear_ticks: bool = True, controllers: bool = False) -> bool:
         flags = (RELEASE_CLEAR if clear_ticks else 0) | (RELEASE_CONTROLLERS if controllers else 0)

@@ -28,12 +28,13 @@ from dataclasses import dataclass, replace
 from antiphon.engine.events import Meter
 from antiphon.engine.recorder import Recorder
 from antiphon.engine.runtime import StepRuntime
-from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
+from antiphon.engine.session import ACCOMPANY, ANSWERING, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
 from antiphon.engine.style import load_style, shipped_styles
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
 from .ports import message_ok
 from .sender import SenderStats
+from .polled_io import INTERRUPTED_ANSWER
 from .sender_process import GIL_SWITCH_S, IOProcess
 
 INBOX_LIMIT = 4096
@@ -200,6 +201,8 @@ class LiveEngine:
         self._reflex_tables: dict = {}  # id -> Reflexes, the latest armed (a note may name one just replaced)
         self._armed = None  # (Reflexes, (epoch, first ordinal, last ordinal), channel) armed in the port layer
         self.reflexes_heard = 0  # player's notes the port layer answered with an armed reaction
+        self._interrupt_armed: int | None = None  # the transport epoch the port layer's interruption is armed for
+        self.interrupted_in_port_layer = 0  # answers the port layer ended at the player's note
         self._step_ms: deque = deque(maxlen=2000)
         self._params_version = -1
         self._snapshot: LiveSnapshot | None = None
@@ -430,6 +433,7 @@ class LiveEngine:
             if self.recorder is not None:
                 self.recorder.tempo(self.session._now, self.clock.bpm)
         self._arm_reflexes(running)
+        self._arm_interrupt(running)
         self._sample_timeline()
         if now - self._published >= 0.03:
             self._publish()
@@ -457,13 +461,23 @@ class LiveEngine:
         ch = self.channel
         if self._armed is not None and self._armed == (table, where, ch):
             return
-        self._reflex_id = self._reflex_id % 0xFFFFFFFF + 1
+        self._reflex_id = self._reflex_id % 0xFFFFFFFE + 1  # (0xFFFFFFFF: the interruption)
         reactions = {p: [bytes([(0x90 if v else 0x80) | ch, q, v]) for q, v in r] for p, r in table.reactions.items() if r}
         self.sender.arm_reflexes(self._reflex_id, where[0], where[1], where[2], reactions)
         self._reflex_tables[self._reflex_id] = table
         while len(self._reflex_tables) > REFLEX_TABLES_KEPT:
             del self._reflex_tables[next(iter(self._reflex_tables))]
         self._armed = (table, where, ch)
+
+    def _arm_interrupt(self, running: bool) -> None:
+        """While an answer plays on MIDI clock, in call and response, the port layer ends it at the player's
+        next note-on itself (in that note's JACK cycle), without waiting for this thread to finish a step."""
+        where = self.clock.ordinal_of(0) if running else None
+        want = (where[0] if where is not None and self.session.state == ANSWERING
+                and self.session.params.mode == CALL_RESPONSE else None)
+        if want != self._interrupt_armed:
+            self.sender.arm_interrupt(want if want is not None else 0, want is not None)
+            self._interrupt_armed = want
 
     def _sample_timeline(self) -> None:
         t = time.perf_counter()
@@ -498,6 +512,9 @@ class LiveEngine:
         if self.recorder is not None:
             self.recorder.add("player", tick + self.session.offset, data)
         if kind == 0x90 and data[2] > 0:
+            if reflex == INTERRUPTED_ANSWER:  # the port layer ended the answer at this note, and disarmed
+                self.interrupted_in_port_layer += 1
+                self._interrupt_armed, reflex = None, 0
             table = self._reflex_tables.get(reflex) if reflex else None
             if self._armed is not None and reflex == self._reflex_id:
                 self._armed = None  # the port layer disarmed it on playing it: the next one is armed afresh

@@ -23,6 +23,7 @@ from . import ports
 from .sender import TimedSender, _is_note_off, _is_note_on, release_every_note
 
 CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
+INTERRUPTED_ANSWER = 0xFFFFFFFF  # as plugin/jack_native.py marks a note-on that ended the answer
 
 
 class DeltaTimeline:
@@ -159,7 +160,9 @@ class PolledIO:
         self._sent: deque = deque()  # (time, message, tag, ordinal, late, frame: None, none stamped here)
         self._tag = 0
         self._late = True
-        self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0}
+        self._answer: set[tuple[int, int]] = set()  # (channel, pitch) the tick queue started: what an interruption ends
+        self._interrupt_epoch: int | None = None  # armed for this transport epoch (an answer plays)
+        self.counts = {"ticks": 0, "late": 0, "stale": 0, "in": 0, "interrupts": 0}
         self.timed = TimedSender(self._write, name="antiphon-sender", realtime=True)
 
     # ---- output -------------------------------------------------------------------------------
@@ -172,10 +175,36 @@ class PolledIO:
         """`late`: sent at once (True), or with the 0xF8 just polled (False), as the native client logs it."""
         with self._lock:
             self._tag, self._late = tag, late
+            if _is_note_off(msg):
+                self._answer.discard((msg[0] & 0x0F, msg[1]))
             try:
                 self.timed.send_now(msg)
             finally:
                 self._tag, self._late = 0, True
+
+    def _emit_queued(self, msg: bytes, tag: int, late: bool) -> None:
+        """A message of the tick queue: a note-on is the answer's."""
+        self._emit(msg, tag, late)
+        if _is_note_on(msg):
+            self._answer.add((msg[0] & 0x0F, msg[1]))
+
+    def arm_interrupt(self, epoch: int, armed: bool) -> bool:
+        """See NativeJack.arm_interrupt: here the answer ends in the poll that reads the player's note-on."""
+        with self._lock:
+            self._interrupt_epoch = int(epoch) if armed else None
+        return True
+
+    def _interrupt_answer(self) -> bool:
+        if self._interrupt_epoch is None or self._interrupt_epoch != self._epoch:
+            return False
+        self._interrupt_epoch = None
+        self._queue = []
+        sounding = set(self.timed.sounding())
+        for ch, pitch in sorted(self._answer & sounding):
+            self._emit(bytes([0x80 | ch, pitch, 0]))
+        self._answer.clear()
+        self.counts["interrupts"] += 1
+        return True
 
     def send(self, msg: bytes, tag: int = 0) -> bool:
         self._emit(bytes(msg), tag)
@@ -191,7 +220,7 @@ class PolledIO:
                 self.counts["stale"] += 1
             elif ordinal <= self._ticks.ordinal:
                 self.counts["late"] += 1
-                self._emit(bytes(msg), tag, late=True)
+                self._emit_queued(bytes(msg), tag, late=True)
             else:
                 heapq.heappush(self._queue, (ordinal, next(self._seq), tag, bytes(msg)))
         return True
@@ -238,14 +267,17 @@ class PolledIO:
                     for ch, pitch in self.timed.sounding():
                         self._emit(bytes([0x80 | ch, pitch, 0]))
                 self.counts["in"] += 1
-                self._received.append((t, msg, self._ticks.ordinal, self._epoch, None))  # no sample frames here
+                record = (t, msg, self._ticks.ordinal, self._epoch, None)  # no sample frames here
+                if _is_note_on(msg) and self._interrupt_answer():
+                    record += (INTERRUPTED_ANSWER,)
+                self._received.append(record)
                 if status < 0xF0:
                     self._input_ready.set()
                 if status == CLOCK:
                     while self._queue and self._queue[0][0] <= self._ticks.ordinal:
                         due, _, tag, m = heapq.heappop(self._queue)
                         # queued for a 0xF8 that never arrived (counted lost): logged where it went out
-                        self._emit(m, tag, late=due != self._ticks.ordinal)
+                        self._emit_queued(m, tag, late=due != self._ticks.ordinal)
 
     def wait_input(self, timeout_s: float) -> None:
         """Sleeps until a note or controller has been received, or `timeout_s`."""

@@ -96,6 +96,9 @@ class NullIO:
     def cancel_from(self, epoch, ordinal):
         return True
 
+    def arm_interrupt(self, epoch, armed):
+        return True
+
     def release(self, clear_ticks=True, controllers=False):
         if controllers:
             self.timed.panic()
@@ -298,6 +301,8 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
                 io.send(cmd[1], cmd[2])
             elif op == "reflexes":
                 io.arm_reflexes(*cmd[1:])
+            elif op == "interrupt":
+                io.arm_interrupt(cmd[1], cmd[2])
             elif op == "cancel_from":
                 timed.cancel_from(cmd[1])
             elif op == "cancel_ticks":
@@ -457,6 +462,11 @@ class IOProcess:
         from .jack_native import pack_reflexes
 
         self._send(("reflexes", table_id, epoch, first, last, pack_reflexes(reactions) if table_id else b""))
+
+    def arm_interrupt(self, epoch: int, armed: bool) -> None:
+        """While armed, the player's next note-on of transport `epoch` ends the answer in the port layer itself:
+        in its JACK cycle, at the note's frame (native), or in the poll that reads it (python-rtmidi)."""
+        self._send(("interrupt", int(epoch), bool(armed)))
 
     def cancel_pending(self, release_now: bool = True) -> None:
         """Everything queued is dropped and every sounding note released (no CC 123): a relocation."""
