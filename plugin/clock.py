@@ -31,10 +31,11 @@ ticks departs from the smoothed period, in the same direction on `detect_confirm
 more than the measured jitter can explain. After a reset (and at the start) the period comes from a
 least-squares line through the ticks since the reset, for `acquire_ticks` ticks; then the loop runs.
 
-Tick positions: the first 0xF8 after Start (or Continue) *is* the position (0 after Start, the
-Song Position Pointer's 16th notes * 6 after Continue); each further 0xF8 adds one. Ticks arriving
-after an explicit Stop keep the tempo up to date without moving the position (many DAWs send clock
-while stopped). Clock ticks with no transport message ever seen count as running.
+Tick positions: the first 0xF8 after Start is song tick 0; after Continue, the tick after the last one
+counted (the MIDI spec's "resume where Stop left it"), or the Song Position Pointer's 16th notes * 6 when one
+came while stopped; each further 0xF8 adds one. Ticks arriving after an explicit Stop keep the tempo up to
+date without moving the position (many DAWs send clock while stopped). Clock ticks with no transport message
+ever seen count as running, from the internal clock's next beat (a master starts its clock on a beat).
 
 When no MIDI clock has arrived, `start(t)` runs an internal clock at `internal_bpm`; the first MIDI
 tick takes over for good (source 'midi').
@@ -115,6 +116,7 @@ class ClockFollower:
         self._transport = "unknown"  # 'unknown' | 'playing' | 'stopped' (by message)
         self._pending_position: int | None = None  # tick the next 0xF8 lands on after Start/Continue/SPP
         self._tick = 0  # integer position of the last counted 0xF8
+        self._counted = False  # a 0xF8 has counted since the last Start, Continue or SPP (`_tick` is its position)
         self._last_arrival: float | None = None
         self._last_event = 0.0  # last 0xF8, Start or Continue
         self._t1 = 0.0  # DLL: predicted arrival of the next tick
@@ -162,8 +164,15 @@ class ClockFollower:
             elif status == START:
                 self._on_transport(t, 0, ordinal)
             elif status == CONTINUE:
-                pos = self._pending_position if self._pending_position is not None else self._position_now(t)
-                self._on_transport(t, int(round(pos)), ordinal)
+                # the MIDI spec: Continue resumes where Stop left the song: the next 0xF8 is the tick after the
+                # last one counted (or a Song Position Pointer's, sent while stopped)
+                if self._pending_position is not None:
+                    pos = self._pending_position
+                elif self._source == "midi" and self._counted:
+                    pos = self._tick + 1
+                else:
+                    pos = int(round(self._position_now(t)))
+                self._on_transport(t, pos, ordinal)
             elif status == STOP:
                 self._freeze(t)
                 self._transport = "stopped"
@@ -175,6 +184,7 @@ class ClockFollower:
                 sixteenths = (data[0] & 0x7F) | ((data[1] & 0x7F) << 7)
                 pos = sixteenths * (TICKS_PER_QUARTER // 4)
                 self._pending_position = pos
+                self._counted = False
                 if ordinal is not None:
                     self._ord_base, self._ord_tick = ordinal + 1, pos
                 if self._running and self._source == "midi":
@@ -193,6 +203,7 @@ class ClockFollower:
         self._transport = "playing"
         self._running = True
         self._pending_position = position
+        self._counted = False
         self._tick = position
         self._ref_tick = float(position)
         self._ref_time = t
@@ -206,8 +217,12 @@ class ClockFollower:
         self._last_ordinal = ordinal
         first_midi = not self._midi_seen
         if first_midi and self._pending_position is None and self._transport == "unknown":
-            # clock with no transport message: count on from where the (internal) clock stands
-            self._pending_position = int(round(self._position_now(t)))
+            # clock with no transport message: nothing says where the master's bar is, but a master starts its
+            # clock on a beat; its first 0xF8 is the internal clock's next beat (0 before it ran)
+            beat = TICKS_PER_QUARTER
+            self._pending_position = int(math.ceil(self._position_now(t) / beat - 1e-9)) * beat
+            if self._running:
+                self.relocations += 1  # the internal clock's timeline gives way to the master's
         self._midi_seen = True
         self._source = "midi"
         missing = 0
@@ -243,6 +258,7 @@ class ClockFollower:
             self._t1 = t + self._period
         elif self._running or self._transport == "unknown":
             self._tick += 1 + missing
+        self._counted = True
         self._running = True
         if ordinal is not None:
             self._ord_base, self._ord_tick = ordinal, self._tick

@@ -392,6 +392,8 @@ static int important(const uint8_t *d, size_t size) {
    short one is a 0xF8 that came late (the master missed a cycle), and four long ones in a row a slower
    tempo (a starved server loses ticks two or three times running, a DAW halves its tempo rarely): the
    count is taken back. */
+/* the median reads slots 0..n_intervals-1: a fresh window starts writing at slot 0 */
+static void forget_intervals(aj_t *io) { io->n_intervals = 0; io->next_interval = 0; }
 static int cmp_u32(const void *a, const void *b) { uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b; return x < y ? -1 : x > y; }
 static void count_tick(aj_t *io, jack_nframes_t frame) {
     uint32_t missing = 0;
@@ -418,11 +420,11 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
             } else if (median && (uint64_t)d * 10 >= (uint64_t)median * 16) {
                 normal = 0;
                 uint32_t m = (uint32_t)(((uint64_t)d * 10 / median - 16) / 10) + 1;
-                if (m > 3) { io->n_intervals = 0; io->last_missing = io->long_run = io->long_missing = 0; }  /* a gap */
+                if (m > 3) { forget_intervals(io); io->last_missing = io->long_run = io->long_missing = 0; }  /* a gap */
                 else if (io->long_run >= 3) {  /* a fourth long interval in a row: the tempo dropped */
                     io->ordinal -= io->long_missing;
                     atomic_fetch_sub_explicit(&io->stats[ST_LOST_TICKS], io->long_missing, memory_order_relaxed);
-                    io->last_missing = io->long_run = io->long_missing = 0; io->n_intervals = 0; normal = 1;
+                    io->last_missing = io->long_run = io->long_missing = 0; forget_intervals(io); normal = 1;
                 } else {
                     missing = m; io->last_missing = m; io->long_run++; io->long_missing += m;
                     uint32_t own = 0;
@@ -469,7 +471,8 @@ static int take_input(aj_t *io, jack_midi_event_t *ev) {
     else if (st == 0xFA || st == 0xFB || st == 0xFC || st == 0xF2) {
         /* the transport moved: what was queued for ticks belongs to the old timeline */
         io->epoch++; io->heap_n = 0;
-        io->have_tick = 0; io->last_missing = io->long_run = io->long_missing = 0;
+        /* and the tempo may have changed while it was still: the intervals heard so far say nothing of the next */
+        io->have_tick = 0; io->last_missing = io->long_run = io->long_missing = 0; forget_intervals(io);
         release_sounding(io, ev->time);
     }
     int wake = 0;

@@ -63,8 +63,10 @@ class TickCounter:
         self._long_run = self._long_missing = 0  # long intervals in a row, and the ticks counted for them
 
     def reset(self) -> None:
+        """A transport message: the tempo may have changed meanwhile, the intervals heard say nothing of the next."""
         self._last, self._last_missing = None, 0
         self._long_run = self._long_missing = 0
+        self._intervals.clear()
 
     def tick(self, t: float) -> int:
         missing = 0
