@@ -273,6 +273,7 @@ class Session:
         self._trigger = False
         self._answer_start = 0
         self._answer_end = 0
+        self._answer_cut = False  # the player interrupted the answer (it may still be due to end later)
         self._ours: dict[int, int] = {}  # generated pitch -> stream tick it started (as scheduled)
         self._band_offs: set[int] = set()  # Antiphon's note-offs the encoder holds for the next tick
         self._player_heard = None  # (runtime, pitches) the generator's player input stands for
@@ -697,6 +698,7 @@ class Session:
         planned_ahead = self._planner is not None and self._plan_for == (start, self.gen.tokens)
         self._answer_start = start
         self._answer_end = start + self.params.response_bars * self.meter.ticks_per_bar
+        self._answer_cut = False
         self.encoder.shift_to(start)
         self._trigger = False
         self._phrase_has_notes = False
@@ -1009,6 +1011,13 @@ class Session:
             self._roll_off("antiphon", g.tick, p)
         self._feed_offs(expired)
 
+    @property
+    def answer_sounding(self) -> bool:
+        """An answer is under way: being generated, or generated (that runs `lookahead_beats` ahead of the clock)
+        with notes still to go out before its end."""
+        return self.params.mode == CALL_RESPONSE and not self._answer_cut and (
+            self.state == ANSWERING or self._now < self._answer_end)
+
     def _interrupt(self, tick: int) -> Output:
         """The player plays: generated material is withdrawn (and, in call-and-response, the answer ends).
         The answer keeps what is due at `tick` itself (it may already sound), so its cut is one tick later;
@@ -1017,10 +1026,30 @@ class Session:
             out = self.release_all(tick + 1, rewind=True)
             self.answers += 1
             self.state = LISTENING
+            self._answer_cut = True
             return out
+        if self.params.mode == CALL_RESPONSE and not self._answer_cut and tick + 1 < self._answer_end:
+            return self._cut_answer_tail(tick + 1)
         if self.params.mode == ACCOMPANY and self._checkpoints:
             return self._withdraw(tick if self.params.react else tick + 1)
         return Output()
+
+    def _cut_answer_tail(self, cut: int) -> Output:
+        """The answer was generated to its end, but its notes from `cut` on have not gone out: they are withdrawn,
+        and what sounds there ends there (the stream heard the whole answer; the player now takes over)."""
+        last: dict[int, bool] = {}
+        for t, p, v in sorted(self._emitted):
+            if t < cut:
+                last[p] = bool(v)
+        out = Output(cancel_from=cut)
+        out.notes = [OutNote(cut, p, 0) for p in sorted(p for p, on in last.items() if on)]
+        self._emitted = [e for e in self._emitted if e[0] < cut]
+        self._answer_cut = True
+        for key in [k for k, n in self._roll_open.items() if k[0] == "antiphon"]:
+            self._roll_off("antiphon", cut, key[1])
+        start = cut - self.offset
+        self._roll = deque((n for n in self._roll if n.who != "antiphon" or n.start < start), maxlen=self._roll.maxlen)
+        return out
 
     def _withdraw(self, tick: int) -> Output:
         """Accompaniment: the material generated from `tick` on is withdrawn and generated again once the

@@ -449,13 +449,17 @@ static void count_tick(aj_t *io, jack_nframes_t frame) {
     if (missing) bump(io, ST_LOST_TICKS, missing);
 }
 
-/* one input event, in the order `process` takes them: returns whether it should wake the forwarder */
-static int take_input(aj_t *io, jack_midi_event_t *ev) {
+static int is_note_on(const jack_midi_event_t *ev) {
+    return ev->size == 3 && (ev->buffer[0] & 0xF0) == 0x90 && ev->buffer[2];
+}
+
+/* one input event, in the order `process` takes them (`interrupting`: this note-on ended the answer, before its
+   frame's 0xF8 could release more of it); returns whether it should wake the forwarder */
+static int take_input(aj_t *io, jack_midi_event_t *ev, int interrupting) {
     uint8_t st = ev->buffer[0];
-    uint32_t reflex = 0;
-    if ((st & 0xF0) == 0x90 && ev->size == 3 && ev->buffer[2]) {
-        if (interrupt_answer(io, ev->time)) reflex = INTERRUPTED_ANSWER;
-        else if (io->reflex_armed && io->reflex_epoch == io->epoch && (int32_t)(io->ordinal - io->reflex_from) >= 0
+    uint32_t reflex = interrupting ? INTERRUPTED_ANSWER : 0;
+    if (is_note_on(ev) && !interrupting) {
+        if (io->reflex_armed && io->reflex_epoch == io->epoch && (int32_t)(io->ordinal - io->reflex_from) >= 0
                  && (int32_t)(io->reflex_until - io->ordinal) >= 0) {
             const reflex_t *r = &io->reflex[ev->buffer[1] & 0x7F];
             for (int k = 0; k < r->n; k++) emit(io, ev->time, r->data[k], 3, 0, 1);
@@ -527,13 +531,20 @@ static int process(jack_nframes_t nframes, void *arg) {
         if (J.midi_event_get(&first, in, g) != 0) { g++; continue; }
         uint32_t end = g + 1;
         while (end < n && J.midi_event_get(&ev, in, end) == 0 && ev.time == first.time) end++;
+        /* the player's note-on that interrupts the answer comes before its frame's 0xF8 releases any more of it */
+        uint32_t interrupting = end;
+        for (uint32_t i = g; i < end && io->interrupt_armed; i++)
+            if (J.midi_event_get(&ev, in, i) == 0 && is_note_on(&ev)) {
+                if (interrupt_answer(io, first.time)) interrupting = i;
+                break;
+            }
         /* one frame's events: its system messages first, in the order the master sent them (Start, then the
            0xF8 of its frame: that 0xF8 is song tick 0), then its channel messages, in theirs (a note merged
            ahead of the 0xF8 of its own frame, two ports' events at one time, was sent on that tick) */
         for (int system = 1; system >= 0; system--)
             for (uint32_t i = g; i < end; i++)
                 if (J.midi_event_get(&ev, in, i) == 0 && ev.size && (ev.buffer[0] >= 0xF0) == system)
-                    wake |= take_input(io, &ev);
+                    wake |= take_input(io, &ev, i == interrupting);
         g = end;
     }
     /* the player's stream, at its frames (a frame already gone by goes out at once, logged late) */

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from antiphon.engine.events import Meter
 from antiphon.engine.recorder import Recorder
 from antiphon.engine.runtime import StepRuntime
-from antiphon.engine.session import ACCOMPANY, ANSWERING, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
+from antiphon.engine.session import ACCOMPANY, CALL_RESPONSE, Session, SessionParams, SessionSnapshot
 from antiphon.engine.style import load_style, shipped_styles
 
 from .clock import CLOCK, CONTINUE, SONG_POSITION, START, STOP, ClockFollower, ClockSnapshot
@@ -473,8 +473,7 @@ class LiveEngine:
         """While an answer plays on MIDI clock, in call and response, the port layer ends it at the player's
         next note-on itself (in that note's JACK cycle), without waiting for this thread to finish a step."""
         where = self.clock.ordinal_of(0) if running else None
-        want = (where[0] if where is not None and self.session.state == ANSWERING
-                and self.session.params.mode == CALL_RESPONSE else None)
+        want = where[0] if where is not None and self.session.answer_sounding else None
         if want != self._interrupt_armed:
             self.sender.arm_interrupt(want if want is not None else 0, want is not None)
             self._interrupt_armed = want

@@ -459,3 +459,45 @@ def test_reflexes_only_where_the_band_reacts_to_the_player(runtime):
     s = Session(runtime, Meter(4, 4), SessionParams(), seed=1)
     FakePlugin(s).run_to(40)
     assert s.reflexes() is None  # call and response
+
+
+def test_a_loop_withdraws_the_answer_keeps_what_was_heard_and_answers_the_phrase_over_it(runtime):
+    """A DAW loops back (Song Position Pointer while rolling): the answer under way ends at the jump; the stream
+    (the model's state, its memory) goes on from everything heard; the phrase played over the loop is a new call."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1), seed=4)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    fp.run_to(120 + 24 + 30)  # the answer is under way
+    assert s.state == ANSWERING
+    fp.take(s.stop())
+    fp.sent += [e for e in fp.scheduled if e[2] == 0]
+    fp.scheduled = []
+    assert not fp.hanging()
+    heard, answers = s.gen.state.stepped, s.answers
+    fp.take(s.locate(0))  # the loop: song tick 0 again
+    fp.now = 0
+    assert s.gen.state.stepped == heard  # nothing heard is forgotten
+    before = len(fp.sent)
+    fp.play(PHRASE)
+    fp.run_to(120 + 24 + 96 + 24)
+    answer = [e for e in fp.sent[before:] if e[2]]
+    assert s.answers > answers and answer, "the phrase over the loop was not answered"
+    assert min(e[0] for e in answer) - s.offset == 144  # on its beat: a beat after the call, on the new timeline
+
+
+def test_a_note_after_the_answer_is_generated_but_before_it_has_sounded_cuts_its_tail(runtime):
+    """The answer is generated `lookahead_beats` ahead: once its last token is out, its last notes still wait for
+    their ticks. The player's note-on then withdraws them, and what sounds ends a tick after the note."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1, lookahead_beats=2), seed=4)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    end = 120 + 24 + 96
+    tick = next(t for t in range(120 + 24, end) if (fp.run_to(t) or True) and s.state != ANSWERING)
+    assert tick < end - 1 and s.answer_sounding  # generated to its end, not yet all sounded
+    fp.take(s.note_on(tick, 72, 90))
+    assert not s.answer_sounding
+    assert not [e for e in fp.scheduled if e[2] and e[0] > tick + 1 + s.offset], "the tail was not withdrawn"
+    fp.run_to(end + 48)
+    fp.take(s.note_off(tick + 6, 72))
+    fp.sent += [e for e in fp.scheduled if e[2] == 0]
+    assert not (fp.hanging() - {72})
