@@ -81,6 +81,11 @@ class Stream:
             self.rolling = False
         return self
 
+    def play(self, msg: bytes, offset: int) -> "Stream":
+        """A message of the DAW's track `offset` frames after the next 0xF8."""
+        self.events.append((self.frame + offset, bytes(msg)))
+        return self
+
     def rest(self, frames: int) -> "Stream":
         self.frame += frames
         return self
@@ -95,6 +100,7 @@ class Stream:
 
 
 BAR = 96  # ticks of a 4/4 bar
+PLAYER_ON, PLAYER_OFF = bytes([0x99, 70, 90]), bytes([0x89, 70, 0])  # the player, on channel 10
 
 
 def streams() -> list[Stream]:
@@ -116,6 +122,8 @@ def streams() -> list[Stream]:
                .stop(offset=40).song_position(0, offset=40).resume(offset=0).clock(BAR).stop())
     out.append(Stream("Clock that starts before Start").clock(30).start(clock_in_frame=False).clock(2 * BAR).stop())
     out.append(Stream("Clock without transport messages").clock(2 * BAR))
+    out.append(Stream("The player's note while an answer's note sounds").start().clock(20)
+               .play(PLAYER_ON, 100).play(PLAYER_OFF, 3000).clock(BAR - 20).stop())
     ramp = Stream("Tempo ramp from 60 to 180 BPM over 8 bars", bpm=60.0).start().clock(8 * BAR, ramp_to=180.0)
     out.append(ramp.clock(BAR // 2).stop())
     return out

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from antiphon.plugin.clock import ClockFollower
-from tests.daw_streams import CLOCK, FREE, RATE, TRANSPORT, streams
+from tests.daw_streams import CLOCK, FREE, PLAYER_ON, RATE, TRANSPORT, streams
 from tests.jack import require_native
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow]
@@ -37,7 +37,8 @@ ANCHORS = {
     NAMES[6]: [(0, 0), (191, 191), (192, 0), (383, 191), (384, 0), (479, 95)],
     NAMES[7]: [(30, 0), (221, 191)],
     NAMES[8]: [],  # no transport: the first 0xF8 is a beat (checked below), each one after it one tick more
-    NAMES[9]: [(0, 0), (767, 767), (815, 815)],
+    NAMES[9]: [(0, 0), (95, 95)],
+    NAMES[10]: [(0, 0), (767, 767), (815, 815)],
 }
 NOTE_AT, NOTE_TICKS = 12, 28  # a note on every beat heard, 12 ticks after it, 28 ticks long
 
@@ -78,6 +79,8 @@ class Listener:
                     self.final_bpm = f.bpm
                     if tick is not None and tick % 24 == 0:
                         self._queue_note(f, tick)
+                    if tick == 0:  # an answer plays from here: the player's note-on ends it in the port layer
+                        self.io.arm_interrupt(f.ordinal_of(0)[0], True)
 
     def _queue_note(self, f: ClockFollower, beat: int) -> None:
         pitch = 60 + (beat // 24) % 12
@@ -249,3 +252,18 @@ def test_notes_go_out_on_their_master_tick_and_none_hangs_over_a_jump(replayed, 
         sounding[m[1]] = m[0] & 0xF0 == 0x90 and m[2] > 0
     assert not any(sounding.values()), f"left sounding at the stream's end: {sounding}"
     print(f"\n{backend:6s} {name}: {len(ons)} notes, each on its master tick; {len(jumps)} transport messages")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_players_note_ends_the_sounding_answer_in_the_port_layer(replayed, backend, jack_server):
+    """Armed, the port layer ends the answer's sounding note at the player's note-on itself: at its frame (native),
+    in the poll that reads it (polled); the note's queued note-off, and anything else queued, is dropped."""
+    stream, sent, recorded, _ = replayed[NAMES[9]]
+    note = next(f for f, _, m in sent if m == PLAYER_ON)
+    ch = CHANNEL[backend]
+    offs = [f for f, m in recorded if len(m) == 3 and m[0] in (0x80 | ch, 0x90 | ch) and m[1] == 60
+            and (m[0] & 0xF0 == 0x80 or not m[2])]
+    slack = 0 if backend == "native" else 3 * jack_server.period
+    print(f"\n{backend}: the answer's note ended {[f - note for f in offs]} frames after the player's note")
+    assert offs and 0 <= offs[0] - note <= slack, (offs, note)
+    assert len(offs) == 1, "its queued note-off was dropped"
