@@ -78,7 +78,7 @@ def play(daw, events, base: int, stop: threading.Event) -> None:
     """Queues the DAW's stream a second ahead of its frames (the native client's frame queue holds 4096)."""
     k = 0
     while k < len(events) and not stop.is_set():
-        horizon = (daw.frame_now() - base) % 2**32 + RATE
+        horizon = (daw.frame_now() - base + 2**31) % 2**32 - 2**31 + RATE  # (frames wrap at 32 bits)
         while k < len(events) and events[k][0] < horizon:
             daw.at_frame((base + events[k][0]) % 2**32, events[k][1])
             k += 1
