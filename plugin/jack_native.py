@@ -13,6 +13,13 @@ with the system's C compiler into Antiphon's cache folder and loaded with ctypes
   (a gap of two or three of the master's evenly spaced periods, in frames) is counted all the same,
   so that what is queued stays on the tick it was meant for; A transport message
   drops the queue and ends every note it started (the engine then re-plans on the new timeline);
+- input order: one frame's system messages first, in the order the master sent them (Start, then the 0xF8
+  of its frame: that 0xF8 is song tick 0), then its channel messages (a note merged ahead of its frame's
+  0xF8 was sent on that tick);
+- interruption: armed by the engine while an answer is under way, the player's note-on ends the notes the
+  tick queue started, at that note's frame and before its frame's 0xF8 releases more, and drops the queue;
+- output by frame: a message queued for an absolute sample frame goes out at it (a sample-exact player, as a
+  DAW plays its track; the tests' DAW);
 - output now: messages Python sends go out at the start of the next cycle; a full port buffer
   carries them to the next cycle instead of dropping them;
 - reflexes: the engine arms, ahead of time, the accompaniment's reaction to each pitch the player might
