@@ -51,60 +51,56 @@ class TickCounter:
     """The native client's count of 0xF8s (plugin/jack_native.py, count_tick), on driver time stamps instead
     of sample frames: an interval of 1.6 periods or more (up to 3 missing) counts the ticks that never
     arrived, so that notes queued by count stay on their tick; a long one followed by a short one is a
-    late 0xF8, and four long ones in a row a slower tempo (the count is taken back either way).
-    `reset()` at every transport message."""
+    late 0xF8, and four long ones in a row a slower tempo.
+
+    rtmidi stamps a message with the time its JACK process callback ran, not its frame, so a long interval is
+    far more often a late callback than a lost 0xF8. The count therefore waits for the next 0xF8 to tell them
+    apart: on time, the ticks are counted lost then (what was queued for them goes out a tick late); short,
+    that 0xF8 was late and nothing was lost (nothing went out a tick early). `reset()` at every transport message."""
 
     def __init__(self):
         self.ordinal = 0
         self.lost = 0
         self._last: float | None = None
         self._intervals: deque = deque(maxlen=8)
-        self._last_missing = 0
-        self._long_run = self._long_missing = 0  # long intervals in a row, and the ticks counted for them
+        self._pending = 0  # ticks the long intervals in a row say are missing, not counted until the next 0xF8
+        self._long_run = 0
 
     def reset(self) -> None:
         """A transport message: the tempo may have changed meanwhile, the intervals heard say nothing of the next."""
-        self._last, self._last_missing = None, 0
-        self._long_run = self._long_missing = 0
+        self._last, self._pending, self._long_run = None, 0, 0
         self._intervals.clear()
 
+    def _settle(self) -> None:
+        self._pending = self._long_run = 0
+
     def tick(self, t: float) -> int:
-        missing = 0
         if self._last is not None:
             d = t - self._last
-            normal = True
-            if len(self._intervals) >= 4:
-                median = sorted(self._intervals)[len(self._intervals) // 2]
-                if self._last_missing and d < 0.6 * median:  # long, then short: that 0xF8 came late
-                    self.ordinal -= self._last_missing
-                    self.lost -= self._last_missing
-                    self._long_missing -= self._last_missing
-                    self._long_run = max(0, self._long_run - 1)
-                    self._last_missing = 0
-                    normal = False
-                elif median > 0 and d >= 1.6 * median:
-                    normal = False
-                    m = int(d / median - 1.6) + 1
-                    if m > 3:  # a gap: start over
-                        self._intervals.clear()
-                        self._last_missing = self._long_run = self._long_missing = 0
-                    elif self._long_run >= 3:  # a fourth long interval in a row: the tempo dropped
-                        self.ordinal -= self._long_missing
-                        self.lost -= self._long_missing
-                        self._last_missing = self._long_run = self._long_missing = 0
-                        self._intervals.clear()
-                        normal = True
-                    else:
-                        missing = self._last_missing = m
-                        self._long_run += 1
-                        self._long_missing += m
-            if normal:
-                if not missing:
-                    self._last_missing = self._long_run = self._long_missing = 0
+            median = sorted(self._intervals)[len(self._intervals) // 2] if len(self._intervals) >= 4 else 0.0
+            if median <= 0:
+                self._intervals.append(d)
+            elif self._pending and d < 0.6 * median:  # long, then short: that 0xF8 came late
+                self._settle()
+            elif d >= 1.6 * median:
+                m = int(d / median - 1.6) + 1
+                if m > 3:  # a gap: start over
+                    self._settle()
+                    self._intervals.clear()
+                elif self._long_run >= 3:  # a fourth long interval in a row: the tempo dropped
+                    self._settle()
+                    self._intervals.clear()
+                    self._intervals.append(d)
+                else:
+                    self._pending += m
+                    self._long_run += 1
+            else:  # on time: what the long intervals before it said was missing, was
+                self.ordinal += self._pending
+                self.lost += self._pending
+                self._settle()
                 self._intervals.append(d)
         self._last = t
-        self.ordinal += 1 + missing
-        self.lost += missing
+        self.ordinal += 1
         return self.ordinal
 
 

@@ -293,9 +293,9 @@ def test_tick_counters_count_what_never_arrived():
     for i in range(20):
         k.tick(1.0 + i * T)
     assert (k.ordinal, k.lost) == (20, 0)
-    k.tick(1.0 + 21 * T)  # 20 never came
-    assert (k.ordinal, k.lost) == (22, 1)
-    k.tick(1.0 + 22 * T)
+    k.tick(1.0 + 21 * T)  # 20 never came: a late callback or a lost 0xF8, the next one tells
+    assert (k.ordinal, k.lost) == (21, 0)
+    k.tick(1.0 + 22 * T)  # on time: 20 was lost
     assert (k.ordinal, k.lost) == (23, 1)
     k.tick(1.0 + 22 * T + 1.1 * T)  # jitter, no loss
     assert (k.ordinal, k.lost) == (24, 1)
@@ -306,17 +306,18 @@ def test_tick_counters_count_what_never_arrived():
     k.tick(t + 6 * T)
     assert (k.ordinal, k.lost) == (30, 3)
     t += 6 * T
-    for n in range(1, 4):  # the tempo halves: counted at first...
+    for n in range(1, 4):  # the tempo halves: nothing counted lost while it is not told from losses...
         k.tick(t + 2 * n * T)
-    assert (k.ordinal, k.lost) == (36, 6)
-    k.tick(t + 8 * T)  # ...and taken back at the fourth long interval in a row (34 received, 3 lost)
+    assert (k.ordinal, k.lost) == (33, 3)
+    k.tick(t + 8 * T)  # ...and at the fourth long interval in a row it is a tempo (34 received, 3 lost)
     assert (k.ordinal, k.lost) == (34, 3)
     for n in range(1, 6):
         k.tick(t + (8 + 2 * n) * T)
     assert (k.ordinal, k.lost) == (39, 3)
     t += 18 * T
-    k.tick(t + 2 * 1.7 * T)  # late by 0.7 of the (new) period...
-    k.tick(t + 2 * 2 * T)  # ...the next on time: nothing was lost
+    k.tick(t + 2 * 1.7 * T)  # late by 0.7 of the (new) period: not counted ahead...
+    assert (k.ordinal, k.lost) == (40, 3)
+    k.tick(t + 2 * 2 * T)  # ...the next on time: nothing was lost, and nothing went out a tick early
     assert (k.ordinal, k.lost) == (41, 3)
 
 
