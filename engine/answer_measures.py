@@ -113,6 +113,16 @@ def polyphony(notes: list[Note]) -> float:
     return float(np.mean(((starts <= onsets[:, None]) & (onsets[:, None] < ends)).sum(axis=1)))
 
 
+def max_sounding(notes: list[Note]) -> int:
+    """The most notes sounding at once (0 for none)."""
+    edges = sorted([(n.start, 1) for n in notes] + [(n.end, -1) for n in notes], key=lambda e: (e[0], e[1]))
+    most = now = 0
+    for _, d in edges:
+        now += d
+        most = max(most, now)
+    return most
+
+
 def loops(notes: list[Note], length: int = LOOP_NOTES, line: list[Note] | None = None) -> bool:
     """The melody holds `length` notes in a row on two pitches or fewer (E-D#-E-D#...). `line`: the
     melody, if known (here and below)."""

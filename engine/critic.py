@@ -15,6 +15,8 @@ Each candidate gets a score, the weighted sum of explainable terms (every term i
     cadence              1 when it ends on a note of the tonic triad
     strong_ending        1 when its last onset is on a strong beat
     silent               -1 when it plays nothing
+    realism              the discriminator's log-odds that the candidate is a real continuation rather than
+                         the style's own sample (engine/discriminator.py; 0 for a style without one)
 
 Weights are fit on valid data (`antiphon fit-critic`, training/critic_fit.py) and stored in a style's
 metadata under "critic"; DEFAULT_WEIGHTS work for any style. Constraints are hard filters applied first
@@ -29,10 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import answer_measures as am
+from .discriminator import CallSummary, Discriminator, features
 from .events import Meter, Note
 
 TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets", "density", "polyphony", "loop",
-         "echo", "cadence", "strong_ending", "silent")
+         "echo", "cadence", "strong_ending", "silent", "realism")
 # fit for K=16 on the valid calls of bach, folk and fiddle with the default style (32 candidates each, kinship
 # 1, the rules no-loop and register follow applied; bach and fiddle calls three times each, with three seeds:
 # 298 plans), margin 0.5: `antiphon fit-critic --style default --out runs/critic.style` fits the same way;
@@ -40,7 +43,7 @@ TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets
 # further from the call than the tunes' own continuations
 DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 7.96, "pitch_class_kinship": 1.5, "register": 2.25,
                    "onsets": 6.0, "density": 0.125, "polyphony": 0.1663, "loop": 0.1055, "echo": 1.0,
-                   "cadence": 0.0312, "strong_ending": 0.0, "silent": 10.0}
+                   "cadence": 0.0312, "strong_ending": 0.0, "silent": 10.0, "realism": 0.0}
 END_ON = ("stable", "tonic", "any")
 REGISTER = ("follow", "free")
 FOLLOW_SEMITONES = 7.0  # --register follow: the answer's median pitch within this of the call's
@@ -60,6 +63,13 @@ class Constraints:
         return self
 
 
+def discriminator_from(meta: dict | None) -> Discriminator | None:
+    """A style's realism discriminator (its metadata's "critic": {"discriminator": {...}}), checked; None
+    when it has none."""
+    critic = (meta or {}).get("critic")
+    return Discriminator.from_meta(critic.get("discriminator")) if isinstance(critic, dict) else None
+
+
 def weights_from(meta: dict | None) -> dict[str, float]:
     """A style's critic weights (its metadata's "critic": {"weights": {...}}), checked; the defaults for
     what it leaves out."""
@@ -67,7 +77,9 @@ def weights_from(meta: dict | None) -> dict[str, float]:
     critic = (meta or {}).get("critic")
     if critic is None:
         return weights
-    given = critic.get("weights") if isinstance(critic, dict) else None
+    if not isinstance(critic, dict):
+        raise ValueError("the critic must be an object")
+    given = critic.get("weights", {})
     if not isinstance(given, dict) or set(given) - set(TERMS):
         raise ValueError(f"critic weights must be an object with keys from {TERMS}")
     for name, w in given.items():
@@ -98,13 +110,16 @@ class Call:
         self._weights = am.pitch_class_weights(self.notes)
         self._median = am.median_pitch(self.notes) if self.notes else 0.0
         self._positions = {n.start % self.meter.ticks_per_bar for n in self.notes}
+        self._summary = CallSummary.of(self.notes, self.meter, self.key)
 
 
 def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: int,
-          line: list[Note] | None = None) -> dict[str, float]:
-    """The critic's terms for one candidate (unweighted). `line`: its melody, if known."""
+          line: list[Note] | None = None, realism: float = 0.0) -> dict[str, float]:
+    """The critic's terms for one candidate (unweighted). `line`: its melody, if known; `realism`: the
+    discriminator's log-odds for it (see `realism_terms`)."""
     if not notes:
-        return dict.fromkeys(TERMS, 0.0) | {"log_likelihood": per_token_log_likelihood, "silent": -1.0}
+        return dict.fromkeys(TERMS, 0.0) | {"log_likelihood": per_token_log_likelihood, "silent": -1.0,
+                                             "realism": realism}
     line = am.melody(notes) if line is None else line
     d = am.density(notes, span, call.meter)
     return {
@@ -120,7 +135,22 @@ def terms(call: Call, notes: list[Note], per_token_log_likelihood: float, span: 
         "cadence": float(am.ends_on(notes, call.key, "stable", line)),
         "strong_ending": float(am.ends_on_strong_beat(notes, call.meter, line)),
         "silent": 0.0,
+        "realism": realism,
     }
+
+
+def realism_terms(call: Call, candidates: list[list[Note]], start: int | None, span: int,
+                  discriminator: Discriminator | None, lines: list[list[Note]] | None = None) -> np.ndarray:
+    """The discriminator's log-odds for each candidate (zeros without one). `start`: the answer's first tick
+    (default: the earliest onset among the candidates)."""
+    if discriminator is None or not candidates:
+        return np.zeros(len(candidates))
+    if start is None:
+        start = min((n.start for notes in candidates for n in notes), default=0)
+    lines = lines or [am.melody(notes) for notes in candidates]
+    x = np.array([features(call._summary, notes, call.meter, start, span, line)
+                  for notes, line in zip(candidates, lines)])
+    return discriminator.log_odds(x)
 
 
 def passes(call: Call, notes: list[Note], c: Constraints, line: list[Note] | None = None) -> list[bool]:
@@ -157,12 +187,15 @@ class Choice:
 
 
 def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, weights: dict[str, float] | None = None,
-           constraints: Constraints = Constraints()) -> Choice:
+           constraints: Constraints = Constraints(), discriminator: Discriminator | None = None,
+           start: int | None = None) -> Choice:
     """candidates: (notes, per-token log-likelihood) each. The best by score among those keeping the rules
-    (see the module's docstring for the order they are dropped in)."""
+    (see the module's docstring for the order they are dropped in). `start`: the answer's first tick."""
     weights = weights or DEFAULT_WEIGHTS
     lines = [am.melody(notes) for notes, _ in candidates]
-    all_terms = [terms(call, notes, ll, span, line) for (notes, ll), line in zip(candidates, lines)]
+    real = realism_terms(call, [n for n, _ in candidates], start, span, discriminator, lines)
+    all_terms = [terms(call, notes, ll, span, line, float(r))
+                 for (notes, ll), line, r in zip(candidates, lines, real)]
     scores = [sum(weights.get(k, 0.0) * v for k, v in t.items()) for t in all_terms]
     met = [passes(call, notes, constraints, line) for (notes, _), line in zip(candidates, lines)]
     # when no candidate keeps every rule, the rules are dropped one at a time, the least important first
@@ -176,6 +209,9 @@ def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, we
     return Choice(best, scores[best], weighted, met[best], len(candidates), scores)
 
 
-def term_matrix(call: Call, candidates: list[tuple[list[Note], float]], span: int) -> np.ndarray:
+def term_matrix(call: Call, candidates: list[tuple[list[Note], float]], span: int,
+                discriminator: Discriminator | None = None, start: int | None = None) -> np.ndarray:
     """(candidates, len(TERMS)): every candidate's terms, for fitting the weights."""
-    return np.array([[terms(call, n, ll, span)[k] for k in TERMS] for n, ll in candidates])
+    real = realism_terms(call, [n for n, _ in candidates], start, span, discriminator)
+    return np.array([[terms(call, n, ll, span, realism=float(r))[k] for k in TERMS]
+                     for (n, ll), r in zip(candidates, real)])

@@ -134,6 +134,8 @@ class EnsembleRuntime:
 
     critic_weights: dict | None = None
 
+    critic_discriminator = None  # its realism discriminator (engine/discriminator.py), or None
+
     def __init__(self, members: list[Member], temperature: float = 1.0):
         if not 2 <= len(members) <= MAX_VIEWS:
             raise ValueError(f"an ensemble has 2 to {MAX_VIEWS} members, got {len(members)}")

@@ -14,7 +14,7 @@ import numpy as np
 from .events import Meter, Note
 from .runtime import StepRuntime, StepState
 from .sampler import Sampler, SamplingParams
-from .tokens import BOS, NOTE_ON, NOTE_OFF, ROLE_NONE, Grammar, NoteEvent, decode_tokens
+from .tokens import BOS, NOTE_ON, NOTE_OFF, ROLE_NONE, VELOCITY, VOCAB_SIZE, Grammar, NoteEvent, decode_tokens
 
 
 class Generator:
@@ -61,6 +61,7 @@ class Generator:
         mask = self.grammar.mask()
         if self.grammar.sounding.sum() >= self.max_polyphony:
             mask[NOTE_ON:NOTE_OFF] = False
+            mask[VELOCITY:VOCAB_SIZE] = False  # a velocity token is always followed by its note-on
             if not mask.any():
                 mask = self.grammar.mask()
         return mask

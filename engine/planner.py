@@ -20,7 +20,7 @@ from .events import Note
 from .generator import Generator
 from .grammar_batch import GrammarBatch
 from .sampler import BatchSampler, SamplingParams
-from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT, VOCAB_SIZE
+from .tokens import NOTE_OFF, NOTE_ON, TIME_SHIFT, VELOCITY, VOCAB_SIZE
 
 
 @dataclass
@@ -99,6 +99,7 @@ class Planner:
         if crowded.any():
             capped = masks.copy()
             capped[crowded, NOTE_ON:NOTE_OFF] = False
+            capped[crowded, VELOCITY:VOCAB_SIZE] = False  # a velocity token is always followed by its note-on
             keep = capped.any(axis=1)
             masks[keep] = capped[keep]
         self._no_loop(masks)

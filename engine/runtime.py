@@ -118,6 +118,7 @@ class BatchState:
 
 class StepRuntime:
     critic_weights: dict | None = None  # the style's critic weights (engine/critic.py), set by Style.runtime
+    critic_discriminator = None  # its realism discriminator (engine/discriminator.py), or None
 
     def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()

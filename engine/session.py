@@ -23,7 +23,7 @@ import numpy as np
 from .events import Meter
 from .generator import Generator
 from .runtime import StepRuntime
-from .answer_measures import CONSONANT, key_of_notes
+from .answer_measures import CONSONANT, key_of_notes, max_sounding
 from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
 from .planner import Planner, pitch_class_bias
@@ -49,6 +49,7 @@ ALL_SOUND_OFF, RESET_CONTROLLERS, ALL_NOTES_OFF = 120, 121, 123
 MAX_CANDIDATES = 1024
 VOICINGS = ("below", "above", "around")
 COMPS = ("free", "follow", "beats", "sustain")
+POLYPHONY = ("call", "free")
 CALL_CONTEXT_NOTES = 8  # a phrase shorter than this is heard together with the one before
 CALL_MAX_NOTES = 64  # the call an answer answers: at most the phrase's last notes (a flood is not a call)
 KEY_CONTEXT_NOTES = 24  # the accompaniment keeps to the key of the player's last notes ...
@@ -75,6 +76,7 @@ class SessionParams:
     high: int = 108
     max_note_beats: float = 8.0  # a generated note held longer is released
     max_polyphony: int = 8
+    polyphony: str = "call"  # call: an answer sounds at most as many notes at once as its call did | free
     candidates: int = 16  # answers planned per phrase, the critic chooses one (1: sample as it plays)
     end_on: str = "any"  # stable | tonic | any: the answer's last note (a hard filter of the critic)
     register: str = "follow"  # follow | free: the answer stays near the call's register (hard filter)
@@ -97,6 +99,8 @@ class SessionParams:
             raise ValueError(f"voicing must be one of {VOICINGS}")
         if self.comp not in COMPS:
             raise ValueError(f"comp must be one of {COMPS}")
+        if self.polyphony not in POLYPHONY:
+            raise ValueError(f"polyphony must be one of {POLYPHONY}")
         return replace(self, temperature=float(min(max(self.temperature, 0.0), 3.0)),
                        top_p=float(min(max(self.top_p, 0.05), 1.0)),
                        response_bars=int(min(max(self.response_bars, 1), 64)),
@@ -631,9 +635,16 @@ class Session:
             fork.feed(token)
         p = self.params
         end = start + p.response_bars * self.meter.ticks_per_bar
-        return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng, max_polyphony=p.max_polyphony,
+        return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng, max_polyphony=self._answer_polyphony(),
                        max_note_ticks=int(p.max_note_beats * self.meter.ticks_per_beat), stepper=self._planning_stepper(),
                        bias=pitch_class_bias(self.call().notes, p.kinship))
+
+    def _answer_polyphony(self) -> int:
+        """The most notes an answer sounds at once: the call's own most (`polyphony` "call"), within the cap."""
+        p = self.params
+        if p.polyphony == "free":
+            return p.max_polyphony
+        return max(1, min(p.max_polyphony, max_sounding(self.call().notes)))
 
     def _planning_stepper(self):
         from .torch_step import planning_stepper
@@ -658,8 +669,10 @@ class Session:
         span = self.params.response_bars * self.meter.ticks_per_bar
         candidates = planner.candidates(unfinished=cut)
         constraints = Constraints(self.params.end_on, self.params.register, self.params.key_lock)
+        runtime = self.gen.runtime
         self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
-                                  getattr(self.gen.runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints)
+                                  getattr(runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints,
+                                  getattr(runtime, "critic_discriminator", None), start)
         self._choose_s.append(time.perf_counter() - t0)
         self._plan_steps_s.append(planner.slowest_step_s)
         self.last_call, self.last_candidates = call, candidates
@@ -705,6 +718,7 @@ class Session:
         self.phrases += 1
         self.state = ANSWERING
         self._planned, self._plan_pos = [], 0
+        self.gen.max_polyphony = self._answer_polyphony()
         if self.params.candidates > 1:
             self._choose_answer(start, planned_ahead)
         self._previous_phrase, self._phrase_notes = self.call().notes, []
@@ -1010,6 +1024,11 @@ class Session:
             self._emitted.append((g.tick, p, 0))
             self._roll_off("antiphon", g.tick, p)
         self._feed_offs(expired)
+
+    @property
+    def answer_window(self) -> tuple[int, int]:
+        """(first tick, end tick) of the latest answer's span (0, 0 before any)."""
+        return self._answer_start, self._answer_end
 
     @property
     def answer_sounding(self) -> bool:

@@ -214,7 +214,8 @@ def bench_plan(style, k: int, quick: bool, bars: int = 2, device=None) -> dict:
                           max_note_ticks=int(p.max_note_beats * gen.meter.ticks_per_beat), stepper=stepper)
         planner.run()
         candidates = planner.candidates()
-        choose(call, [(c.notes, c.per_token) for c in candidates], span, weights)
+        choose(call, [(c.notes, c.per_token) for c in candidates], span, weights,
+               discriminator=getattr(gen.runtime, "critic_discriminator", None), start=start)
         times.append((time.perf_counter() - t0) * 1000)
         tokens.append(planner.steps)
     return {"plan_ms": {"k": k, "bars": bars, "p50": round(float(np.percentile(times, 50)), 2),

@@ -18,7 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
-from .critic import weights_from
+from .critic import discriminator_from, weights_from
 from .ensemble import MAX_MEMBERS, MAX_VIEWS, EnsembleRuntime, Member, Transposition
 from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
@@ -61,6 +61,7 @@ class Style:
         else:
             runtime = StepRuntime(self.model, self.memory)
         runtime.critic_weights = weights_from(self.meta)
+        runtime.critic_discriminator = discriminator_from(self.meta)
         return runtime
 
 
@@ -229,6 +230,7 @@ def load_style(name_or_path: str, device: str = "cpu") -> Style:
         members += [Member(model, memory, weight, shift) for shift, weight in views]
     try:
         weights_from(meta)
+        discriminator_from(meta)
     except ValueError as exc:
         raise StyleError(f"{path}: {exc}"[:300]) from None
     first = members[0]

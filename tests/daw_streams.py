@@ -124,6 +124,6 @@ def streams() -> list[Stream]:
     out.append(Stream("Clock without transport messages").clock(2 * BAR))
     out.append(Stream("The player's note while an answer's note sounds").start().clock(20)
                .play(PLAYER_ON, 100).play(PLAYER_OFF, 3000).clock(BAR - 20).stop())
-    ramp = Stream("Tempo ramp from 60 to 180 BPM over 8 bars", bpm=60.0).start().clock(8 * BAR, ramp_to=180.0)
+    ramp = Stream("Tempo ramp from 60 to 180 BPM over 4 bars", bpm=60.0).start().clock(4 * BAR, ramp_to=180.0)
     out.append(ramp.clock(BAR // 2).stop())
     return out

@@ -282,3 +282,25 @@ def test_no_planned_candidate_loops_on_two_pitches(runtime):
     assert len(candidates) >= 6 and all(len(line) >= 6 for line in lines), lines
     assert np.mean([p in (63, 64) for line in lines for p in line]) > 0.8, lines  # they play those two, mostly
     assert not any(am.loops(c.notes) for c in candidates), lines
+
+
+@pytest.mark.parametrize("candidates", [1, 8])
+def test_an_answer_sounds_no_more_notes_at_once_than_its_call(runtime, candidates):
+    """A melody is answered with a melody, a chord call may be answered in chords (`polyphony` "call");
+    "free" lets the model stack what it likes (an untrained one stacks notes at random)."""
+    melody = [Note(i * 24, i * 24 + 24, p) for i, p in enumerate([67, 69, 71, 72, 74, 72, 71, 69, 67, 66, 67, 69])]
+    chords = [Note(i * 96, i * 96 + 96, p + d) for i, p in enumerate([60, 65, 67, 60]) for d in (0, 4, 7)]
+    most = {}
+    for name, call in (("melody", melody), ("chords", chords)):
+        for polyphony in ("call", "free"):
+            widest = 0
+            for seed in range(3):
+                s = Session(runtime, Meter(4, 4), SessionParams(candidates=candidates, polyphony=polyphony),
+                            seed=seed)
+                end = max(n.end for n in call)
+                answer = [n for n in simulate(s, call, end + 3 * 96) if n.start >= end]
+                assert answer
+                widest = max(widest, am.max_sounding(answer))
+            most[name, polyphony] = widest
+    assert most["melody", "call"] == 1 and most["chords", "call"] <= 3
+    assert most["melody", "free"] > 1  # the rule is what keeps it to one line

@@ -202,7 +202,7 @@ def test_all_notes_off_from_the_daw_releases_what_the_player_held(runtime, cc):
     fp.take(s.control_change(100, cc, 0))
     assert not s._player_sounding and not s._pedal
     fp.run_to(100 + 48)  # one beat of silence after the All Notes Off, then the next beat
-    assert s.state == ANSWERING
+    assert s.answer_window[0] > 100 and (s.state == ANSWERING or s.answers == 1)  # answered (a short one may be done)
 
 
 def test_accompaniment_reacts_within_the_tick_consonant_and_below_the_player():
@@ -468,7 +468,7 @@ def test_a_loop_withdraws_the_answer_keeps_what_was_heard_and_answers_the_phrase
     fp = FakePlugin(s)
     fp.play(PHRASE)
     fp.run_to(120 + 24 + 30)  # the answer is under way
-    assert s.state == ANSWERING
+    assert s.answer_sounding
     fp.take(s.stop())
     fp.sent += [e for e in fp.scheduled if e[2] == 0]
     fp.scheduled = []

@@ -38,7 +38,7 @@ ANCHORS = {
     NAMES[7]: [(30, 0), (221, 191)],
     NAMES[8]: [],  # no transport: the first 0xF8 is a beat (checked below), each one after it one tick more
     NAMES[9]: [(0, 0), (95, 95)],
-    NAMES[10]: [(0, 0), (767, 767), (815, 815)],
+    NAMES[10]: [(0, 0), (383, 383), (431, 431)],
 }
 NOTE_AT, NOTE_TICKS = 12, 28  # a note on every beat heard, 12 ticks after it, 28 ticks long
 

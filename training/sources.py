@@ -78,6 +78,10 @@ CORPUS_SETS: dict[str, list[tuple[str, int | None]]] = {
         ("luca", None), ("ciconia", None), ("lusitano", None), ("beach", None),
     ],
 }
+# the shipped default style's training data: broad without its fiddle and Irish tunes (held out of every
+# shipped style: the answer benchmark's out-of-domain calls), with all of Essen's first 3000 tunes
+CORPUS_SETS["default"] = [(f, 3000 if f == "essenFolksong" else n) for f, n in CORPUS_SETS["broad"]
+                          if f not in ("oneills1850", "ryansMammoth")]
 # Folders of the corpus that are test material or analyses rather than music to learn from.
 _CORPUS_EXCLUDE = re.compile(r"(^|/)(test[0-9a-z]?\.abc|choraleAnalyses/.*)$")
 

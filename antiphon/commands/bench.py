@@ -28,7 +28,9 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 
+from antiphon import arguments
 from antiphon.arguments import int_in
 
 
@@ -48,8 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["valid", "test"],
                    help="held-out split the answer and accompaniment benchmarks use (choose on valid)")
     p.add_argument("--seeds", type=int_in(1, 20), default=3, help="answers per call in those benchmarks")
+    p.add_argument("--calls", nargs="+", default=["bach", "folk", "fiddle"], metavar="SET",
+                   help="with --answers: the call sets (bach, folk, fiddle, or DATA: your own music's split)")
     p.add_argument("--candidates", type=int_in(1, 1024), default=None,
                    help="K for planning and the benchmarks (default: the session's)")
+    p.add_argument("--temperature", type=arguments.temperature, default=None,
+                   help="sampling temperature for the answer benchmark (default: the session's)")
+    p.add_argument("--top-p", type=arguments.top_p, default=None, help="top-p for the answer benchmark")
+    p.add_argument("--kinship", type=arguments.float_in(0.0, 4.0), default=None,
+                   help="how far planned candidates lean towards the call's pitch classes (default: the session's)")
+    p.add_argument("--register", choices=["follow", "free"], default=None,
+                   help="the register rule for planned answers (default: the session's)")
+    p.add_argument("--polyphony", choices=["call", "free"], default=None,
+                   help="the most notes an answer sounds at once: its call's, or the cap (default: the session's)")
     p.add_argument("--picture", metavar="PNG",
                    help="with --answers: a piano roll of one held-out call, its real continuation, a K=1 answer "
                         "and the planned answer")
@@ -83,7 +96,9 @@ def run(args) -> int:
 
     style = load_style(args.style)
     device = pick_device(args.device)
-    params = SessionParams() if args.candidates is None else SessionParams(candidates=args.candidates)
+    chosen = {"candidates": args.candidates, "temperature": args.temperature, "top_p": args.top_p,
+              "kinship": args.kinship, "register": args.register, "polyphony": args.polyphony}
+    params = SessionParams(**{k: v for k, v in chosen.items() if v is not None}).validated()
     result: dict = {"style": style.name, "model": style.config.to_dict(), "machine": platform.machine(),
                     "cpus": os.cpu_count(), "torch": torch.__version__, "device": str(device),
                     "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
@@ -99,11 +114,11 @@ def run(args) -> int:
         if "sender" not in args.skip:
             result.update(bench_sender_under_load(style, 1.0 if args.quick else 4.0, args.sender))
         if args.answers:
-            from antiphon.training.answer_bench import answer_benchmark, verdict
+            from antiphon.training.answer_bench import answer_benchmark
 
             result["answers"] = answer_benchmark(style, args.split, args.seeds, params=params,
-                                                 limit=4 if args.quick else None)
-            result["answers"]["at_least_real"] = verdict(result["answers"])
+                                                 limit=4 if args.quick else None, sets=args.calls,
+                                                 log=lambda line: print(line, file=sys.stderr))
             if args.picture:
                 result["answers"]["picture"] = answers_picture(style, args.picture, params, args.split)
         if args.accompany:

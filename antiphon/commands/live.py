@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "of the critic, dropped only when no candidate keeps it)")
     p.add_argument("--register", default=defaults["register"], choices=["follow", "free"],
                    help="the answer stays within a fifth of the call's register, or goes where it likes")
+    p.add_argument("--polyphony", default=defaults["polyphony"], choices=["call", "free"],
+                   help="the answer sounds at most as many notes at once as your call did, or up to 8")
     p.add_argument("--voicing", default=defaults["voicing"], choices=["below", "above", "around"],
                    help="--mode accompany: play below, above or around your notes")
     p.add_argument("--comp", default=defaults["comp"], choices=["free", "follow", "beats", "sustain"],
@@ -78,8 +80,8 @@ def config_from(args):
                            response_bars=args.response_bars, phrase_end=args.phrase_end,
                            silence_beats=args.silence_beats, answer_on=args.answer_on,
                            lookahead_beats=args.lookahead, key_lock=args.key_lock, candidates=args.candidates,
-                           kinship=args.kinship, end_on=args.end_on, register=args.register, voicing=args.voicing,
-                           comp=args.comp).validated()
+                           kinship=args.kinship, end_on=args.end_on, register=args.register,
+                           polyphony=args.polyphony, voicing=args.voicing, comp=args.comp).validated()
     return LiveConfig(backend=args.backend, in_port=args.in_port, out_port=args.out_port, bpm=args.bpm,
                       meter=Meter.parse(args.meter), style=args.style, channel=args.channel - 1,
                       passthrough=args.passthrough, record=args.record, params=params, seed=args.seed,

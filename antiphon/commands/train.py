@@ -17,7 +17,7 @@ from antiphon.training.train import TrainConfig
 def add_arguments(p: argparse.ArgumentParser) -> None:
     A = arguments
     p.add_argument("data", nargs="+", metavar="DATA",
-                   help="files, folders, corpus:bach|folk|broad, or jsb-quarter:PATH")
+                   help="files, folders, corpus:bach|folk|fiddle|broad|default, or jsb-quarter:PATH")
     p.add_argument("--out", required=True, type=A.writable_file, help="style file to write (e.g. mystyle.style)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small", help="model size")
     p.add_argument("--epochs", type=A.int_in(1), default=20, help="passes over the training split")
