@@ -14,11 +14,11 @@ import os
 
 # One default sampling temperature for live, demo and generate (the engine's SessionParams default;
 # tests/test_cli_help.py checks that they agree).
-DEFAULT_TEMPERATURE = 0.9
+DEFAULT_TEMPERATURE = 1.1
 DEFAULT_TOP_P = 0.95
 # The session's defaults for planned answers and accompaniment (SessionParams; tests/test_cli_help.py checks)
-SESSION_DEFAULTS = {"candidates": 16, "end_on": "any", "register": "follow", "voicing": "below", "comp": "free",
-                    "kinship": 1.0, "polyphony": "call"}
+SESSION_DEFAULTS = {"candidates": 16, "end_on": "any", "register": "free", "voicing": "below", "comp": "free",
+                    "kinship": 0.0, "polyphony": "call"}
 TEMPERATURE_RANGE = (0.05, 3.0)
 TOP_P_RANGE = (0.05, 1.0)
 BPM_RANGE = (20.0, 400.0)

@@ -11,15 +11,18 @@ Each candidate gets a score, the weighted sum of explainable terms (every term i
     polyphony            minus |its mean polyphony - the call's|
     loop                 minus how far its melody's longest run on two pitches goes past 4 notes, in 4s
                          (-1 for the 8-note loop the answer benchmark counts; E-D#-E-D#, C-C-C-C...)
-    echo                 -1 when it copies 6+ notes of the call unchanged (an echo is not an answer)
+    echo                 -1 when it copies 6+ notes of the call unchanged (a weight below 0 favours it: tunes
+                         take up their opening bars again)
     cadence              1 when it ends on a note of the tonic triad
     strong_ending        1 when its last onset is on a strong beat
     silent               -1 when it plays nothing
     realism              the discriminator's log-odds that the candidate is a real continuation rather than
                          the style's own sample (engine/discriminator.py; 0 for a style without one)
 
-Weights are fit on valid data (`antiphon fit-critic`, training/critic_fit.py) and stored in a style's
-metadata under "critic"; DEFAULT_WEIGHTS work for any style. Constraints are hard filters applied first
+Weights are fit on valid data so that the chosen answers are distributed like the real continuations
+(`antiphon fit-critic`, training/critic_fit.py): a weight may be negative, no term is maximised for its own
+sake. They are stored in a style's metadata under "critic", with its discriminator; DEFAULT_WEIGHTS are the
+shipped default style's, for a style without its own. Constraints are hard filters applied first
 (no loop, always; `--end-on`, `--register`, `--key-lock`), with a fallback: when no candidate passes them
 all, they are dropped one at a time, the least important first (key lock, register, ending, no loop).
 """
@@ -36,14 +39,12 @@ from .events import Meter, Note
 
 TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets", "density", "polyphony", "loop",
          "echo", "cadence", "strong_ending", "silent", "realism")
-# fit for K=16 on the valid calls of bach, folk and fiddle with the default style (32 candidates each, kinship
-# 1, the rules no-loop and register follow applied; bach and fiddle calls three times each, with three seeds:
-# 298 plans), margin 0.5: `antiphon fit-critic --style default --out runs/critic.style` fits the same way;
-# then the register's weight x4 (0.56 -> 2.25), the valid benchmark's fiddle answers sitting 0.05 semitones
-# further from the call than the tunes' own continuations
-DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 7.96, "pitch_class_kinship": 1.5, "register": 2.25,
-                   "onsets": 6.0, "density": 0.125, "polyphony": 0.1663, "loop": 0.1055, "echo": 1.0,
-                   "cadence": 0.0312, "strong_ending": 0.0, "silent": 10.0, "realism": 0.0}
+# the shipped default style's, fitted for K=16 on the valid calls of bach, folk and fiddle (32 candidates each,
+# two seeds, temperature 1.1, top-p 0.95, kinship 0, no register rule) so that the chosen answers match the
+# real continuations two-sided: `antiphon fit-critic --style FILE` fits a style's own the same way
+DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 3.8933, "pitch_class_kinship": 0.8901, "register": -5.2564,
+                   "onsets": 23.5584, "density": 5.7394, "polyphony": 0.1663, "loop": 7.0199, "echo": -10.3853,
+                   "cadence": -1.0008, "strong_ending": -8.0294, "silent": 10.0, "realism": 1.1927}
 END_ON = ("stable", "tonic", "any")
 REGISTER = ("follow", "free")
 FOLLOW_SEMITONES = 7.0  # --register follow: the answer's median pitch within this of the call's
@@ -164,6 +165,24 @@ def passes(call: Call, notes: list[Note], c: Constraints, line: list[Note] | Non
             not c.key_lock or am.key_fit(notes, call.key) == 1.0]
 
 
+# what a term's gain says, when the chosen candidate has more of the term than the others (first) or less
+WORDS = {
+    "log_likelihood": ("what the style itself finds most likely", "less expected by the style"),
+    "key_fit": ("keeps to your key", "steps outside your key, as real answers do"),
+    "pitch_class_kinship": ("uses the notes of your call", "brings in notes your call did not use"),
+    "register": ("stays near your register", "moves away from your register, as real answers do"),
+    "onsets": ("plays on the beats your call used", "moves the rhythm away from your call's"),
+    "density": ("as busy as your call", "busier or sparser than your call, as real answers are"),
+    "polyphony": ("as many voices as your call", "more or fewer voices than your call"),
+    "loop": ("does not circle on two notes", "circles on a few notes"),
+    "echo": ("does not copy your call", "takes up your call's opening, as tunes do"),
+    "cadence": ("ends on the home chord", "ends away from the home chord"),
+    "strong_ending": ("ends on a strong beat", "ends off the strong beat"),
+    "silent": ("plays something", "stays silent"),
+    "realism": ("sounds most like a real continuation", "sounds less like a real continuation"),
+}
+
+
 @dataclass
 class Choice:
     index: int
@@ -172,18 +191,27 @@ class Choice:
     passed: list[bool]  # the constraints the chosen candidate met (no loop, end_on, register, key_lock)
     candidates: int
     scores: list[float] = field(default_factory=list)
+    margins: dict[str, float] = field(default_factory=dict)  # weighted terms: the chosen minus the others' mean
+    more: dict[str, bool] = field(default_factory=dict)  # per term: the chosen has more of it than the others' mean
 
     def explain(self) -> dict:
         """JSON-ready: the chosen candidate, its weighted terms, how it stood among the others."""
         return {"chosen": self.index, "of": self.candidates, "score": round(self.score, 4),
                 "terms": {k: round(v, 4) for k, v in self.terms.items()},
                 "constraints_met": dict(zip(("no_loop", "end_on", "register", "key_lock"), self.passed)),
-                "score_range": [round(min(self.scores), 4), round(max(self.scores), 4)] if self.scores else []}
+                "score_range": [round(min(self.scores), 4), round(max(self.scores), 4)] if self.scores else [],
+                "why": self.reasons()}
+
+    def reasons(self, most: int = 3) -> list[str]:
+        """In words, what set the chosen candidate above the others: the terms where it gained most on their
+        mean (see WORDS)."""
+        gains = sorted(((v, k) for k, v in self.margins.items() if v > 0.05), reverse=True)[:most]
+        return [WORDS[k][0 if self.more.get(k, True) else 1] for _, k in gains]
 
     def summary(self) -> str:
-        """One line for the panel: the terms that weighed most."""
-        top = sorted(self.terms.items(), key=lambda kv: -abs(kv[1]))[:3]
-        return f"#{self.index + 1}/{self.candidates} " + " ".join(f"{k.replace('_', ' ')} {v:+.2f}" for k, v in top)
+        """One line for the panel: which candidate, and why in words."""
+        why = self.reasons()
+        return f"#{self.index + 1}/{self.candidates}: " + ("; ".join(why) if why else "the only one, or all alike")
 
 
 def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, weights: dict[str, float] | None = None,
@@ -206,7 +234,11 @@ def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, we
             break
     best = max(pool, key=lambda i: scores[i])
     weighted = {k: weights.get(k, 0.0) * v for k, v in all_terms[best].items()}
-    return Choice(best, scores[best], weighted, met[best], len(candidates), scores)
+    others = [i for i in pool if i != best] or [best]
+    mean = {k: float(np.mean([all_terms[i][k] for i in others])) for k in weighted}
+    margins = {k: weights.get(k, 0.0) * (all_terms[best][k] - mean[k]) for k in weighted}
+    more = {k: all_terms[best][k] > mean[k] for k in weighted}
+    return Choice(best, scores[best], weighted, met[best], len(candidates), scores, margins, more)
 
 
 def term_matrix(call: Call, candidates: list[tuple[list[Note], float]], span: int,

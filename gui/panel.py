@@ -176,8 +176,8 @@ class Panel(QMainWindow):
         legend.addWidget(self.stats_label)
         root.addLayout(legend)
         self.critic_label = QLabel(objectName="stats")
-        self.critic_label.setToolTip("The critic's last choice: which candidate, out of how many, and the terms "
-                                     "that weighed most; how long planning took, and where it ran")
+        self.critic_label.setToolTip("The critic's last choice: which candidate, out of how many, and in words "
+                                     "what set it above the others; how long planning took, and where it ran")
         root.addWidget(self.critic_label)
 
         # controls

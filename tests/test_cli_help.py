@@ -45,7 +45,7 @@ def test_every_flag_of_every_command_has_a_help_line_that_shows_its_default():
 
 def test_the_rendered_help_shows_defaults():
     text = subparsers()["live"].format_help()
-    assert "(default: 0.9)" in text and "(default: 120.0)" in text and "(default: call_response)" in text
+    assert "(default: 1.1)" in text and "(default: 120.0)" in text and "(default: call_response)" in text
     train = subparsers()["train"].format_help()
     assert "(default: 20)" in train and "passes over the training split" in train
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from antiphon.engine import answer_measures as am
-from antiphon.engine.critic import TERMS, Call, Constraints, choose, weights_from
+from antiphon.engine.critic import DEFAULT_WEIGHTS, TERMS, Call, Constraints, choose, weights_from
 from antiphon.engine.events import Meter, Note
 from antiphon.engine.fake_time import simulate
 from antiphon.engine.model import PRESETS, EventLSTM
@@ -149,7 +149,7 @@ def test_planning_starts_when_the_silence_begins_and_is_dropped_if_the_player_pl
     fp.run_to(142)
     assert s._planner is not None and s._plan_for[0] == 168  # a new plan for the new expected start
     fp.run_to(170)
-    assert s.state == ANSWERING and s.phrases == 1
+    assert s.answer_sounding and s.phrases == 1 and s.answer_window[0] == 168
 
 
 def test_interrupting_a_planned_answer_rolls_back_and_leaves_nothing_hanging(runtime):
@@ -191,7 +191,7 @@ def test_constraints_filter_and_fall_back():
     assert set(explained["terms"]) == set(TERMS) and explained["of"] == 1
 
 
-def test_the_critic_prefers_kinship_and_refuses_loops_and_echoes():
+def test_the_critic_refuses_loops_whatever_its_weights_and_an_echo_is_its_weights_call():
     meter = Meter(4, 4)
     call_notes = [Note(i * 24, i * 24 + 24, p) for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62, 60])]
     call = Call(call_notes, meter)
@@ -201,9 +201,14 @@ def test_the_critic_prefers_kinship_and_refuses_loops_and_echoes():
     answer = [Note(216 + i * 24, 240 + i * 24, p) for i, p in enumerate([64, 65, 67, 69, 67, 64, 62, 60])]
     assert am.loops(loop) and not am.loops(answer)
     assert am.longest_echo(call_notes, echo) == 9 and am.longest_echo(call_notes, answer) < am.ECHO_NOTES
-    picked = choose(call, [(loop, 0.0), (echo, 0.0), (answer, -0.3)], 192)
-    assert picked.index == 2
-    assert picked.terms["cadence"] > 0  # it ends on C
+    picked = choose(call, [(loop, 0.0), (answer, -3.0)], 192)
+    assert picked.index == 1 and picked.passed[0]  # the loop is out before any weight is read
+    assert picked.terms["cadence"] != 0  # it ends on C
+    # an echo of the call: real tunes take their opening up again, so the fitted weights decide
+    refusing = dict(DEFAULT_WEIGHTS, echo=100.0)
+    taking = dict(DEFAULT_WEIGHTS, echo=-10.0)
+    assert choose(call, [(echo, 0.0), (answer, -0.3)], 192, refusing).index == 1
+    assert choose(call, [(echo, 0.0), (answer, -0.3)], 192, taking).index == 0
 
 
 def test_the_measures_the_critic_reads_on_crafted_lines():

@@ -77,6 +77,9 @@ def test_the_discriminator_term_changes_the_critics_choice():
     down = choose(call, cands, 192, weights, discriminator=_toy_discriminator("mean_shift", -5.0), start=192)
     assert (up.index, down.index) == (1, 0)
     assert up.terms["realism"] > 0 and "realism" in up.explain()["terms"]
+    # the panel's line says why in words: what set the choice above the other
+    assert "sounds most like a real continuation" in up.summary() and up.explain()["why"] == up.reasons()
+    assert up.summary().startswith("#2/2: ")
 
 
 def test_a_fitted_discriminator_tells_its_two_classes_apart():
