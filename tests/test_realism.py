@@ -105,3 +105,18 @@ def test_a_fitted_discriminator_tells_its_two_classes_apart():
 def test_a_malformed_discriminator_is_refused(bad):
     with pytest.raises(ValueError):
         Discriminator.from_meta(bad)
+
+
+def test_the_shipped_default_plays_with_its_own_discriminator_and_says_why():
+    from antiphon.engine.fake_time import simulate
+    from antiphon.engine.session import Session, SessionParams
+    from antiphon.engine.style import load_style
+
+    runtime = load_style("default").runtime()
+    assert runtime.critic_discriminator is not None and runtime.critic_weights["realism"] > 0
+    call = notes([67, 69, 71, 72, 74, 72, 71, 69, 67, 66, 67, 69])
+    s = Session(runtime, Meter(), SessionParams(), seed=0)
+    answer = [n for n in simulate(s, call, 12 * 24 + 3 * 96) if n.start >= 12 * 24]
+    assert answer and s.last_choice is not None
+    assert s.last_choice.terms["realism"] != 0.0
+    assert ": " in s.last_choice.summary() and all(r in s.last_choice.summary() for r in s.last_choice.reasons())
