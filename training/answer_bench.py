@@ -42,11 +42,17 @@ def real_row(held: HeldOutCall, bars: int) -> np.ndarray:
     return realism.measures(held.call, held.continuation, held.meter, bars * held.meter.ticks_per_bar, start)
 
 
-def answer_row(held: HeldOutCall, notes: list, session: Session) -> np.ndarray:
+def answer_span(held: HeldOutCall, session: Session) -> tuple[int, int]:
+    """(first tick, end tick) of the session's answer to `held`; never answered: the span it would have had."""
     start, end = session.answer_window
-    if end <= start:  # never answered: measured over the span an answer would have had
+    if end <= start:
         start = max(n.end for n in held.call)
         end = start + session.params.response_bars * held.meter.ticks_per_bar
+    return start, end
+
+
+def answer_row(held: HeldOutCall, notes: list, session: Session) -> np.ndarray:
+    start, end = answer_span(held, session)
     return realism.measures(held.call, [n for n in notes if n.start < end], held.meter, end - start, start,
                             key_of_notes(held.call))
 

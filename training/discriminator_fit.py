@@ -15,7 +15,7 @@ import numpy as np
 from antiphon.engine.discriminator import FEATURES, CallSummary, Discriminator, features
 from antiphon.engine.session import SessionParams
 
-from .answer_bench import answer
+from .answer_bench import answer, answer_span
 from .calls import HeldOutCall, held_out_calls
 from .logistic import fit_logistic
 
@@ -29,10 +29,7 @@ def real_features(held: HeldOutCall, bars: int, summary: CallSummary) -> np.ndar
 def sampled_features(runtime, held: HeldOutCall, params: SessionParams, seed: int,
                      summary: CallSummary) -> np.ndarray:
     notes, session = answer(runtime, held, params, seed)
-    start, end = session.answer_window
-    if end <= start:
-        start = max(n.end for n in held.call)
-        end = start + params.response_bars * held.meter.ticks_per_bar
+    start, end = answer_span(held, session)
     return features(summary, [n for n in notes if n.start < end], held.meter, start, end - start)
 
 
