@@ -637,7 +637,8 @@ class Session:
             fork.feed(token)
         p = self.params
         end = start + p.response_bars * self.meter.ticks_per_bar
-        return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng, max_polyphony=self._answer_polyphony(),
+        return Planner(fork, p.candidates, end, self._sampling(), fork.sampler.rng,
+                       max_polyphony=self._answer_polyphony(),
                        max_note_ticks=int(p.max_note_beats * self.meter.ticks_per_beat), stepper=self._planning_stepper(),
                        bias=pitch_class_bias(self.call().notes, p.kinship))
 
