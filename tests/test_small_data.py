@@ -123,3 +123,15 @@ def test_fewer_than_a_few_thousand_valid_events_tune_no_memory(tmp_path):
     result = tune_memory(path, Split(pieces=[(tokens, np.zeros_like(tokens, dtype=np.uint8))]))
     assert "skipped" in result and f"fewer than {SMALL_SPLIT_EVENTS}" in result["skipped"]
     assert path.read_bytes() == before and load_style(str(path)).memory is None
+
+
+def test_held_out_calls_of_a_small_folder_come_from_the_splits_train_gave_it(band):
+    """fit-critic and bench --answers read a folder's valid and test pieces as train split it: with the
+    small-data rule, one each of the 25, where the hash alone holds none out."""
+    from antiphon.training.calls import held_out_calls
+    from antiphon.training.sources import load_pieces
+
+    folder, _ = band
+    counts = {s: len(load_pieces([str(folder)], jobs=1, split=s)[0]) for s in ("train", "valid", "test")}
+    assert counts == {"train": 23, "valid": 1, "test": 1}
+    assert held_out_calls(str(folder), "valid") and held_out_calls(str(folder), "test")

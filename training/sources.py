@@ -25,7 +25,7 @@ from antiphon.engine.events import TICKS_PER_QUARTER, Meter, Note
 from antiphon.engine.reading import MAX_REASON, read_midi, read_music21_parts
 from antiphon.engine.reading import reason as _reason
 
-from .splits import assign_split, piece_key
+from .splits import SPLITS, assign_split, piece_key
 
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
 MUSIC21_EXTENSIONS = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
@@ -206,18 +206,25 @@ def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | N
 
     jobs: worker processes for music21 parses (default: every core; 1 parses in-process).
     corpus_limit: at most this many pieces from each corpus:NAME spec (for tests and quick runs).
-    split: read only the pieces of this split (by their hash; files and corpora, not the JSB file).
+    split: read only the pieces of this split (by their hash, with the small-data rule as train applies it;
+    files and corpora, not the JSB file).
     Unknown corpus names and missing paths raise (they are mistakes in the command, not bad files).
     """
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
     skipped: list[dict] = []
     plan: list[list[_Task] | list[Piece]] = []
+    small_data: set[int] = set()  # specs whose split comes from the small-data rule, after reading
     for spec in specs:
         if spec.startswith("jsb-quarter:"):
             plan.append(read_jsb_quarter(spec[len("jsb-quarter:"):]))
         else:
             tasks = _expand(spec, skipped, corpus_limit)
-            plan.append(tasks if split is None else [t for t in tasks if assign_split(t.key) == split])
+            hashed = [assign_split(t.key) for t in tasks]
+            if split is not None and all(s in hashed for s in SPLITS):  # the hash split is the split
+                tasks = [t for t, s in zip(tasks, hashed) if s == split]
+            elif split is not None:  # a split left empty: read it all, split it as train does (below)
+                small_data.add(len(plan))
+            plan.append(tasks)
 
     seen: set[tuple[str, str]] = set()  # the same file (or tune) reached by two specs is read once
     for i, group in enumerate(plan):
@@ -239,16 +246,23 @@ def load_pieces(specs: list[str], jobs: int | None = None, corpus_limit: int | N
     results.update(_run_pool(slow, jobs, progress))
 
     pieces: list[Piece] = []
-    for group in plan:
+    for i, group in enumerate(plan):
+        read = []
         for item in group:
             if isinstance(item, Piece):
-                pieces.append(item)
+                read.append(item)
                 continue
             piece, skip = results[item]
             if piece is not None:
-                pieces.append(piece)
+                read.append(piece)
             else:
                 skipped.append(skip)
+        if i in small_data:
+            from .dataset import apply_small_data_rule
+
+            apply_small_data_rule(read)
+            read = [p for p in read if p.split == split]
+        pieces += read
     return pieces, skipped
 
 
