@@ -171,6 +171,9 @@ def cv_accuracy(a: np.ndarray, b: np.ndarray, folds: int = 5, repeats: int = 10,
                 l2: float = 1.0) -> float:
     """How often a logistic regression trained on the other folds tells a row of `a` from one of `b`
     (stratified k-fold cross-validation, repeated over shuffles; each class weighed equally)."""
+    folds = min(folds, len(a), len(b))
+    if folds < 2:  # too few to hold any out: nothing can be told
+        return 0.5
     rng = np.random.default_rng(seed)
     x = np.vstack([a, b])
     y = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
