@@ -1,5 +1,5 @@
 """How an answer relates to its call, measured: the terms the critic scores candidates by and the measures
-the answer benchmark reports (for Antiphon's answers and for the music's own continuations alike).
+the answer benchmark reads too (training/realism.py), and the accompaniment's consonance and coverage.
 
 Notes are in ticks on the stream's bar grid (bar positions are tick % ticks_per_bar). The melody of a
 passage is its skyline: the highest note starting at each onset tick.
@@ -188,27 +188,6 @@ def ends_on_strong_beat(notes: list[Note], meter: Meter, line: list[Note] | None
     elif meter.numerator % 3 == 0 and meter.numerator >= 6:
         strong.add(meter.ticks_per_bar // 2)
     return pos in strong
-
-
-@dataclass(frozen=True)
-class AnswerMeasures:
-    """What the answer benchmark reports for one (call, answer) pair."""
-
-    key_fit: float
-    pitch_class_r: float
-    onset_share: float
-    register_distance: float
-    loops: bool
-    ends_on_tonic_triad: bool
-    echo_notes: int
-    answered: bool
-
-
-def measure(call: list[Note], answer: list[Note], meter: Meter, key: Key | None = None) -> AnswerMeasures:
-    key = key or key_of_notes(call)
-    return AnswerMeasures(key_fit(answer, key), pitch_class_kinship(call, answer), onset_share(call, answer, meter),
-                          register_distance(call, answer), loops(answer), ends_on(answer, key, "stable"),
-                          longest_echo(call, answer), bool(answer))
 
 
 # ---------------------------------------------------------------------------------------------- accompaniment
