@@ -1224,7 +1224,9 @@ class Session:
         tonic, scale = key_of(self._call_pcs)
         minor = (tonic + 3) % 12 in scale
         key = f"{_NAMES[tonic]} {'minor' if minor else 'major'}" if self._call_pcs.sum() else "-"
-        return SessionSnapshot(self.state, self.params.mode, self._now - self.offset,
+        # to a listener the answer lasts until its last tick, though its tokens were all generated before
+        shown = ANSWERING if self.state == LISTENING and self.answer_sounding else self.state
+        return SessionSnapshot(shown, self.params.mode, self._now - self.offset,
                                self.gen.step_ms, self.gen.tokens, self.phrases, self.answers, key,
                                tuple(self.recent_notes()[-256:]),
                                self.last_choice.summary() if self.last_choice else "", self.last_plan_ms,

@@ -501,3 +501,19 @@ def test_a_note_after_the_answer_is_generated_but_before_it_has_sounded_cuts_its
     fp.take(s.note_off(tick + 6, 72))
     fp.sent += [e for e in fp.scheduled if e[2] == 0]
     assert not (fp.hanging() - {72})
+
+
+def test_the_view_says_answering_until_the_answers_last_tick(runtime):
+    """The answer's tokens are all generated a beat ahead of the clock; the panel and the status line go on
+    saying "answering" while its notes are still to sound, and "listening" once its span is over."""
+    s = Session(runtime, Meter(4, 4), SessionParams(response_bars=1, candidates=4), seed=3)
+    fp = FakePlugin(s)
+    fp.play(PHRASE)
+    start = None
+    for tick in range(121, 144 + 96 + 4):
+        fp.run_to(tick)
+        if s.answer_window[1] and start is None:
+            start, end = s.answer_window
+        if start is not None and tick < end:
+            assert s.snapshot().state == ANSWERING, (tick, s.state)
+    assert start is not None and s.state == LISTENING and s.snapshot().state == LISTENING

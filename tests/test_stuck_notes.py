@@ -115,10 +115,10 @@ def test_switch_mid_answer(jack, tmp_path, switch):
         time.sleep(0.5)
         rig.engine.controls.update(mode=CALL_RESPONSE)
     # the answer ends by itself (2 bars at 180 BPM), then a second call and answer on the new style/mode
-    wait_until(lambda: rig.engine.session.state == "listening" and rig.engine.sender.stats().sounding == 0, 15,
+    wait_until(lambda: not rig.engine.session.answer_sounding and rig.engine.sender.stats().sounding == 0, 15,
                "the answer to end")
     rig.call_and_wait_answer(1)
-    wait_until(lambda: rig.engine.session.state == "listening" and rig.engine.sender.stats().sounding == 0, 15,
+    wait_until(lambda: not rig.engine.session.answer_sounding and rig.engine.sender.stats().sounding == 0, 15,
                "the second answer to end")
     events, sounding = rig.finish(0.3)
     report(f"{switch} switch", events, f"(style now {rig.engine.style_name!r})")
@@ -161,8 +161,8 @@ def test_output_disconnected_and_reconnected_mid_answer(jack):
     r = jack.run("jack_disconnect", rig.a_out, rig.dump.port)
     assert r.returncode == 0, r.stderr
     # while disconnected the sounding note's note-off (and more) goes nowhere
-    lost = wait_until(lambda: rig.engine.sender.sounding() == [] and rig.engine.sender.stats().sent, 15,
-                      "the answer to end while disconnected")
+    lost = wait_until(lambda: not rig.engine.session.answer_sounding and rig.engine.sender.sounding() == []
+                      and rig.engine.sender.stats().sent, 15, "the answer to end while disconnected")
     jack.connect(rig.a_out, rig.dump.port)
     time.sleep(0.6)
     assert rig.engine.sender.sounding() == []
