@@ -170,6 +170,7 @@ typedef struct {
     uint8_t answer[16][128];  /* sounding, and sent by the tick queue: the answer's notes an interruption ends */
     int interrupt_armed; uint32_t interrupt_epoch;
     uint16_t channels;
+    int deactivated;
     /* armed: the first player's note-on at an ordinal in [reflex_from, reflex_until] of reflex_epoch gets its
        pitch's reaction in the same cycle, at the note's own frame, and disarms the table. Three tables: the
        callback reads the one its last OP_REFLEX_ARM named (reflex_active), the engine's thread loads one
@@ -680,9 +681,13 @@ int aj_thread_policy(aj_t *io) {
     if (J.client_thread_id) { pthread_t t = J.client_thread_id(io->client); if (t) pthread_getschedparam(t, &policy, &sp); }
     return policy;
 }
+/* out of the process graph: no cycle runs after this returns, so the counts and the sent log are final */
+void aj_deactivate(aj_t *io) {
+    if (io && !io->deactivated) { J.deactivate(io->client); io->deactivated = 1; }
+}
 void aj_close(aj_t *io) {
     if (!io) return;
-    J.deactivate(io->client);
+    aj_deactivate(io);
     J.client_close(io->client);
     free(io->in_ring.mem); free(io->cmd_ring.mem); free(io->sent_ring.mem);
     sem_destroy(&io->input_ready);
@@ -792,6 +797,7 @@ def _declare(lib) -> None:
     lib.aj_frame_now.argtypes = [vp]
     lib.aj_thread_policy.restype = i32
     lib.aj_thread_policy.argtypes = [vp]
+    lib.aj_deactivate.argtypes = [vp]
     lib.aj_close.argtypes = [vp]
 
 
@@ -806,6 +812,7 @@ class NativeJack:
     def __init__(self, lib, handle, jack: jack_lib.Library):
         self._lib, self._h, self.jack = lib, handle, jack
         self._cmd_lock = threading.Lock()
+        self._cycles_stopped = False
         self._in_buf = (InRecord * self.BATCH)()
         self._out_buf = (OutRecord * self.BATCH)()
         self._stats = (ctypes.c_uint64 * len(STATS))()
@@ -970,13 +977,19 @@ class NativeJack:
     def ports(self, direction: str) -> list[str]:
         return self.jack.ports(self._lib.aj_client(self._h), direction)
 
+    def stop_cycles(self) -> None:
+        """Leaves the process graph: no cycle runs after this, so `stats` and `read_sent` are final."""
+        if self._h:
+            self._lib.aj_deactivate(self._h)
+            self._cycles_stopped = True
+
     def close(self, flush_s: float = 0.5) -> None:
         """Stops the deadline thread, lets the commands already queued run (a few cycles), closes."""
         import time
 
         self.timed.close(panic=False)
         deadline = time.monotonic() + flush_s
-        while self._h and self.pending() and time.monotonic() < deadline:
+        while self._h and self.pending() and not self._cycles_stopped and time.monotonic() < deadline:
             time.sleep(0.002)
         h, self._h = self._h, None
         if h:

@@ -302,6 +302,9 @@ class PolledIO:
     def pending(self) -> int:
         return 0
 
+    def stop_cycles(self) -> None:
+        """Nothing to stop: python-rtmidi counts a message as it hands it over."""
+
     def close(self) -> None:
         self.timed.close(panic=False)
         self.inp.close()

@@ -122,6 +122,9 @@ class NullIO:
     def pending(self):
         return 0
 
+    def stop_cycles(self):
+        pass
+
     def close(self):
         self.timed.close(panic=False)
 
@@ -325,13 +328,14 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
     finally:
         timed.clear()
         io.release(clear_ticks=True, controllers=True)
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + 2.0  # a starved server may skip cycles for a while
         while io.pending() and time.monotonic() < deadline:
             time.sleep(0.002)
         time.sleep(0.02)  # the release goes out, and is forwarded, before the ports close
         stop.set()
         for t in threads:
             t.join(0.5)
+        io.stop_cycles()  # what the exit line says was sent is what went out, and nothing more goes
         try:
             sent = io.read_sent()
             if sent:

@@ -435,6 +435,34 @@ def _cancel_release_and_pairing(jack_server, native):
     assert st["stale"] == 1 and st["skipped_offs"] == 1 and native.sounding() == []
 
 
+def test_after_stop_cycles_the_count_is_what_went_out(counting_server):
+    """`antiphon live`'s exit line reads the client's count after it left the process graph: a message still
+    queued then never goes out, so the count the line gives and what a recorder heard are the same."""
+    from antiphon.plugin.jack_native import NativeJack
+
+    native = NativeJack.open()
+    try:
+        dump = counting_server.midi_dump("final_rec")
+        counting_server.connect(native.out_name, dump.port)
+        time.sleep(0.2)
+        for pitch in range(60, 64):
+            native.send(bytes([0x90, pitch, 90]))
+        deadline = time.monotonic() + 2.0
+        while native.pending() and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(0.05)
+        native.stop_cycles()
+        sent = native.stats()["sent"]
+        native.send(bytes([0x90, 70, 90]))
+        time.sleep(0.2)
+        assert native.stats()["sent"] == sent == 4
+        assert native.read_sent()[-1][1] == bytes([0x90, 63, 90])
+    finally:
+        native.close()
+    heard = [m for _, m in dump.stop() if m[0] & 0xF0 == 0x90]
+    assert heard == [bytes([0x90, p, 90]) for p in range(60, 64)]
+
+
 def test_timed_sender_through_the_native_client(counting_server):
     """Deadline-scheduled notes (the internal clock) through the native client: every message written, none
     dropped (a full port buffer carries to the next cycle), onsets on their deadlines within a period or two."""
