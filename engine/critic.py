@@ -19,12 +19,16 @@ Each candidate gets a score, the weighted sum of explainable terms (every term i
     realism              the discriminator's log-odds that the candidate is a real continuation rather than
                          the style's own sample (engine/discriminator.py; 0 for a style without one)
 
-Weights are fit on valid data so that the chosen answers are distributed like the real continuations
-(`antiphon fit-critic`, training/critic_fit.py): a weight may be negative, no term is maximised for its own
-sake. They are stored in a style's metadata under "critic", with its discriminator; DEFAULT_WEIGHTS are the
-shipped default style's, for a style without its own. Constraints are hard filters applied first
-(no loop, always; `--end-on`, `--register`, `--key-lock`), with a fallback: when no candidate passes them
-all, they are dropped one at a time, the least important first (key lock, register, ending, no loop).
+The critic plays a candidate drawn with chance softmax(score) ("sample"): an exponential tilt of the
+style's own samples, which with every weight 0 is the model sampling alone. The weights are fitted on valid
+calls so that the played answers' terms (and the discriminator's features, folded into its coefficients)
+have the real continuations' means (`antiphon fit-critic`, training/critic_fit.py): a weight may be
+negative, no term is maximised for its own sake. They are stored in a style's metadata under "critic",
+with its discriminator and its choice; DEFAULT_WEIGHTS are the shipped default style's, for a style
+without its own. A style fitted before the tilt takes the best score ("best"). Constraints are hard
+filters applied first (no loop, always; `--end-on`, `--register`, `--key-lock`), with a fallback: when no
+candidate passes them all, they are dropped one at a time, the least important first (key lock,
+register, ending, no loop).
 """
 from __future__ import annotations
 
@@ -40,11 +44,13 @@ from .events import Meter, Note
 TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets", "density", "polyphony", "loop",
          "echo", "cadence", "strong_ending", "silent", "realism")
 # the shipped default style's, fitted for K=16 on the valid calls of bach, folk and fiddle (32 candidates each,
-# two seeds, temperature 1.1, top-p 0.95, kinship 0, no register rule) so that the chosen answers match the
-# real continuations two-sided: `antiphon fit-critic --style FILE` fits a style's own the same way
-DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 3.8933, "pitch_class_kinship": 0.8901, "register": -5.2564,
-                   "onsets": 23.5584, "density": 5.7394, "polyphony": 0.1663, "loop": 7.0199, "echo": -10.3853,
-                   "cadence": -1.0008, "strong_ending": -8.0294, "silent": 10.0, "realism": 1.1927}
+# two seeds, temperature 1.1, top-p 0.95, kinship 0, no register rule) so that the played answers match the
+# real continuations' means: `antiphon fit-critic --style FILE` fits a style's own the same way
+DEFAULT_WEIGHTS = {"log_likelihood": 0.0, "key_fit": -4.7665, "pitch_class_kinship": -1.2014, "register": -3.1027,
+                   "onsets": 28.6437, "density": -1.2198, "polyphony": 0.0, "loop": 9.1519, "echo": -129.2516,
+                   "cadence": -1.8093, "strong_ending": -10.6843, "silent": 10.0, "realism": 1.0}
+CHOICES = ("sample", "best")
+DEFAULT_CHOICE = "sample"
 END_ON = ("stable", "tonic", "any")
 REGISTER = ("follow", "free")
 FOLLOW_SEMITONES = 7.0  # --register follow: the answer's median pitch within this of the call's
@@ -69,6 +75,20 @@ def discriminator_from(meta: dict | None) -> Discriminator | None:
     when it has none."""
     critic = (meta or {}).get("critic")
     return Discriminator.from_meta(critic.get("discriminator")) if isinstance(critic, dict) else None
+
+
+def choice_from(meta: dict | None) -> str:
+    """How a style's critic picks among the candidates (its metadata's "critic": {"choice": ...}): "sample"
+    draws one with probability proportional to exp(score), "best" takes the highest score (the rule of a
+    style fitted before "sample" existed, and of a style without a fitted critic: DEFAULT_WEIGHTS are
+    fitted for "sample")."""
+    critic = (meta or {}).get("critic")
+    if not isinstance(critic, dict):
+        return DEFAULT_CHOICE
+    choice = critic.get("choice", "best" if "weights" in critic else DEFAULT_CHOICE)
+    if choice not in CHOICES:
+        raise ValueError(f"the critic's choice must be one of {CHOICES}, got {choice!r}")
+    return choice
 
 
 def weights_from(meta: dict | None) -> dict[str, float]:
@@ -193,10 +213,13 @@ class Choice:
     scores: list[float] = field(default_factory=list)
     margins: dict[str, float] = field(default_factory=dict)  # weighted terms: the chosen minus the others' mean
     more: dict[str, bool] = field(default_factory=dict)  # per term: the chosen has more of it than the others' mean
+    chance: float = 1.0  # the chance it had of being played
+    choice: str = "best"
 
     def explain(self) -> dict:
         """JSON-ready: the chosen candidate, its weighted terms, how it stood among the others."""
         return {"chosen": self.index, "of": self.candidates, "score": round(self.score, 4),
+                "choice": self.choice, "chance": round(self.chance, 4),
                 "terms": {k: round(v, 4) for k, v in self.terms.items()},
                 "constraints_met": dict(zip(("no_loop", "end_on", "register", "key_lock"), self.passed)),
                 "score_range": [round(min(self.scores), 4), round(max(self.scores), 4)] if self.scores else [],
@@ -211,14 +234,17 @@ class Choice:
     def summary(self) -> str:
         """One line for the panel: which candidate, and why in words."""
         why = self.reasons()
-        return f"#{self.index + 1}/{self.candidates}: " + ("; ".join(why) if why else "the only one, or all alike")
+        drawn = f" (drawn, {self.chance:.0%} chance)" if self.choice == "sample" and self.chance < 1.0 else ""
+        return f"#{self.index + 1}/{self.candidates}{drawn}: " + ("; ".join(why) if why else "the only one, or all alike")
 
 
 def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, weights: dict[str, float] | None = None,
            constraints: Constraints = Constraints(), discriminator: Discriminator | None = None,
-           start: int | None = None) -> Choice:
-    """candidates: (notes, per-token log-likelihood) each. The best by score among those keeping the rules
-    (see the module's docstring for the order they are dropped in). `start`: the answer's first tick."""
+           start: int | None = None, choice: str = "best", rng: np.random.Generator | None = None) -> Choice:
+    """candidates: (notes, per-token log-likelihood) each. Among those keeping the rules (see the module's
+    docstring for the order they are dropped in), `choice` "best" takes the highest score; "sample" draws one
+    with probability proportional to exp(score) from `rng` (the most probable without one). `start`: the
+    answer's first tick."""
     weights = weights or DEFAULT_WEIGHTS
     lines = [am.melody(notes) for notes, _ in candidates]
     real = realism_terms(call, [n for n, _ in candidates], start, span, discriminator, lines)
@@ -226,19 +252,43 @@ def choose(call: Call, candidates: list[tuple[list[Note], float]], span: int, we
                  for (notes, ll), line, r in zip(candidates, lines, real)]
     scores = [sum(weights.get(k, 0.0) * v for k, v in t.items()) for t in all_terms]
     met = [passes(call, notes, constraints, line) for (notes, _), line in zip(candidates, lines)]
-    # when no candidate keeps every rule, the rules are dropped one at a time, the least important first
-    # (key lock, register, ending); the loop rule goes last
-    for kept in (4, 3, 2, 1, 0):
-        pool = [i for i, m in enumerate(met) if all(m[:kept])]
-        if pool:
-            break
-    best = max(pool, key=lambda i: scores[i])
+    pool = kept_pool(met, [bool(notes) for notes, _ in candidates])
+    chances = selection_chances(np.array(scores)[pool], choice)
+    pick = int(rng.choice(len(pool), p=chances)) if choice == "sample" and rng is not None \
+        else int(np.argmax(chances))
+    best = pool[pick]
     weighted = {k: weights.get(k, 0.0) * v for k, v in all_terms[best].items()}
     others = [i for i in pool if i != best] or [best]
     mean = {k: float(np.mean([all_terms[i][k] for i in others])) for k in weighted}
     margins = {k: weights.get(k, 0.0) * (all_terms[best][k] - mean[k]) for k in weighted}
     more = {k: all_terms[best][k] > mean[k] for k in weighted}
-    return Choice(best, scores[best], weighted, met[best], len(candidates), scores, margins, more)
+    return Choice(best, scores[best], weighted, met[best], len(candidates), scores, margins, more,
+                  float(chances[pick]), choice)
+
+
+def kept_pool(met: list[list[bool]] | np.ndarray, playing: list[bool] | np.ndarray | None = None) -> list[int]:
+    """The candidates the choice is made among: those that play something (a silent one only when all are),
+    keeping every rule or, when none does, the rules dropped one at a time, the least important first (key
+    lock, register, ending; the loop rule last)."""
+    indices = list(range(len(met)))
+    if playing is not None and any(playing):
+        indices = [i for i in indices if playing[i]]
+    for kept in (4, 3, 2, 1, 0):
+        pool = [i for i in indices if all(met[i][:kept])]
+        if pool:
+            return pool
+    return []
+
+
+def selection_chances(scores: np.ndarray, choice: str) -> np.ndarray:
+    """Each pooled candidate's chance of being played: softmax of the scores ("sample"), or all on the
+    highest ("best")."""
+    if choice == "best":
+        out = np.zeros(len(scores))
+        out[int(np.argmax(scores))] = 1.0
+        return out
+    z = np.exp(scores - scores.max())
+    return z / z.sum()
 
 
 def term_matrix(call: Call, candidates: list[tuple[list[Note], float]], span: int,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .critic import DEFAULT_CHOICE
 from .memory import MemoryConfig
 from .model import EventLSTM
 from .runtime import BatchState, StepRuntime, StepState
@@ -135,6 +136,7 @@ class EnsembleRuntime:
     critic_weights: dict | None = None
 
     critic_discriminator = None  # its realism discriminator (engine/discriminator.py), or None
+    critic_choice = DEFAULT_CHOICE  # how its critic picks: "sample" or "best"
 
     def __init__(self, members: list[Member], temperature: float = 1.0):
         if not 2 <= len(members) <= MAX_VIEWS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .critic import DEFAULT_CHOICE
 from .memory import MemoryConfig, MemoryTrace
 from .model import INTERVAL_REACH, INTERVAL_SPAN, SHIFT_REACH, EventLSTM, ModelConfig
 from .tokens import BOS, MAX_SHIFT, N_PITCHES, NOTE_OFF, NOTE_ON, TIME_SHIFT
@@ -119,6 +120,7 @@ class BatchState:
 class StepRuntime:
     critic_weights: dict | None = None  # the style's critic weights (engine/critic.py), set by Style.runtime
     critic_discriminator = None  # its realism discriminator (engine/discriminator.py), or None
+    critic_choice = DEFAULT_CHOICE  # how its critic picks: "sample" or "best"
 
     def __init__(self, model: EventLSTM, memory: MemoryConfig | None = None):
         model = model.eval()

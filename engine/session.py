@@ -24,7 +24,7 @@ from .events import Meter
 from .generator import Generator
 from .runtime import StepRuntime
 from .answer_measures import CONSONANT, key_of_notes, max_sounding
-from .critic import DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
+from .critic import DEFAULT_CHOICE, DEFAULT_WEIGHTS, Call, Choice, Constraints, choose
 from .events import Note
 from .planner import Planner, pitch_class_bias
 from .reflexes import Reflexes, choose_reflexes
@@ -475,8 +475,8 @@ class Session:
             self._checkpoints.popleft()
         if self._emitted and self._emitted[0][0] < now - 2 * tpb:
             self._emitted = [e for e in self._emitted if e[0] >= now - 2 * tpb]
-        if self._pending_runtime is not None and self._switch is None and self.state == LISTENING \
-                and not self._phrase_has_notes and not self._player_sounding:
+        if self._swap_now() and self.state == LISTENING and not self._phrase_has_notes \
+                and not self._player_sounding and now >= self._answer_start:
             self._swap_runtime()
         if p.mode == CALL_RESPONSE:
             start = self._answer_due(now) if self.state == LISTENING else None
@@ -675,7 +675,8 @@ class Session:
         runtime = self.gen.runtime
         self.last_choice = choose(call, [(c.notes, c.per_token) for c in candidates], span,
                                   getattr(runtime, "critic_weights", None) or DEFAULT_WEIGHTS, constraints,
-                                  getattr(runtime, "critic_discriminator", None), start)
+                                  getattr(runtime, "critic_discriminator", None), start,
+                                  getattr(runtime, "critic_choice", DEFAULT_CHOICE), self.gen.sampler.rng)
         self._choose_s.append(time.perf_counter() - t0)
         self._plan_steps_s.append(planner.slowest_step_s)
         self.last_call, self.last_candidates = call, candidates
@@ -1137,9 +1138,10 @@ class Session:
     # ------------------------------------------------------------------ style switches off the engine thread
     def wants_style_replay(self) -> bool:
         """A new style is waiting and the stream is settled (listening between phrases, nothing generated
-        ahead): the moment to `prepare_style` it."""
+        ahead, no answer chosen that has yet to begin): the moment to `prepare_style` it."""
         return (self._pending_runtime is not None and self._switch is None and self.state == LISTENING
                 and self.params.mode == CALL_RESPONSE and not self.encoder.pending
+                and self._now >= self._answer_start
                 and (self._refused_for is None or self._expected_start(self._now) != self._refused_for))
 
     def _too_near_an_answer(self, switch: "StyleSwitch") -> bool:

@@ -215,7 +215,8 @@ def bench_plan(style, k: int, quick: bool, bars: int = 2, device=None) -> dict:
         planner.run()
         candidates = planner.candidates()
         choose(call, [(c.notes, c.per_token) for c in candidates], span, weights,
-               discriminator=getattr(gen.runtime, "critic_discriminator", None), start=start)
+               discriminator=getattr(gen.runtime, "critic_discriminator", None), start=start,
+               choice=getattr(gen.runtime, "critic_choice", "best"), rng=fork.sampler.rng)
         times.append((time.perf_counter() - t0) * 1000)
         tokens.append(planner.steps)
     return {"plan_ms": {"k": k, "bars": bars, "p50": round(float(np.percentile(times, 50)), 2),

@@ -18,7 +18,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .atomic import atomic_write_bytes
-from .critic import discriminator_from, weights_from
+from .critic import choice_from, discriminator_from, weights_from
 from .ensemble import MAX_MEMBERS, MAX_VIEWS, EnsembleRuntime, Member, Transposition
 from .memory import MemoryConfig
 from .model import EventLSTM, ModelConfig
@@ -62,6 +62,7 @@ class Style:
             runtime = StepRuntime(self.model, self.memory)
         runtime.critic_weights = weights_from(self.meta)
         runtime.critic_discriminator = discriminator_from(self.meta)
+        runtime.critic_choice = choice_from(self.meta)
         return runtime
 
 

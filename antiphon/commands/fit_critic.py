@@ -1,6 +1,6 @@
 """`antiphon fit-critic --style FILE [--calls bach folk fiddle | DATA...]`: train the critic's realism
-discriminator on the training split's calls (training/discriminator_fit.py), then fit its weights on the
-valid calls so that the answers it chooses are distributed like their real continuations
+discriminator on the training split's calls (training/discriminator_fit.py), then fit the tilt it plays
+by on the valid calls, so that the answers it draws are distributed like their real continuations
 (training/critic_fit.py); both are stored in the style."""
 from __future__ import annotations
 
@@ -62,14 +62,15 @@ def run(args) -> int:
         if log:
             log(f"discriminator: {len(real)} real continuations against {len(sampled)} samples, cross-validated "
                 f"accuracy {disc_report['cv_accuracy']:.3f}")
-    style = load_style(target)
+    source = target if args.train_calls else args.style  # where the discriminator to fit with now is
+    style = load_style(source)
     data = critic_fit.collect(style, sets=tuple(args.calls), split="valid", k=args.candidates, seeds=args.seeds,
                               params=params, limit=args.limit, log=log)
     if not data.terms:
         raise ValueError(f"no valid calls in {' '.join(args.calls)} to fit on")
-    result = critic_fit.fit(data, k=args.k, rounds=8)
+    result = critic_fit.fit(data, k=args.k, discriminator=style.runtime().critic_discriminator)
     command = "antiphon fit-critic " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    critic_fit.write_critic(target, result, None, {"calls": args.calls, "candidates": args.candidates, "k": args.k,
+    critic_fit.write_critic(source, result, args.out, {"calls": args.calls, "candidates": args.candidates, "k": args.k,
                                                    "kinship": args.kinship, "register": args.register,
                                                    "temperature": args.temperature, "top_p": args.top_p,
                                                    "seeds": args.seeds,
