@@ -24,8 +24,8 @@ style's own samples, which with every weight 0 is the model sampling alone. The 
 calls so that the played answers' terms (and the discriminator's features, folded into its coefficients)
 have the real continuations' means (`antiphon fit-critic`, training/critic_fit.py): a weight may be
 negative, no term is maximised for its own sake. They are stored in a style's metadata under "critic",
-with its discriminator and its choice; DEFAULT_WEIGHTS are the shipped default style's, for a style
-without its own. A style fitted before the tilt takes the best score ("best"). Constraints are hard
+with its discriminator and its choice. A style without a critic of its own (or fitted before the tilt)
+takes the best score by DEFAULT_WEIGHTS ("best"). Constraints are hard
 filters applied first (no loop, always; `--end-on`, `--register`, `--key-lock`), with a fallback: when no
 candidate passes them all, they are dropped one at a time, the least important first (key lock,
 register, ending, no loop).
@@ -43,14 +43,15 @@ from .events import Meter, Note
 
 TERMS = ("log_likelihood", "key_fit", "pitch_class_kinship", "register", "onsets", "density", "polyphony", "loop",
          "echo", "cadence", "strong_ending", "silent", "realism")
-# the shipped default style's, fitted for K=16 on the valid calls of bach, folk and fiddle (32 candidates each,
-# two seeds, temperature 1.1, top-p 0.95, kinship 0, no register rule) so that the played answers match the
-# real continuations' means: `antiphon fit-critic --style FILE` fits a style's own the same way
-DEFAULT_WEIGHTS = {"log_likelihood": 0.0, "key_fit": -4.7665, "pitch_class_kinship": -1.2014, "register": -3.1027,
-                   "onsets": 28.6437, "density": -1.2198, "polyphony": 0.0, "loop": 9.1519, "echo": -129.2516,
-                   "cadence": -1.8093, "strong_ending": -10.6843, "silent": 10.0, "realism": 1.0}
+# for a style without a critic of its own (jsb-quarter, a style before `antiphon fit-critic`): the weights the
+# default style's critic was fitted to by best score, on the valid calls of bach, folk and fiddle (K=16 of 32
+# candidates, two seeds, temperature 1.1, top-p 0.95), so that its chosen answers match the real continuations
+# two-sided; they need no discriminator of the style's own. A fitted style draws from its own tilt ("sample").
+DEFAULT_WEIGHTS = {"log_likelihood": 1.0, "key_fit": 3.8933, "pitch_class_kinship": 0.8901, "register": -5.2564,
+                   "onsets": 23.5584, "density": 5.7394, "polyphony": 0.1663, "loop": 7.0199, "echo": -10.3853,
+                   "cadence": -1.0008, "strong_ending": -8.0294, "silent": 10.0, "realism": 1.1927}
 CHOICES = ("sample", "best")
-DEFAULT_CHOICE = "sample"
+DEFAULT_CHOICE = "best"
 END_ON = ("stable", "tonic", "any")
 REGISTER = ("follow", "free")
 FOLLOW_SEMITONES = 7.0  # --register follow: the answer's median pitch within this of the call's
@@ -80,12 +81,11 @@ def discriminator_from(meta: dict | None) -> Discriminator | None:
 def choice_from(meta: dict | None) -> str:
     """How a style's critic picks among the candidates (its metadata's "critic": {"choice": ...}): "sample"
     draws one with probability proportional to exp(score), "best" takes the highest score (the rule of a
-    style fitted before "sample" existed, and of a style without a fitted critic: DEFAULT_WEIGHTS are
-    fitted for "sample")."""
+    style fitted before "sample" existed, and of one without a critic of its own: DEFAULT_WEIGHTS)."""
     critic = (meta or {}).get("critic")
     if not isinstance(critic, dict):
         return DEFAULT_CHOICE
-    choice = critic.get("choice", "best" if "weights" in critic else DEFAULT_CHOICE)
+    choice = critic.get("choice", DEFAULT_CHOICE)
     if choice not in CHOICES:
         raise ValueError(f"the critic's choice must be one of {CHOICES}, got {choice!r}")
     return choice
