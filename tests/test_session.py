@@ -183,7 +183,7 @@ def test_a_lost_note_off_does_not_keep_the_session_listening(runtime):
     fp.run_to(72 + 2 * 96 - 1)
     assert s.state == LISTENING, "answered before the hold went stale"
     fp.run_to(72 + 2 * 96 + 24)
-    assert s.answers == 1 and s.answer_window[0] == 288 and s.answer_sounding
+    assert s.answer_window[0] == 288 and s.answer_sounding
     sent = list(fp.sent)
     fp.take(s.note_off(fp.now, 67))
     assert s.answer_sounding and fp.sent == sent  # a note-off never interrupts an answer
