@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's own parser, so its usage is the one shown
         args._parser.unrecognized(extra)
+    args._argv = argv
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

@@ -36,8 +36,9 @@ def track_from(name: str, timed: list[tuple[int, mido.Message]], program: int | 
 
 
 def write_midi(path: str | Path, parts: list[tuple[str, list[Note]]], bpm: float = 120.0,
-               meter: Meter = Meter()) -> mido.MidiFile:
-    """parts: (track name, notes); part k plays on channel k."""
+               meter: Meter = Meter(), programs: list[int] | None = None) -> mido.MidiFile:
+    """parts: (track name, notes); part k plays on channel k, with General MIDI program `programs[k]`
+    (0, the piano, where none is given)."""
     mid = mido.MidiFile(type=1, ticks_per_beat=PPQ)
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("track_name", name="tempo", time=0))
@@ -48,7 +49,8 @@ def write_midi(path: str | Path, parts: list[tuple[str, list[Note]]], bpm: float
     mid.tracks.append(conductor)
     for k, (name, notes) in enumerate(parts):
         ch = k % 16 if k % 16 != 9 else 10
-        mid.tracks.append(track_from(name, note_messages(notes, ch), program=0, channel=ch))
+        program = programs[k] if programs is not None and k < len(programs) else 0
+        mid.tracks.append(track_from(name, note_messages(notes, ch), program=program, channel=ch))
     mid.save(str(path))
     return mid
 

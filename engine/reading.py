@@ -13,20 +13,25 @@ from .events import TICKS_PER_QUARTER, Meter, Note
 from .tokens import DEFAULT_VELOCITY
 
 MAX_REASON = 300
+MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
+SCORE_EXTENSIONS = (".musicxml", ".mxl", ".xml", ".krn", ".abc")  # read with music21
+FORMATS = "MIDI (.mid .midi .kar), MusicXML (.musicxml .mxl .xml), Humdrum kern (.krn) and ABC (.abc)"
 
 _PLAIN = (  # what the MIDI parsers say -> what a musician reads
     ("File size is less than", "empty or too short to be a MIDI file"),
     ("header is not MThd", "not a MIDI file (no MThd header)"),
     ("Unexpected EOF", "truncated MIDI file (ends inside a chunk)"),
+    ("Invalid chunk length", "damaged MIDI file (a chunk runs past the end of the file)"),
+    ("data byte must be in range", "damaged MIDI file (a message with a byte out of range)"),
 )
 
 
 def reason(exc: BaseException) -> str:
-    """A parser's exception as a reason a musician reads (the parser's own words kept in brackets)."""
+    """A parser's exception as a reason a musician reads; the parser's own words only where there is none."""
     message = str(exc).strip() or "no message"
     for needle, plain in _PLAIN:
         if needle in message:
-            return f"{plain} [{type(exc).__name__}: {message}]"[:MAX_REASON]
+            return plain
     return f"{type(exc).__name__}: {message}"[:MAX_REASON]
 
 

@@ -213,6 +213,10 @@ def _member_parts(path: Path, meta: dict) -> list[tuple[str, ModelConfig, Memory
 def load_style(name_or_path: str, device: str = "cpu") -> Style:
     path = resolve_style(name_or_path)
     tensors, meta = unpack(path.read_bytes(), str(path))
+    if meta.get("kind") == "checkpoint":
+        style = path.with_name(path.name[:-len(".ckpt")]) if path.name.endswith(".ckpt") else None
+        raise StyleError(f"{path}: a training checkpoint (for train --resume), not a style; play the style "
+                         f"train wrote beside it{f', {style}' if style else ''}")
     if meta.get("vocabulary") != VOCABULARY:
         raise StyleError(f"{path}: made for another token vocabulary; retrain it with this Antiphon")
     parts = _member_parts(path, meta)

@@ -93,6 +93,9 @@ static struct {
     jack_time_t (*get_time)(void);
     jack_nframes_t (*get_sample_rate)(jack_client_t *);
     pthread_t (*client_thread_id)(jack_client_t *);
+    void (*on_shutdown)(jack_client_t *, void (*)(void *), void *);
+    void (*set_error_function)(void (*)(const char *));
+    void (*set_info_function)(void (*)(const char *));
 } J;
 
 enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_MISSED, OP_REFLEX_ARM, OP_AT_FRAME,
@@ -100,7 +103,7 @@ enum { OP_SEND = 1, OP_RAW, OP_AT_TICK, OP_CANCEL_FROM, OP_RELEASE, OP_RELEASE_M
 enum { ST_CYCLES, ST_IN, ST_IN_DROPPED, ST_IN_LONG, ST_SENT, ST_SKIPPED_OFFS, ST_CARRIED, ST_LOST,
        ST_TICKS, ST_LATE, ST_STALE, ST_QUEUE_FULL, ST_COMMANDS, ST_LOG_DROPPED, ST_CONNECTS, ST_MAX_CYCLE_NS,
        ST_QUEUED, ST_SOUNDING, ST_LOST_TICKS, ST_REFLEXES, ST_MISSED_CYCLES, ST_LOST_TICKS_OWN, ST_DUPLICATE_TICKS,
-       ST_INTERRUPTS, ST_N };
+       ST_INTERRUPTS, ST_SERVER_GONE, ST_N };
 
 /* reflex: the id of the armed table that answered this note, or INTERRUPTED_ANSWER when it ended the answer */
 typedef struct { uint64_t time_us; uint32_t frame, ordinal, epoch, reflex; uint8_t size, data[3]; } in_rec_t;
@@ -581,6 +584,16 @@ static void on_connect(jack_port_id_t a, jack_port_id_t b, int connected, void *
         bump(io, ST_CONNECTS, 1);
 }
 
+static void jack_quiet(const char *msg) { (void)msg; }
+
+/* JACK's thread, when the server shuts the client down (it stopped, or threw the client out): a flag the
+   I/O process reads, and the forwarder woken */
+static void on_server_gone(void *arg) {
+    aj_t *io = arg;
+    atomic_store_explicit(&io->stats[ST_SERVER_GONE], 1, memory_order_relaxed);
+    sem_post(&io->input_ready);
+}
+
 #define SYM(field, name, required) do { *(void **)&J.field = dlsym(lib, name); \
     if (!J.field && required) { snprintf(err, errlen, "libjack has no %s", name); return NULL; } } while (0)
 
@@ -598,7 +611,12 @@ aj_t *aj_open(const char *libpath, const char *client_name, const char *in_name,
     SYM(midi_clear_buffer, "jack_midi_clear_buffer", 1); SYM(midi_event_write, "jack_midi_event_write", 1);
     SYM(last_frame_time, "jack_last_frame_time", 1); SYM(frame_time, "jack_frame_time", 1);
     SYM(get_time, "jack_get_time", 1); SYM(get_sample_rate, "jack_get_sample_rate", 1);
-    SYM(client_thread_id, "jack_client_thread_id", 0);
+    SYM(client_thread_id, "jack_client_thread_id", 0); SYM(on_shutdown, "jack_on_shutdown", 0);
+    SYM(set_error_function, "jack_set_error_function", 0); SYM(set_info_function, "jack_set_info_function", 0);
+    if (!getenv("ANTIPHON_DEBUG")) {  /* libjack's own lines ("Cannot read socket fd", ...): Antiphon says it in words */
+        if (J.set_error_function) J.set_error_function(jack_quiet);
+        if (J.set_info_function) J.set_info_function(jack_quiet);
+    }
     aj_t *io = calloc(1, sizeof(aj_t));
     if (io) mlock(io, sizeof *io);
     if (!io || !ring_init(&io->in_ring, 1u << 16, sizeof(in_rec_t)) || !ring_init(&io->cmd_ring, 1u << 14, sizeof(cmd_t))
@@ -620,6 +638,7 @@ aj_t *aj_open(const char *libpath, const char *client_name, const char *in_name,
     snprintf(io->in_name, sizeof io->in_name, "%s", J.port_name(io->in));
     snprintf(io->out_name, sizeof io->out_name, "%s", J.port_name(io->out));
     J.set_process_callback(io->client, process, io);
+    if (J.on_shutdown) J.on_shutdown(io->client, on_server_gone, io);
     if (J.set_port_connect_callback) J.set_port_connect_callback(io->client, on_connect, io);
     if (J.activate(io->client) != 0) { snprintf(err, errlen, "JACK refused to activate the client"); J.client_close(io->client); free(io); return NULL; }
     if (rt_priority > 0 && J.client_thread_id) {
@@ -683,7 +702,10 @@ int aj_thread_policy(aj_t *io) {
 }
 /* out of the process graph: no cycle runs after this returns, so the counts and the sent log are final */
 void aj_deactivate(aj_t *io) {
-    if (io && !io->deactivated) { J.deactivate(io->client); io->deactivated = 1; }
+    if (io && !io->deactivated) {
+        if (!atomic_load_explicit(&io->stats[ST_SERVER_GONE], memory_order_relaxed)) J.deactivate(io->client);
+        io->deactivated = 1;
+    }
 }
 void aj_close(aj_t *io) {
     if (!io) return;
@@ -702,7 +724,7 @@ REFLEX_MESSAGES = 8  # per pitch
 REFLEX_ENTRY = 1 + 3 * REFLEX_MESSAGES
 STATS = ("cycles", "in", "in_dropped", "in_long", "sent", "skipped_offs", "carried", "lost", "ticks", "late", "stale",
          "queue_full", "commands", "log_dropped", "connects", "max_cycle_ns", "queued", "sounding", "lost_ticks",
-         "reflexes", "missed_cycles", "lost_ticks_own", "duplicate_ticks", "interrupts")
+         "reflexes", "missed_cycles", "lost_ticks_own", "duplicate_ticks", "interrupts", "server_gone")
 RELEASE_CLEAR, RELEASE_CONTROLLERS = 1, 2
 
 
@@ -911,8 +933,15 @@ class NativeJack:
         return self.command(OP_REFLEX_ARM, bytes([span & 0xFF, span >> 8, k]), epoch, first, table_id)
 
     def pending(self) -> int:
-        """Commands not yet run plus messages carried to the next cycle."""
-        return self._lib.aj_pending_commands(self._h) if self._h else 0
+        """Commands not yet run plus messages carried to the next cycle (none once the server is gone: no
+        cycle will run them)."""
+        if not self._h or self.server_gone():
+            return 0
+        return self._lib.aj_pending_commands(self._h)
+
+    def server_gone(self) -> bool:
+        """The JACK server shut this client down (it stopped, or threw the client out)."""
+        return bool(self.stats()["server_gone"])
 
     def release_every_note(self, channels) -> None:
         from .sender import release_every_note

@@ -279,6 +279,18 @@ class LiveEngine:
         if self.recorder is not None and self.record_path:
             self._save_recording()
 
+    def ports_lost(self) -> str | None:
+        """Why nothing can go out any more, or None while the ports work: the JACK server stopped, or the I/O
+        process ended."""
+        io = self.sender
+        if io is None or self._stop.is_set():
+            return None
+        if io.stats().server_gone:
+            return "the JACK server stopped (it shut Antiphon's client down)"
+        if not io.alive:
+            return "the I/O process ended"
+        return None
+
     @classmethod
     def started(cls, config: LiveConfig, factory=None) -> "LiveEngine":
         """A started engine, or the reason it could not start (everything it opened closed again)."""

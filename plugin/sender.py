@@ -52,6 +52,7 @@ class SenderStats:
     max_cycle_us: float = 0.0  # the longest JACK process callback of Antiphon's own client
     missed_cycles: int = -1  # cycles the server never ran Antiphon's JACK client in (-1: the I/O layer cannot tell)
     lost_ticks_here: int = -1  # of the lost 0xF8s, those due in such a cycle (the rest never reached the port)
+    server_gone: int = 0  # 1: the JACK server shut Antiphon's client down (it stopped): nothing can be sent
 
 
 def _is_note_on(msg: bytes) -> bool:

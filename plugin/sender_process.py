@@ -35,9 +35,9 @@ from .sender import SenderStats
 
 _STATS_FIELDS = ("sent", "dropped", "queued", "sounding", "late_current_ms", "late_worst_ms", "late_p50_ms",
                  "late_p99_ms", "window", "in_dropped", "late_ticks", "lost", "max_cycle_us", "missed_cycles",
-                 "lost_ticks_here")
+                 "lost_ticks_here", "server_gone")
 _INT_FIELDS = {"sent", "dropped", "queued", "sounding", "window", "in_dropped", "late_ticks", "lost", "missed_cycles",
-               "lost_ticks_here"}
+               "lost_ticks_here", "server_gone"}
 FORWARD_S = 0.001  # "sent" batches go to the engine this often; a received note or controller goes at once
 POLL_S = 0.0005  # rtmidi's queue is polled this often (the native client needs no polling)
 GIL_SWITCH_S = 0.0005  # a thread handing a player's note on waits at most this long for the GIL
@@ -273,7 +273,8 @@ def _child(control, events, stats, backend, in_port, out_port, release_channels)
                   "in_dropped": raw.get("in_dropped", 0), "late_ticks": raw.get("late", 0),
                   "lost": raw.get("lost", 0) + getattr(io, "command_overflows", 0),
                   "max_cycle_us": raw.get("max_cycle_ns", 0) / 1000,
-                  "missed_cycles": raw.get("missed_cycles", -1), "lost_ticks_here": raw.get("lost_ticks_own", -1)}
+                  "missed_cycles": raw.get("missed_cycles", -1), "lost_ticks_here": raw.get("lost_ticks_own", -1),
+                  "server_gone": raw.get("server_gone", 0)}
         for i, name in enumerate(_STATS_FIELDS):
             stats[i] = float(values[name])
 

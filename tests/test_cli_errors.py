@@ -22,6 +22,14 @@ def files(tmp_path_factory):
     folder = root / "songs"
     folder.mkdir()
     (folder / "bad.mid").write_bytes(NOT_MIDI)
+    (root / "song.wav").write_bytes(NOT_MIDI)
+    (root / "cut.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x10\x00\x90")
+    (root / "empty").mkdir()
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no music here")
+    from antiphon.engine.style import pack
+
+    (root / "mine.style.ckpt").write_bytes(pack({}, {"kind": "checkpoint"}))
     return root
 
 
@@ -45,6 +53,18 @@ def cases(d: Path) -> list[tuple[list[str], list[str]]]:
         (["demo", "--soundfont", str(d / "missing.sf2")], ["--soundfont", "no such file"]),
         (["bench", "--style", str(d / "bad.style"), "--quick"], ["bad.style", "not a safetensors style file"]),
         (["ensemble", str(d / "bad.style"), "--data", songs, "--out", str(d / "e.style")], ["bad.style"]),
+        (["generate", "--input", str(d / "cut.mid"), "--out", out], ["cut.mid", "damaged MIDI file"]),
+        (["generate", "--input", str(d / "song.wav"), "--out", out], ["song.wav", "a .wav file", ".mid .midi"]),
+        (["train", str(d / "song.wav"), "--out", str(d / "x.style")],
+         ["song.wav", "not a format Antiphon reads (.wav)", "MIDI (.mid", "ABC (.abc)"]),
+        (["train", str(d / "empty"), "--out", str(d / "x.style")], ["found no MIDI files in", "empty", "it is empty"]),
+        (["train", str(d / "notes"), "--out", str(d / "x.style")], ["found no MIDI files in", "1 other file (.txt 1)"]),
+        (["demo", "--style", str(d / "mine.style.ckpt"), "--out", out, "--png", str(d / "x.png"), "--no-wav"],
+         ["mine.style.ckpt", "a training checkpoint", "not a style", str(d / "mine.style")]),
+        # trained work is never replaced unless asked
+        (["train", songs, "--out", str(d / "bad.style")], ["--out", "already exists", "--resume", "--overwrite"]),
+        (["train", songs, "--out", str(d / "mine.style")], ["--out", "checkpoint", "exists", "--resume"]),
+        (["train", songs, "--out", str(d / "bad.style"), "--resume"], ["--resume: no checkpoint", "--overwrite"]),
         # out-of-range values: refused while parsing, with the accepted range
         (["train", songs, "--out", str(d / "x.style"), "--batch-size", "0"], ["--batch-size", "at least 1", "got 0"]),
         (["train", songs, "--out", str(d / "x.style"), "--epochs", "0"], ["--epochs", "at least 1", "got 0"]),
@@ -103,10 +123,13 @@ def test_every_command_answers_bad_input_with_one_line_and_a_non_zero_exit(files
         if not line.startswith("antiphon"):
             problems.append("the line does not name the command")
         problems += [f"no {n!r}" for n in needles if n not in line]
+        problems += [f"the parser's own words {w!r}" for w in ("MiniMidi", "Invaild", "iostream") if w in line]
         if problems:
             failures.append(f"antiphon {' '.join(args)}: {', '.join(problems)}\n    stderr: {r.stderr.strip()!r}")
     assert not failures, "\n".join(failures)
     assert len(todo) >= 40
+    assert (files / "bad.style").read_bytes() == b"not a style"  # an existing --out was left as it was
+    assert (files / "mine.style.ckpt").stat().st_size > 0 and not (files / "mine.style").exists()
 
 
 def test_version_prints_the_version_and_exits_zero(tmp_path):

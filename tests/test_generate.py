@@ -39,19 +39,36 @@ def test_generate_continues_by_at_least_the_bars_asked_in_a_file_a_daw_opens(tin
     assert abs(mido.tempo2bpm(next(m.tempo for t in mid.tracks for m in t if m.type == "set_tempo"))
                - summary["bpm"]) < 1e-6
     ticks_per_bar = 4 * mid.ticks_per_beat
-    input_end = summary["continuation_starts_tick"] * mid.ticks_per_beat // 24
-    for track in mid.tracks[2:]:
-        now, last, ons, offs = 0, 0, 0, 0
+    scale = mid.ticks_per_beat // 24
+    input_end = summary["continuation_starts_tick"] * scale
+    starts = [s * scale for s in summary["variation_starts_tick"]]
+    turn = starts[1] - starts[0]
+    assert starts[0] == input_end and turn % ticks_per_bar == 0  # variation 2 follows, on a bar
+    spans = []
+    for k, track in enumerate(mid.tracks[2:]):
+        now, first, last, ons, offs = 0, None, 0, 0, 0
         for msg in track:
             now += msg.time
             if msg.type == "note_on" and msg.velocity:
                 ons += 1
+                first = now if first is None else first
             elif msg.type in ("note_off", "note_on"):
                 offs += 1
                 last = max(last, now)
         assert ons == offs and ons > 0
-        assert last >= input_end + 4 * ticks_per_bar  # at least the four bars asked for
-    assert mid.length > source.length
+        assert first >= starts[k] and last >= starts[k] + 4 * ticks_per_bar  # at least the four bars asked for
+        spans.append((first, last))
+    input_ons = [t for t, m in _timed(mid.tracks[1]) if m.type == "note_on" and m.velocity]
+    assert spans[0][1] + ticks_per_bar <= turn <= min(t for t in input_ons if t >= turn)  # a bar of rest, then
+    assert len(input_ons) == 2 * sum(1 for t in input_ons if t < turn)  # the input again before variation 2
+    assert mid.length > 2 * source.length
+
+
+def _timed(track):
+    now = 0
+    for msg in track:
+        now += msg.time
+        yield now, msg
 
 
 def test_demo_writes_call_and_answer_as_midi_and_png(tiny_style, tmp_path, capsys):

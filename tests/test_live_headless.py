@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,72 @@ def test_without_a_usable_display_live_falls_back_to_headless_and_plays(jack_ser
     assert out[0].startswith("Antiphon live: style default") and "(jack)" in out[0]
     assert any("BPM internal playing" in ln for ln in out[1:])  # the headless status line
     assert out[-1].startswith("stopped: ") and "0 notes left sounding" in out[-1]
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    """What a pseudo-terminal's program wrote, read until `needle` appears (or `timeout`)."""
+    import select
+
+    out, deadline = b"", time.monotonic() + timeout
+    while needle not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    return out
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_headless_live_says_what_to_connect_names_a_second_instance_and_ends_when_the_server_dies(tmp_path):
+    """On a terminal: the start lines, the next step (the exact jack_connect), one status line rewritten in place.
+    A second instance says its name. The JACK server killed: both end within 2 s, one line, exit 1."""
+    import pty
+    import signal as sig
+
+    from tests.jack import JackServer
+
+    server = JackServer().start()
+    env = headless_env(tmp_path, JACK_DEFAULT_SERVER=server.name, JACK_NO_START_SERVER="1")
+    master, slave = pty.openpty()
+    procs = []
+    try:
+        first = subprocess.Popen([str(EXE), "live", "--backend", "jack", "--headless"], stdout=slave,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, cwd=tmp_path, text=True)
+        procs.append(first)
+        os.close(slave)
+        seen = _read_until(master, b"BPM (own clock)", 90)
+        second = subprocess.Popen([str(EXE), "live", "--backend", "jack", "--headless"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, cwd=tmp_path, text=True)
+        procs.append(second)
+        lines2 = [second.stdout.readline() for _ in range(3)]
+        time.sleep(1.0)
+        seen += _read_until(master, b"\x00", 0.5)
+        text = seen.decode(errors="replace")
+        lines = text.split("\r\n")
+        assert lines[0].startswith("Antiphon live: style default") and "(jack)" in lines[0], text[:500]
+        assert lines[1].startswith("next: ") and 'jack_connect "YOUR-DAW:midi_out" "Antiphon:Antiphon In"' in lines[1]
+        assert "it makes no sound of its own" in lines[1]
+        status = lines[2]  # everything after the start lines: one line, rewritten in place
+        assert len(lines) == 3 and status.count("\r") >= 5 and "BPM (own clock), bar " in status, text[-500:]
+        assert lines2[1] == "another Antiphon is running: this one is Antiphon-01\n", lines2
+        assert "Antiphon-01:Antiphon In" in lines2[0] and "Antiphon-01:Antiphon In" in lines2[2]
+        killed = time.monotonic()
+        os.kill(server.proc.pid, sig.SIGKILL)
+        for p in procs:
+            p.wait(timeout=30)
+        took = time.monotonic() - killed
+        errs = [p.stderr.read().strip().splitlines() for p in procs]
+        print(f"\nJACK server killed: both instances ended after {took:.2f} s: {errs[0]}")
+        assert [p.returncode for p in procs] == [1, 1], errs
+        for err in errs:
+            assert err == ["antiphon live: the JACK server stopped (it shut Antiphon's client down); stopped"], err
+        assert took <= 2.0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        os.close(master)
+        server.stop()

@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from antiphon.engine.events import TICKS_PER_QUARTER, Meter, Note
-from antiphon.engine.reading import MAX_REASON, read_midi, read_music21_parts
+from antiphon.engine.reading import FORMATS, MAX_REASON, MIDI_EXTENSIONS, read_midi, read_music21_parts
+from antiphon.engine.reading import SCORE_EXTENSIONS as MUSIC21_EXTENSIONS
 from antiphon.engine.reading import reason as _reason
 
 from .splits import SPLITS, assign_split, piece_key
 
-MIDI_EXTENSIONS = (".mid", ".midi", ".kar")
-MUSIC21_EXTENSIONS = (".musicxml", ".mxl", ".xml", ".krn", ".abc")
 EXTENSIONS = MIDI_EXTENSIONS + MUSIC21_EXTENSIONS
-MAX_REASON = 300
 
 
 @dataclass
@@ -141,11 +139,29 @@ def _expand(spec: str, skipped: list[dict], corpus_limit: int | None) -> list[_T
         return _sample(tasks, corpus_limit)
     path = Path(spec)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        every = [p for p in path.rglob("*") if p.is_file()]
+        files = sorted(p for p in every if p.suffix.lower() in EXTENSIONS)
+        if not files:
+            raise ValueError(f"found no MIDI files in {spec} (nor scores){_what_else(every)}; Antiphon reads {FORMATS}")
         return [t for p in files for t in _file_tasks(p, skipped)]
     if path.is_file():
+        if path.suffix.lower() not in EXTENSIONS:
+            skipped.append({"path": spec, "reason": f"not a format Antiphon reads ({path.suffix or 'no extension'}); "
+                                                    f"it reads {FORMATS}"})
+            return []
         return _file_tasks(path, skipped)
     raise FileNotFoundError(f"no such file, folder or corpus: {spec}")
+
+
+def _what_else(files: list[Path]) -> str:
+    """', it holds 3 other files (.wav 2, .txt 1)': what a folder without music holds."""
+    if not files:
+        return ": it is empty"
+    kinds: dict[str, int] = {}
+    for p in files:
+        kinds[p.suffix.lower() or "no extension"] = kinds.get(p.suffix.lower() or "no extension", 0) + 1
+    shown = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:4])
+    return f": it holds {len(files)} other file{'s' if len(files) > 1 else ''} ({shown})"
 
 
 # ---------------------------------------------------------------------------------------------- reading

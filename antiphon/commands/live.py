@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="sampling seed, for answers that repeat run to run (default: random)")
     p.add_argument("--headless", action="store_true",
                    help="no panel: print a status line (the default where there is no display)")
+    p.add_argument("--verbose", action="store_true",
+                   help="headless: print the full status line of figures twice a second, as new lines (a log, "
+                        "not a terminal, always gets it)")
     p.add_argument("--screenshot", metavar="PNG", type=arguments.writable_file,
                    help="render the panel after a moment, write PNG, exit")
     p.add_argument("--duration", type=arguments.float_in(0.0, lo_open=True),
@@ -89,7 +92,8 @@ def config_from(args):
 
 
 def run(args) -> int:
-    from antiphon.plugin.live import LiveEngine, exit_lines, status_line
+    from antiphon.console import StatusPrinter, start_lines
+    from antiphon.plugin.live import LiveEngine, exit_lines
 
     from antiphon.gui.app import panel_unavailable
     from antiphon.plugin.ports import resolve_backend
@@ -108,16 +112,23 @@ def run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     engine = LiveEngine(config)
     engine.start()
-    snap = engine.snapshot()
-    print(f"Antiphon live: style {engine.style_name}, in '{snap.ports[0]}', out '{snap.ports[1]}' "
-          f"({snap.backend}); Ctrl-C to stop", flush=True)
+    print("\n".join(start_lines(engine.style_name, engine.snapshot())), flush=True)
+    status = StatusPrinter(sys.stdout, verbose=args.verbose)
     t_end = time.monotonic() + args.duration if args.duration else None
+    lost = None
     try:
-        while not stop.wait(0.5):
-            print(status_line(engine.snapshot()), flush=True)
+        while not stop.wait(0.1):
+            lost = engine.ports_lost()
+            if lost:
+                break
+            status.show(engine.snapshot())
             if t_end is not None and time.monotonic() >= t_end:
                 break
     finally:
+        status.done()
         engine.close()
         print("\n".join(exit_lines(engine)), flush=True)
+    if lost:
+        print(f"antiphon live: {lost}; stopped", file=sys.stderr, flush=True)
+        return 1
     return 0
