@@ -220,6 +220,25 @@ def test_training_killed_mid_epoch_resumes(jsb_medium, tmp_path):
     assert done[-1] <= after <= done[-1] + 1
     resumed = [json.loads(line)["epoch"] for line in r.stdout.splitlines() if line.startswith('{"epoch"')]
     assert resumed == list(range(after + 1, done[-1] + 3))
+    # Ctrl-C: one line that says which epoch is saved and how to go on
+    before = out.read_bytes()
+    again = [*cmd, "--epochs", str(done[-1] + 40), "--resume"]
+    log2 = tmp_path / "train2.log"
+    with open(log2, "w") as f:
+        proc = subprocess.Popen(again, stdout=f, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        wait_until(lambda: '"epoch": ' in log2.read_text() or proc.poll() is not None, 240, "an epoch", poll=0.05)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    saved = [json.loads(line)["epoch"] for line in log2.read_text().splitlines() if line.startswith('{"epoch"')]
+    line = err.strip().splitlines()[-1]  # after the epoch's progress bar
+    print(f"Ctrl-C: exit {proc.returncode}: {line}")
+    assert proc.returncode == 130 and line.startswith("antiphon train: stopped (Ctrl-C)"), err[-2000:]
+    m = re.search(rf"epoch (\d+) is saved in {re.escape(str(ckpt))}.*To go on: antiphon .*--resume", line)
+    assert m and int(m.group(1)) >= saved[0], err
+    assert out.read_bytes() == before or f"{out} holds the best one so far" in err
 
 
 def _checkpoint(jsb, tmp_path) -> Path:

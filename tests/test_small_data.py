@@ -76,9 +76,11 @@ def readme_training_commands() -> list[str]:
 
 @pytest.mark.slow
 def test_a_25_file_folder_goes_through_the_readme_commands_word_for_word(band, tmp_path):
+    """The README's training recipe as a new user runs it: the plain train line sizes the run to 25 files
+    (fine-tuning the default style), ends with a report in words, and the style beats the Markov baseline."""
     folder, idea = band
     lines = readme_training_commands()
-    assert [ln.split()[1] for ln in lines] == ["prepare", "train", "eval", "eval", "generate", "live"]
+    assert [ln.split()[1] for ln in lines] == ["prepare", "train", "eval", "generate", "live"]
     env = {k: v for k, v in os.environ.items() if k not in ("ANTIPHON_CACHE", "ANTIPHON_DEBUG")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     outputs = {}
@@ -86,8 +88,6 @@ def test_a_25_file_folder_goes_through_the_readme_commands_word_for_word(band, t
         words = shlex.split(line, comments=True)
         assert "~/midi/my-band" in words or "idea.mid" in words or words[1] == "prepare"
         args = [str(folder) if w == "~/midi/my-band" else str(idea) if w == "idea.mid" else w for w in words[1:]]
-        if args[0] == "train":  # the one change: one epoch, not twenty, to keep the test short
-            args[args.index("--epochs") + 1] = "1"
         r = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 0 and "Traceback" not in r.stderr, f"{line}\n{r.stdout}\n{r.stderr}"
@@ -96,13 +96,34 @@ def test_a_25_file_folder_goes_through_the_readme_commands_word_for_word(band, t
     assert "prepared 25 pieces" in prepared.stdout
     assert "small-data rule" in prepared.stderr and "23 train, 1 valid, 1 test" in prepared.stderr
     train = outputs["train"][0]
+    assert "auto: 23 pieces" in train.stderr and "fine-tuning the default style" in train.stderr, train.stderr
     assert "session memory not tuned" in train.stderr and f"fewer than {SMALL_SPLIT_EVENTS}" in train.stderr
-    figures = json.loads(train.stdout.strip().splitlines()[-1])
-    assert "skipped" in figures["memory_tuning"] and figures["test"]["events"] > 0
-    lstm, markov = (json.loads(r.stdout) for r in outputs["eval"])
-    assert lstm["events"] == markov["events"] == figures["test"]["events"] and markov["baseline"] == "markov"
-    assert (tmp_path / "mine.style").is_file() and (tmp_path / "more.mid").is_file()
+    report = train.stdout.strip().splitlines()[-6:]
+    print("\n" + "\n".join(report))
+    assert report[0].startswith("How good mine.style is, on the test split")
+    assert "(lower is better); the Markov baseline" in report[1] and "notes in key" in report[2]
+    assert report[4] == "verdict: better than the baseline: ready to play", report
+    assert report[5] == "next: antiphon live --style mine.style"
+    from antiphon.engine.style import load_style
+
+    style = load_style(str(tmp_path / "mine.style"))
+    assert style.meta["init"]["style"] == "default" and style.meta["held_out"]["test"]["events"] > 0
+    assert outputs["eval"][0].stdout.splitlines()[:2] == report[:2]  # eval reads the same figures
+    assert (tmp_path / "more.mid").is_file()
     assert "3 variation(s) of 8 bars" in outputs["generate"][0].stdout
+    assert "one after another" in outputs["generate"][0].stdout
+
+
+def test_auto_sizes_the_run_to_the_data():
+    from antiphon.training.run_plan import FINE_TUNE_BELOW, TARGET_STEPS, plan
+
+    small, large = plan(7_000), plan(FINE_TUNE_BELOW * 3)
+    assert small.init == "default" and large.init is None and plan(7_000, "scratch").init is None
+    assert plan(7_000, "mine.style").init == "mine.style"
+    for run, events in ((small, 7_000), (large, FINE_TUNE_BELOW * 3)):
+        steps = run.epochs * -(-(-(-events // run.seq_len)) // run.batch_size)
+        assert TARGET_STEPS <= steps < 2 * TARGET_STEPS or run.epochs == 3, (run, steps)
+    assert small.lr < large.lr and large.preset == "medium" and small.patience > 0
 
 
 def test_fewer_than_a_few_thousand_valid_events_tune_no_memory(tmp_path):

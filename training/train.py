@@ -47,6 +47,7 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
     masked_loss: bool = False  # train on the grammar-masked softmax (what eval and sampling use)
     ema: float = 0.0  # validate and keep an exponential moving average of the weights with this decay; 0 = off
+    minutes: float = 0.0  # stop after the epoch that passes this much training time; 0 = no limit
 
 
 @dataclass
@@ -288,6 +289,14 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
         log(f"resumed from {ckpt} after epoch {hist.epoch} (best valid {hist.best_valid:.4f} at {hist.best_epoch})")
     elif resume:
         log(f"no checkpoint at {ckpt}: starting fresh")
+    if init is not None and hist.epoch == 0 and valid_pieces and rank == 0:
+        # fine-tuning: the parent itself is the score to beat (epoch 0), kept when no epoch beats it on valid
+        v = validate(model, valid_pieces, [grammar_masks(t) for t, _ in valid_pieces], device)
+        hist.best_valid = v["nll_per_event"]
+        save_style(out, model, dict(meta, epoch=0, valid=v, history=asdict(hist), train_config=asdict(cfg),
+                                    parameters=model.num_parameters()))
+        log(json.dumps({"epoch": 0, "valid_nll": round(v["nll_per_event"], 4), "valid_acc": round(v["accuracy"], 4),
+                        "parent": True}))
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     windows = chunks(train_pieces, cfg.seq_len, model.reads_pitches, cfg.masked_loss,
                      train_voices if model_cfg.role_input else None)
@@ -358,6 +367,10 @@ def train(train_pieces: list[Piece], valid_pieces: list[Piece], model_cfg: Model
             dist.barrier()
         if cfg.patience and epoch - hist.best_epoch >= cfg.patience:
             log(f"no better valid NLL for {cfg.patience} epochs: stopping")
+            break
+        if cfg.minutes and hist.seconds >= 60 * cfg.minutes and epoch < cfg.epochs:
+            log(f"{cfg.minutes:g} minutes of training passed after epoch {epoch}: stopping (the best epoch, "
+                f"{hist.best_epoch}, is kept)")
             break
     if world > 1:
         dist.destroy_process_group()

@@ -50,7 +50,16 @@ def run(args) -> int:
     result["split"] = args.split
     if args.json:
         print(json.dumps(result))
+    elif args.style:
+        from antiphon.engine.style import load_style
+        from antiphon.training.style_report import continuations, report
+
+        cont = continuations(load_style(args.style).runtime(), data[args.split], arguments.DEFAULT_TEMPERATURE,
+                             arguments.DEFAULT_TOP_P)
+        markov = score_markov(data, args.split, args.transpose)
+        print("\n".join(report(args.style, args.split, result, markov, cont,
+                               f"antiphon live --style {args.style}")))
     else:
-        for k, v in result.items():
-            print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
+        print(f"the Markov baseline on the {args.split} split: {result['nll_per_event']:.2f} nats per event "
+              f"(lower is better; order {result['order']}), {result['events']} events")
     return 0
