@@ -47,7 +47,7 @@ def test_the_rendered_help_shows_defaults():
     text = subparsers()["live"].format_help()
     assert "(default: 1.1)" in text and "(default: 120.0)" in text and "(default: call_response)" in text
     train = subparsers()["train"].format_help()
-    assert "(default: 20)" in train and "passes over the training split" in train
+    assert "(default: auto)" in train and "passes over the training split (auto: about 600 steps)" in train
 
 
 def test_one_temperature_default_and_one_meaning_of_bars():
