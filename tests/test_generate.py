@@ -78,3 +78,21 @@ def test_demo_writes_call_and_answer_as_midi_and_png(tiny_style, tmp_path, capsy
     assert summary["answer_notes"] > 0 and 0 < summary["answer_delay_beats"] <= 2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [t.name for t in mido.MidiFile(str(mid)).tracks][1:] == ["call", "answer (tiny)"]
+    programs = [[m.program for m in t if m.type == "program_change"] for t in mido.MidiFile(str(mid)).tracks[1:]]
+    assert programs == [[0], [73]]  # call and answer on two General MIDI sounds: piano, flute
+
+
+def test_piano_roll_counts_bars(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from antiphon.engine.events import Meter
+    from antiphon.pictures import bar_axis
+
+    fig, ax = plt.subplots()
+    bar_axis(ax, 4 * 72, Meter.parse("3/4"))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
+    assert list(ax.get_xticks()) == [0, 3, 6, 9, 12, 15] and ax.get_xlabel() == "bar (3/4)"
+    plt.close(fig)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from antiphon import arguments
 
+CALL_PROGRAM, ANSWER_PROGRAM = 0, 73  # General MIDI: the call on the piano, the answer on the flute
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", default="default", help="style name or file")
@@ -58,7 +60,8 @@ def run(args) -> int:
     session = Session(style.runtime(), meter, params, seed=args.seed)
     call_end = max(n.end for n in phrase)
     answer = simulate(session, phrase, call_end + (args.response_bars + 2) * meter.ticks_per_bar)
-    write_midi(args.out, [("call", phrase), (f"answer ({style.name})", answer)], bpm=args.bpm, meter=meter)
+    write_midi(args.out, [("call", phrase), (f"answer ({style.name})", answer)], bpm=args.bpm, meter=meter,
+               programs=[CALL_PROGRAM, ANSWER_PROGRAM])
     piano_roll_png(args.png, [("call", phrase, "#2a6fdb"), ("Antiphon's answer", answer, "#e0692b")], meter,
                    f"{args.piece}, {call_bars} bars, answered by style '{style.name}' (T={args.temperature})")
     end_tick = max(n.end for n in phrase + answer)
