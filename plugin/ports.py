@@ -105,6 +105,8 @@ def available_backends() -> list[str]:
         found.append("alsa")
     if _api_compiled("coremidi") and sys.platform == "darwin":
         found.append("coremidi")
+    if _api_compiled("winmm") and sys.platform.startswith("win"):
+        found.append("winmm")  # existing ports only (loopMIDI): opening one without --in-port/--out-port says so
     if jack_running():
         found.append("jack")
     return found

@@ -11,7 +11,7 @@ from antiphon import arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi"],
+    p.add_argument("--backend", default="auto", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
                    help="MIDI backend (auto: ALSA, then CoreMIDI, then a running JACK server)")
     p.add_argument("--in-port", help="connect to this existing input port instead of creating 'Antiphon In'")
     p.add_argument("--out-port", help="connect to this existing output port instead of creating 'Antiphon Out'")
