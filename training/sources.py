@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import hashlib
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,10 +158,8 @@ def _what_else(files: list[Path]) -> str:
     """', it holds 3 other files (.wav 2, .txt 1)': what a folder without music holds."""
     if not files:
         return ": it is empty"
-    kinds: dict[str, int] = {}
-    for p in files:
-        kinds[p.suffix.lower() or "no extension"] = kinds.get(p.suffix.lower() or "no extension", 0) + 1
-    shown = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:4])
+    kinds = Counter(p.suffix.lower() or "no extension" for p in files)
+    shown = ", ".join(f"{k} {n}" for k, n in kinds.most_common(4))
     return f": it holds {len(files)} other file{'s' if len(files) > 1 else ''} ({shown})"
 
 
